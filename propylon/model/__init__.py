@@ -1,0 +1,259 @@
+"""The data-plane model: what Gateway API semantics decided, in Gateway API's language.
+
+`propylon.gatewayapi` produces a `Model`; `propylon.envoy` turns it into xDS. Nothing
+here knows about Envoy. Every collection is a tuple in a deterministic order, so the same
+input always gives the same model (and byte-identical xDS).
+
+Naming (stable and documented, so users can find things in Envoy's config_dump):
+- `Listener.name`: `<gateway-namespace>/<gateway-name>/<port>`; one per Gateway and port.
+- `Cluster.name`: `<namespace>:<service>:<port>` for a Service backend.
+- `Secret.name`: `<namespace>/<secret-name>`.
+- `VirtualHost.name`: `<listener-name>/<hostname or *>`.
+- `Route.name`: `<kind>/<namespace>/<route-name>/rule/<i>/match/<j>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class PathMatchType(str, Enum):
+    EXACT = "Exact"
+    PREFIX = "PathPrefix"
+    REGEX = "RegularExpression"
+
+
+class ValueMatchType(str, Enum):
+    EXACT = "Exact"
+    REGEX = "RegularExpression"
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    type: PathMatchType
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    """Header names are matched case-insensitively (HTTP semantics)."""
+
+    name: str
+    value: str
+    type: ValueMatchType = ValueMatchType.EXACT
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParamMatch:
+    name: str
+    value: str
+    type: ValueMatchType = ValueMatchType.EXACT
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """All conditions must hold. A GRPCRoute method match arrives here already as a path."""
+
+    path: PathMatch = PathMatch(PathMatchType.PREFIX, "/")
+    headers: tuple[HeaderMatch, ...] = ()
+    query_params: tuple[QueryParamMatch, ...] = ()
+    method: str | None = None
+    grpc: bool = False  # only requests with content-type application/grpc*
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderModifier:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+class PathModifierType(str, Enum):
+    FULL = "ReplaceFullPath"
+    PREFIX = "ReplacePrefixMatch"
+
+
+@dataclass(frozen=True, slots=True)
+class PathModifier:
+    type: PathModifierType
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """HTTPRoute RequestRedirect. `None` fields keep the request's value."""
+
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    path: PathModifier | None = None
+    status_code: int = 302
+
+
+@dataclass(frozen=True, slots=True)
+class URLRewrite:
+    hostname: str | None = None
+    path: PathModifier | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    cluster: str
+    # Fraction of requests mirrored, as numerator/denominator (100/100 = all).
+    numerator: int = 100
+    denominator: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CORS:
+    allow_origins: tuple[str, ...] = ()  # "*" or scheme://host[:port], may hold "*" wildcards
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_seconds: int = 5
+    allow_credentials: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedBackend:
+    """One backendRef of a rule. `cluster` is None for a ref that could not be resolved:
+    its share of the traffic is answered with HTTP 500, as the Gateway API requires."""
+
+    cluster: str | None
+    weight: int = 1
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    backends: tuple[WeightedBackend, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResponse:
+    status: int
+    body: str = ""
+
+
+RouteAction = Forward | Redirect | DirectResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One match of one rule, in final precedence order within its virtual host."""
+
+    name: str
+    match: RouteMatch
+    action: RouteAction
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
+    rewrite: URLRewrite | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    cors: CORS | None = None
+    timeout_ms: int | None = None  # HTTPRoute timeouts.request; 0 disables
+    backend_timeout_ms: int | None = None  # timeouts.backendRequest; 0 disables
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHost:
+    """Requests whose host (port stripped) matches one of `hostnames`.
+
+    Hostnames are exact (`foo.example.com`), wildcard (`*.example.com`, at least one
+    label) or `*` (anything). Envoy-style "most specific domain wins" selection is
+    correct here because `gatewayapi` already enforced listener isolation.
+    """
+
+    name: str
+    hostnames: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSTermination:
+    """An HTTPS filter chain: chosen by SNI (`server_names`, empty = any)."""
+
+    server_names: tuple[str, ...]
+    certificates: tuple[str, ...]  # Secret names in `Model.secrets`
+    virtual_hosts: tuple[VirtualHost, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPassthrough:
+    """A TLS filter chain forwarded as TCP, chosen by SNI (`server_names`, empty = any)."""
+
+    name: str
+    server_names: tuple[str, ...]
+    backends: tuple[WeightedBackend, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One socket: a Gateway's address and port. Gateway listeners that share a port
+    (different hostnames or protocols that can share) are merged into one Listener.
+
+    Exactly one of these shapes is used: `http` (plain HTTP), or any mix of `https`
+    and `passthrough` chains (both select on SNI).
+    """
+
+    name: str
+    address: str
+    port: int
+    http: tuple[VirtualHost, ...] | None = None
+    https: tuple[TLSTermination, ...] = ()
+    passthrough: tuple[TLSPassthrough, ...] = ()
+
+
+class AppProtocol(str, Enum):
+    HTTP1 = "http"
+    H2C = "kubernetes.io/h2c"  # also gRPC backends
+    WEBSOCKET = "kubernetes.io/ws"
+    TCP = "tcp"  # TLS passthrough
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: int
+    ready: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTLS:
+    """BackendTLSPolicy: originate TLS to the backend."""
+
+    sni: str
+    ca_pem: str | None  # None: system trust store (WellKnownCACertificates: System)
+    subject_alt_names: tuple[tuple[str, str], ...] = ()  # (type "Hostname"|"URI", value)
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    protocol: AppProtocol = AppProtocol.HTTP1
+    tls: UpstreamTLS | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    name: str
+    certificate_chain: str  # PEM
+    private_key: str  # PEM
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    listeners: tuple[Listener, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """Data-plane knobs from the helm-style values that apply to every listener."""
+
+    xff_num_trusted_hops: int = 0
+    # Listeners bind these host addresses instead of the Gateway address (hostNetwork).
+    bind_all: bool = False

@@ -1,0 +1,1 @@
+"""Typed Kubernetes-style resources that Propylon reads: Gateway API, core, Cilium."""

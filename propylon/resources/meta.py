@@ -1,0 +1,38 @@
+"""Object identity and metadata shared by every Kubernetes-style resource."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ObjectKey(NamedTuple):
+    """Identity of an object: its kind, namespace ("" for cluster-scoped) and name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        if self.namespace:
+            return f"{self.kind} {self.namespace}/{self.name}"
+        return f"{self.kind} {self.name}"
+
+
+class ObjectMeta(BaseModel):
+    """The subset of Kubernetes ObjectMeta that Propylon reads.
+
+    `generation`, `creationTimestamp` and `uid` are owned by the store (as the API
+    server owns them): whatever a file says for them is replaced.
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int = 1
+    creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")
+    uid: str | None = None
