@@ -1,0 +1,12 @@
+"""Gateway API semantics, pure: `build(Inputs) -> BuildResult`.
+
+Class acceptance, listener validation, address allocation, route attachment, hostname
+intersection, ReferenceGrants, backend resolution; the result is every status, the
+generated `cilium-gateway-<name>` Services, Gateway addresses and the data-plane `Model`.
+No I/O, no clock, no global state: the same `Inputs` always give the same result."""
+
+from propylon.gatewayapi.build import build
+from propylon.gatewayapi.conditions import CONTROLLER_NAME
+from propylon.gatewayapi.inputs import BuildResult, Diagnostic, Inputs
+
+__all__ = ["CONTROLLER_NAME", "BuildResult", "Diagnostic", "Inputs", "build"]

@@ -1,0 +1,182 @@
+"""Backend references -> model Clusters (Service + EndpointSlices), with ReferenceGrant
+checks and BackendTLSPolicy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from propylon.gatewayapi import conditions as c
+from propylon.gatewayapi.index import Index, age_key
+from propylon.gatewayapi.referencegrants import permitted
+from propylon.model import AppProtocol, Cluster, Endpoint, UpstreamTLS
+from propylon.resources import GATEWAY_GROUP, BackendObjectReference, Service, ServicePort
+
+APP_PROTOCOLS = {
+    "kubernetes.io/h2c": AppProtocol.H2C,
+    "kubernetes.io/ws": AppProtocol.WEBSOCKET,
+}
+# Ordered by how much a cluster's protocol constrains Envoy: a shared cluster takes the
+# strongest requirement (gRPC needs HTTP/2).
+_PROTOCOL_RANK = {
+    AppProtocol.HTTP1: 0,
+    AppProtocol.WEBSOCKET: 1,
+    AppProtocol.TCP: 2,
+    AppProtocol.H2C: 3,
+}
+# Problem reasons in the order that wins when several backends fail.
+_REASON_RANK = (
+    c.R_REF_NOT_PERMITTED,
+    c.R_INVALID_KIND,
+    c.R_BACKEND_NOT_FOUND,
+    c.R_UNSUPPORTED_PROTOCOL,
+)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    cluster: str | None
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass
+class BackendProblems:
+    """ResolvedRefs for one route: the first reason by rank, all messages."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, reason: str, message: str) -> None:
+        if (reason, message) not in self.items:
+            self.items.append((reason, message))
+
+    @property
+    def reason(self) -> str:
+        if not self.items:
+            return c.R_RESOLVED_REFS
+        return min((r for r, _ in self.items), key=_REASON_RANK.index)
+
+    @property
+    def message(self) -> str:
+        if not self.items:
+            return "All references are resolved"
+        return "; ".join(m for _, m in self.items)
+
+
+class Clusters:
+    """Collects the clusters routes use, one per Service port."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self._clusters: dict[str, Cluster] = {}
+
+    def resolve(
+        self,
+        ref: BackendObjectReference,
+        *,
+        route_kind: str,
+        route_namespace: str,
+        protocol: AppProtocol | None = None,
+    ) -> Resolved:
+        ns = ref.namespace or route_namespace
+        what = f"{ref.kind} {ns}/{ref.name}"
+        if ref.group != "" or ref.kind != "Service":
+            return Resolved(
+                None,
+                c.R_INVALID_KIND,
+                f"backend {ref.group or 'core'}/{ref.kind} {ref.name}: only Services are supported",
+            )
+        if not permitted(
+            self.index,
+            from_group=GATEWAY_GROUP,
+            from_kind=route_kind,
+            from_namespace=route_namespace,
+            to_group="",
+            to_kind="Service",
+            to_namespace=ns,
+            to_name=ref.name,
+        ):
+            return Resolved(
+                None,
+                c.R_REF_NOT_PERMITTED,
+                f"backend {what}: cross-namespace reference not allowed by any ReferenceGrant",
+            )
+        svc = self.index.services.get((ns, ref.name))
+        if svc is None:
+            return Resolved(None, c.R_BACKEND_NOT_FOUND, f"backend {what} not found")
+        port = next((p for p in svc.spec.ports if p.port == ref.port), None)
+        if port is None:
+            return Resolved(None, c.R_BACKEND_NOT_FOUND, f"backend {what} has no port {ref.port}")
+        if svc.spec.type == "ExternalName":
+            return Resolved(
+                None,
+                c.R_UNSUPPORTED_PROTOCOL,
+                f"backend {what}: ExternalName Services are not supported",
+            )
+        name = f"{ns}:{ref.name}:{port.port}"
+        proto = protocol or APP_PROTOCOLS.get(port.app_protocol or "", AppProtocol.HTTP1)
+        existing = self._clusters.get(name)
+        if existing is not None and _PROTOCOL_RANK[existing.protocol] >= _PROTOCOL_RANK[proto]:
+            return Resolved(name)
+        self._clusters[name] = Cluster(
+            name=name,
+            endpoints=self._endpoints(svc, port),
+            protocol=proto,
+            tls=self._upstream_tls(svc, port),
+        )
+        return Resolved(name)
+
+    def _endpoints(self, svc: Service, port: ServicePort) -> tuple[Endpoint, ...]:
+        wanted = port.name or ""
+        out: set[Endpoint] = set()
+        for eps in self.index.slices.get((svc.metadata.namespace, svc.metadata.name), []):
+            if eps.address_type == "FQDN":
+                continue
+            slice_port = next((p for p in eps.ports if (p.name or "") == wanted), None)
+            if slice_port is None or slice_port.port is None:
+                continue
+            for ep in eps.endpoints:
+                if not ep.ready:
+                    continue
+                for addr in ep.addresses:
+                    out.add(Endpoint(addr, slice_port.port))
+        return tuple(sorted(out, key=lambda e: (e.address, e.port)))
+
+    def _upstream_tls(self, svc: Service, port: ServicePort) -> UpstreamTLS | None:
+        """The oldest BackendTLSPolicy for this Service port (a sectionName match wins)."""
+        ns = svc.metadata.namespace
+        candidates = []
+        for (pns, _), policy in sorted(self.index.backend_tls_policies.items()):
+            if pns != ns:
+                continue
+            for target in policy.spec.target_refs:
+                if (
+                    target.group != ""
+                    or target.kind != "Service"
+                    or target.name != svc.metadata.name
+                ):
+                    continue
+                if target.section_name is not None and target.section_name != (port.name or ""):
+                    continue
+                candidates.append((target.section_name is None, age_key(policy), policy))
+                break
+        if not candidates:
+            return None
+        policy = min(candidates, key=lambda t: (t[0], t[1]))[2]
+        validation = policy.spec.validation
+        ca_pem: str | None = None
+        if validation.ca_certificate_refs:
+            pems = []
+            for ref in validation.ca_certificate_refs:
+                cm = self.index.config_maps.get((ns, ref.name))
+                if ref.group == "" and ref.kind == "ConfigMap" and cm and "ca.crt" in cm.data:
+                    pems.append(cm.data["ca.crt"])
+            if not pems:
+                return None  # no valid CA: the policy is not applied (and traffic fails)
+            ca_pem = "\n".join(pems)
+        sans = tuple(
+            (san.type, san.hostname or san.uri or "") for san in validation.subject_alt_names
+        )
+        return UpstreamTLS(sni=validation.hostname, ca_pem=ca_pem, subject_alt_names=sans)
+
+    def clusters(self) -> tuple[Cluster, ...]:
+        return tuple(self._clusters[k] for k in sorted(self._clusters))

@@ -1,0 +1,181 @@
+"""Gateways: acceptance, addresses, listener states, status and the generated Service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from propylon.gatewayapi import conditions as c
+from propylon.gatewayapi.addresses import AddressRequest, Allocation
+from propylon.gatewayapi.gatewayclass import ClassState
+from propylon.gatewayapi.inputs import Diagnostic
+from propylon.gatewayapi.listeners import ListenerState
+from propylon.resources import (
+    Gateway,
+    LoadBalancerIngress,
+    LoadBalancerStatus,
+    ObjectMeta,
+    Service,
+    ServicePort,
+    ServiceSpec,
+    ServiceStatus,
+)
+
+LB_IPAM_ANNOTATIONS = ("io.cilium/lb-ipam-ips", "lbipam.cilium.io/ips")
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+OWNING_GATEWAY_LABEL = "io.cilium.gateway/owning-gateway"
+
+
+def service_name(gateway: Gateway) -> str:
+    return f"cilium-gateway-{gateway.metadata.name}"
+
+
+@dataclass
+class GatewayState:
+    gateway: Gateway
+    class_state: ClassState
+    listeners: list[ListenerState]
+    accepted: bool = True
+    accepted_reason: str = c.R_ACCEPTED
+    accepted_message: str = "Gateway is accepted"
+    address_request: AddressRequest | None = None
+    allocation: Allocation | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def address(self) -> str | None:
+        if self.allocation is None or not self.accepted:
+            return None
+        return self.allocation.address
+
+    @property
+    def programmed(self) -> bool:
+        return self.address is not None
+
+    def service_labels(self) -> dict[str, str]:
+        gw = self.gateway
+        infra = gw.spec.infrastructure
+        labels = dict(infra.labels) if infra else {}
+        labels[GATEWAY_NAME_LABEL] = gw.metadata.name
+        labels[OWNING_GATEWAY_LABEL] = gw.metadata.name
+        return labels
+
+    def status(self) -> dict[str, Any]:
+        gen = self.gateway.metadata.generation
+        if self.programmed:
+            prog = c.condition(c.PROGRAMMED, True, c.R_PROGRAMMED, "Gateway is programmed", gen)
+        elif not self.accepted:
+            prog = c.condition(c.PROGRAMMED, False, c.R_INVALID, "Gateway is not accepted", gen)
+        else:
+            alloc = self.allocation
+            reason = alloc.reason if alloc and alloc.reason else c.R_ADDRESS_NOT_ASSIGNED
+            msg = alloc.message if alloc and alloc.message else "no address assigned"
+            prog = c.condition(c.PROGRAMMED, False, reason, msg, gen)
+        out: dict[str, Any] = {}
+        if self.address is not None:
+            out["addresses"] = [{"type": "IPAddress", "value": self.address}]
+        out["conditions"] = [
+            c.condition(
+                c.ACCEPTED, self.accepted, self.accepted_reason, self.accepted_message, gen
+            ),
+            prog,
+        ]
+        out["listeners"] = [li.status(gen) for li in self.listeners]
+        return out
+
+    def generated_service(self) -> Service:
+        gw = self.gateway
+        config = self.class_state.config
+        svc_cfg = config.spec.service if config is not None else None
+        svc_type = svc_cfg.type if svc_cfg is not None else "LoadBalancer"
+        infra = gw.spec.infrastructure
+        ports = sorted({li.spec.port for li in self.listeners})
+        status = None
+        if svc_type == "LoadBalancer" and self.address is not None:
+            status = ServiceStatus(
+                load_balancer=LoadBalancerStatus(ingress=[LoadBalancerIngress(ip=self.address)])
+            )
+        external = svc_type in ("LoadBalancer", "NodePort")
+        return Service(
+            metadata=ObjectMeta(
+                name=service_name(gw),
+                namespace=gw.metadata.namespace,
+                labels=self.service_labels(),
+                annotations=dict(infra.annotations) if infra else {},
+            ),
+            spec=ServiceSpec(
+                type=svc_type,
+                ports=[ServicePort(name=f"port-{p}", port=p, protocol="TCP") for p in ports],
+                external_traffic_policy=(svc_cfg.external_traffic_policy if svc_cfg else "Cluster")
+                if external
+                else None,
+                load_balancer_class=svc_cfg.load_balancer_class if svc_cfg else None,
+                load_balancer_source_ranges=(svc_cfg.load_balancer_source_ranges or None)
+                if svc_cfg
+                else None,
+                ip_families=list(svc_cfg.ip_families) or None if svc_cfg else None,
+                ip_family_policy=svc_cfg.ip_family_policy if svc_cfg else None,
+            ),
+            status=status,
+        )
+
+
+def evaluate_gateway(state: GatewayState) -> None:
+    """Acceptance (class, addresses, listeners) and the address request."""
+    gw = state.gateway
+    if not state.class_state.accepted:
+        state.accepted = False
+        state.accepted_reason = c.R_INVALID
+        state.accepted_message = (
+            f"GatewayClass {gw.spec.gateway_class_name} is not accepted: "
+            f"{state.class_state.message}"
+        )
+        return
+
+    labels = {
+        **state.service_labels(),
+        "io.kubernetes.service.namespace": gw.metadata.namespace,
+        "io.kubernetes.service.name": service_name(gw),
+    }
+    infra = gw.spec.infrastructure
+    annotation = next(
+        (
+            (k, infra.annotations[k])
+            for k in LB_IPAM_ANNOTATIONS
+            if infra is not None and infra.annotations.get(k, "").strip()
+        ),
+        None,
+    )
+    if annotation is not None:
+        key, value = annotation
+        wanted = tuple(ip.strip() for ip in value.split(",") if ip.strip())
+        if gw.spec.addresses:
+            state.diagnostics.append(
+                Diagnostic(
+                    gw.key,
+                    f"spec.addresses is ignored because spec.infrastructure.annotations[{key}] "
+                    "sets the address",
+                    field="spec.addresses",
+                )
+            )
+        state.address_request = AddressRequest(gw.key, labels, wanted, require_all=False)
+    else:
+        unsupported = [a for a in gw.spec.addresses if a.type != "IPAddress"]
+        if unsupported:
+            state.accepted = False
+            state.accepted_reason = c.R_UNSUPPORTED_ADDRESS
+            kinds = ", ".join(sorted({a.type for a in unsupported}))
+            state.accepted_message = f"address type {kinds} is not supported (only IPAddress)"
+            return
+        wanted = tuple(a.value for a in gw.spec.addresses if a.value)
+        state.address_request = AddressRequest(gw.key, labels, wanted, require_all=True)
+
+    usable = [li for li in state.listeners if li.accepted]
+    if not usable:
+        state.accepted = False
+        state.accepted_reason = c.R_LISTENERS_NOT_VALID
+        state.accepted_message = "no listener is valid"
+    elif len(usable) < len(state.listeners):
+        state.accepted_reason = c.R_LISTENERS_NOT_VALID
+        bad = ", ".join(li.name for li in state.listeners if not li.accepted)
+        state.accepted_message = f"Gateway is accepted, but some listeners are not valid: {bad}"

@@ -1,0 +1,46 @@
+"""The input and output types of `build`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from propylon.model import Model
+from propylon.resources import ObjectKey, Resource, Service
+from propylon.values import Values
+
+
+@dataclass(frozen=True)
+class Inputs:
+    objects: Mapping[ObjectKey, Resource]
+    values: Values = field(default_factory=Values)
+    # Gateway key -> the address it had, so allocation is stable across rebuilds.
+    previous_addresses: Mapping[ObjectKey, str] = field(default_factory=dict)
+    # CIDRs used when no CiliumLoadBalancerIPPool exists (standalone: loopback).
+    default_pool: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """Something the user should know that is not a status condition."""
+
+    object: ObjectKey
+    message: str
+    field: str = ""
+    severity: Literal["warning", "error"] = "warning"
+
+    def __str__(self) -> str:
+        where = f" {self.field}:" if self.field else ""
+        return f"{self.severity}: {self.object}:{where} {self.message}"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    # Status subresource per object, JSON-ready; conditions carry observedGeneration but
+    # no lastTransitionTime (the shell adds it).
+    statuses: Mapping[ObjectKey, dict[str, Any]]
+    services: tuple[Service, ...]
+    addresses: Mapping[ObjectKey, str]
+    model: Model
+    diagnostics: tuple[Diagnostic, ...] = ()

@@ -1,0 +1,254 @@
+"""Listener validation: protocol, port, conflicts, allowed route kinds and namespaces,
+certificate references."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from propylon.gatewayapi import conditions as c
+from propylon.gatewayapi.index import Index
+from propylon.gatewayapi.referencegrants import permitted
+from propylon.model import Secret as ModelSecret
+from propylon.resources import GATEWAY_GROUP, Gateway, Listener
+from propylon.values import Values
+
+HTTP_KINDS = ("HTTPRoute", "GRPCRoute")
+PROTOCOL_KINDS: dict[str, tuple[str, ...]] = {
+    "HTTP": HTTP_KINDS,
+    "HTTPS": HTTP_KINDS,
+    "TLS": ("TLSRoute",),
+}
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+@dataclass
+class ListenerState:
+    gateway: Gateway
+    spec: Listener
+    supported_kinds: tuple[str, ...] = ()
+    accepted: bool = True
+    accepted_reason: str = c.R_ACCEPTED
+    accepted_message: str = "Listener is valid"
+    conflicted_reason: str = ""
+    conflicted_message: str = ""
+    refs_reason: str = c.R_RESOLVED_REFS
+    refs_message: str = "All references are resolved"
+    certificates: tuple[ModelSecret, ...] = ()
+    attached_routes: set[tuple[str, str, str]] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def usable(self) -> bool:
+        """Routes may attach (an unresolved certificate still lets them count)."""
+        return self.accepted and not self.conflicted_reason
+
+    @property
+    def programmable(self) -> bool:
+        if not self.usable:
+            return False
+        return self.spec.protocol != "HTTPS" or bool(self.certificates)
+
+    def reject(self, reason: str, message: str) -> None:
+        if self.accepted:
+            self.accepted, self.accepted_reason, self.accepted_message = False, reason, message
+
+    def unresolved(self, reason: str, message: str) -> None:
+        if self.refs_reason == c.R_RESOLVED_REFS:
+            self.refs_reason, self.refs_message = reason, message
+        else:
+            self.refs_message += f"; {message}"
+
+    def allows_namespace(self, index: Index, namespace: str) -> bool:
+        ns = self.spec.allowed_routes.namespaces
+        if ns.from_ == "All":
+            return True
+        if ns.from_ == "Same":
+            return namespace == self.gateway.metadata.namespace
+        if ns.selector is None:
+            return False
+        return ns.selector.matches(index.namespace_labels(namespace))
+
+    def status(self, generation: int) -> dict[str, Any]:
+        programmed = self.programmable
+        if programmed:
+            prog_reason, prog_msg = c.R_PROGRAMMED, "Listener is programmed"
+        else:
+            prog_reason = c.R_INVALID
+            prog_msg = self.conflicted_message or (
+                self.accepted_message if not self.accepted else self.refs_message
+            )
+        return {
+            "name": self.name,
+            "supportedKinds": [{"group": GATEWAY_GROUP, "kind": k} for k in self.supported_kinds],
+            "attachedRoutes": len(self.attached_routes),
+            "conditions": [
+                c.condition(
+                    c.ACCEPTED,
+                    self.accepted,
+                    self.accepted_reason,
+                    self.accepted_message,
+                    generation,
+                ),
+                c.condition(c.PROGRAMMED, programmed, prog_reason, prog_msg, generation),
+                c.condition(
+                    c.RESOLVED_REFS,
+                    self.refs_reason == c.R_RESOLVED_REFS,
+                    self.refs_reason,
+                    self.refs_message,
+                    generation,
+                ),
+                c.condition(
+                    c.CONFLICTED,
+                    bool(self.conflicted_reason),
+                    self.conflicted_reason or c.R_NO_CONFLICTS,
+                    self.conflicted_message or "No conflicts",
+                    generation,
+                ),
+            ],
+        }
+
+
+def _is_pem(data: bytes | None, marker: str) -> bool:
+    if not data:
+        return False
+    text = data.decode("utf-8", errors="replace")
+    return "-----BEGIN " in text and marker in text and "-----END " in text
+
+
+def _resolve_certificates(index: Index, state: ListenerState) -> None:
+    gw = state.gateway
+    tls = state.spec.tls
+    if tls is None or not tls.certificate_refs:
+        state.unresolved(c.R_INVALID_CERTIFICATE_REF, "HTTPS listener has no certificateRefs")
+        return
+    certs: list[ModelSecret] = []
+    for i, ref in enumerate(tls.certificate_refs):
+        ns = ref.namespace or gw.metadata.namespace
+        where = f"certificateRefs[{i}] ({ns}/{ref.name})"
+        if ref.group != "" or ref.kind != "Secret":
+            state.unresolved(
+                c.R_INVALID_CERTIFICATE_REF,
+                f"{where}: unsupported kind {ref.group or 'core'}/{ref.kind}, only core/Secret",
+            )
+            continue
+        if not permitted(
+            index,
+            from_group=GATEWAY_GROUP,
+            from_kind="Gateway",
+            from_namespace=gw.metadata.namespace,
+            to_group="",
+            to_kind="Secret",
+            to_namespace=ns,
+            to_name=ref.name,
+        ):
+            # RefNotPermitted outranks InvalidCertificateRef.
+            msg = f"{where}: cross-namespace reference not allowed by any ReferenceGrant"
+            if state.refs_reason == c.R_RESOLVED_REFS:
+                state.unresolved(c.R_REF_NOT_PERMITTED, msg)
+            else:
+                state.refs_reason = c.R_REF_NOT_PERMITTED
+                state.refs_message = f"{msg}; {state.refs_message}"
+            continue
+        secret = index.secrets.get((ns, ref.name))
+        if secret is None:
+            state.unresolved(c.R_INVALID_CERTIFICATE_REF, f"{where}: Secret not found")
+            continue
+        crt, key = secret.decoded("tls.crt"), secret.decoded("tls.key")
+        if secret.type != TLS_SECRET_TYPE:
+            problem = f"type is {secret.type!r}, not {TLS_SECRET_TYPE!r}"
+        elif not _is_pem(crt, "CERTIFICATE"):
+            problem = "tls.crt is missing or not a PEM certificate"
+        elif not _is_pem(key, "PRIVATE KEY"):
+            problem = "tls.key is missing or not a PEM private key"
+        else:
+            assert crt is not None and key is not None
+            certs.append(ModelSecret(f"{ns}/{ref.name}", crt.decode(), key.decode()))
+            continue
+        state.unresolved(c.R_INVALID_CERTIFICATE_REF, f"{where}: {problem}")
+    state.certificates = tuple(certs)
+
+
+def evaluate_listeners(index: Index, gateway: Gateway, values: Values) -> list[ListenerState]:
+    states: list[ListenerState] = []
+    host_network = values.gateway_api.host_network.enabled
+    for spec in gateway.spec.listeners:
+        st = ListenerState(gateway, spec)
+        kinds = PROTOCOL_KINDS.get(spec.protocol)
+        if kinds is None:
+            st.reject(
+                c.R_UNSUPPORTED_PROTOCOL,
+                f"protocol {spec.protocol} is not supported (supported: HTTP, HTTPS, TLS)",
+            )
+            kinds = ()
+        elif spec.protocol == "TLS" and (spec.tls is None or spec.tls.mode != "Passthrough"):
+            st.reject(
+                c.R_UNSUPPORTED_PROTOCOL,
+                "TLS listeners support tls.mode Passthrough only; "
+                "use protocol HTTPS to terminate TLS",
+            )
+        if host_network and spec.port <= 1023 and not values.may_bind_privileged_ports:
+            st.reject(
+                c.R_PORT_UNAVAILABLE,
+                f"port {spec.port} is privileged: with gatewayAPI.hostNetwork.enabled, use a "
+                "port above 1023 or set envoy.securityContext.capabilities."
+                "keepCapNetBindService=true and grant NET_BIND_SERVICE",
+            )
+        # allowedRoutes.kinds narrows what the protocol supports; unknown kinds are dropped.
+        if spec.allowed_routes.kinds:
+            valid: list[str] = []
+            invalid: list[str] = []
+            for rgk in spec.allowed_routes.kinds:
+                if rgk.group == GATEWAY_GROUP and rgk.kind in kinds:
+                    if rgk.kind not in valid:
+                        valid.append(rgk.kind)
+                else:
+                    invalid.append(f"{rgk.group or 'core'}/{rgk.kind}")
+            if invalid:
+                st.unresolved(
+                    c.R_INVALID_ROUTE_KINDS,
+                    f"kinds not supported by a {spec.protocol} listener: {', '.join(invalid)}",
+                )
+            st.supported_kinds = tuple(valid)
+        else:
+            st.supported_kinds = kinds
+        if spec.protocol == "HTTPS" and st.accepted:
+            _resolve_certificates(index, st)
+        states.append(st)
+    _mark_conflicts(states)
+    return states
+
+
+def _family(protocol: str) -> str:
+    # HTTPS and TLS passthrough share a port (both select by SNI); HTTP cannot.
+    return "http" if protocol == "HTTP" else "tls"
+
+
+def _mark_conflicts(states: list[ListenerState]) -> None:
+    by_port: dict[int, list[ListenerState]] = defaultdict(list)
+    for st in states:
+        if st.accepted:
+            by_port[st.spec.port].append(st)
+    for port, group in by_port.items():
+        families = {_family(st.spec.protocol) for st in group}
+        if len(families) > 1:
+            protos = ", ".join(sorted({st.spec.protocol for st in group}))
+            for st in group:
+                st.conflicted_reason = c.R_PROTOCOL_CONFLICT
+                st.conflicted_message = f"port {port} is used by incompatible protocols: {protos}"
+            continue
+        seen: dict[str, list[ListenerState]] = defaultdict(list)
+        for st in group:
+            seen[st.spec.hostname or "*"].append(st)
+        for host, same in seen.items():
+            if len(same) > 1:
+                names = ", ".join(s.name for s in same)
+                for st in same:
+                    st.conflicted_reason = c.R_HOSTNAME_CONFLICT
+                    st.conflicted_message = (
+                        f"listeners {names} share port {port} and hostname {host}"
+                    )

@@ -1,0 +1,309 @@
+"""HTTPRoute / GRPCRoute / TLSRoute rules -> model routes and backends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from propylon.gatewayapi.backends import BackendProblems, Clusters
+from propylon.gatewayapi.precedence import SortKey, sort_key
+from propylon.model import (
+    CORS,
+    AppProtocol,
+    DirectResponse,
+    Forward,
+    HeaderMatch,
+    HeaderModifier,
+    Mirror,
+    PathMatch,
+    PathMatchType,
+    PathModifier,
+    PathModifierType,
+    QueryParamMatch,
+    Redirect,
+    Route,
+    RouteAction,
+    RouteMatch,
+    URLRewrite,
+    ValueMatchType,
+    WeightedBackend,
+)
+from propylon.resources import (
+    BackendRef,
+    GRPCRoute,
+    GRPCRouteFilter,
+    GRPCRouteMatch,
+    HTTPHeaderFilter,
+    HTTPRoute,
+    HTTPRouteFilter,
+    HTTPRouteMatch,
+    Resource,
+    TLSRoute,
+    parse_duration_ms,
+)
+from propylon.resources.routes import HTTPPathModifier
+
+UNSUPPORTED_FILTERS = ("ExtensionRef", "ExternalAuth")
+
+
+@dataclass(frozen=True)
+class OrderedRoute:
+    key: SortKey
+    route: Route
+
+
+def unsupported_filters(route: HTTPRoute | GRPCRoute) -> list[str]:
+    """Filters we cannot honour; the route is then not accepted (UnsupportedValue)."""
+    out: list[str] = []
+    per_rule: list[list[HTTPRouteFilter | GRPCRouteFilter]] = []
+    if isinstance(route, HTTPRoute):
+        for hr in route.spec.rules:
+            per_rule.append([*hr.filters, *(f for b in hr.backend_refs for f in b.filters)])
+    else:
+        for gr in route.spec.rules:
+            per_rule.append([*gr.filters, *(f for b in gr.backend_refs for f in b.filters)])
+    for i, filters in enumerate(per_rule):
+        for f in filters:
+            if f.type in UNSUPPORTED_FILTERS:
+                out.append(f"spec.rules[{i}]: filter type {f.type} is not supported")
+    return out
+
+
+def _header_modifier(f: HTTPHeaderFilter | None) -> HeaderModifier | None:
+    if f is None:
+        return None
+    return HeaderModifier(
+        set=tuple((h.name, h.value) for h in f.set),
+        add=tuple((h.name, h.value) for h in f.add),
+        remove=tuple(f.remove),
+    )
+
+
+def _path_modifier(p: HTTPPathModifier | None) -> PathModifier | None:
+    if p is None:
+        return None
+    if p.type == "ReplaceFullPath":
+        return PathModifier(PathModifierType.FULL, p.replace_full_path or "")
+    return PathModifier(PathModifierType.PREFIX, p.replace_prefix_match or "")
+
+
+@dataclass
+class _Filters:
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
+    redirect: Redirect | None = None
+    rewrite: URLRewrite | None = None
+    cors: CORS | None = None
+    mirrors: tuple[Mirror, ...] = ()
+
+
+def _filters(
+    filters: Sequence[HTTPRouteFilter | GRPCRouteFilter],
+    route: Resource,
+    clusters: Clusters,
+    problems: BackendProblems,
+) -> _Filters:
+    out = _Filters()
+    mirrors: list[Mirror] = []
+    for f in filters:
+        if f.type == "RequestHeaderModifier":
+            out.request_headers = _header_modifier(f.request_header_modifier)
+        elif f.type == "ResponseHeaderModifier":
+            out.response_headers = _header_modifier(f.response_header_modifier)
+        elif f.type == "RequestMirror" and f.request_mirror is not None:
+            m = f.request_mirror
+            res = clusters.resolve(
+                m.backend_ref,
+                route_kind=route.kind,
+                route_namespace=route.metadata.namespace,
+                protocol=AppProtocol.H2C if isinstance(route, GRPCRoute) else None,
+            )
+            if res.cluster is None:
+                problems.add(res.reason, f"mirror {res.message}")
+                continue
+            if m.fraction is not None:
+                num, den = m.fraction.numerator, m.fraction.denominator
+            elif m.percent is not None:
+                num, den = m.percent, 100
+            else:
+                num, den = 100, 100
+            mirrors.append(Mirror(res.cluster, num, den))
+        elif isinstance(f, HTTPRouteFilter):
+            if f.type == "RequestRedirect" and f.request_redirect is not None:
+                r = f.request_redirect
+                out.redirect = Redirect(
+                    scheme=r.scheme,
+                    hostname=r.hostname,
+                    port=r.port,
+                    path=_path_modifier(r.path),
+                    status_code=r.status_code,
+                )
+            elif f.type == "URLRewrite" and f.url_rewrite is not None:
+                out.rewrite = URLRewrite(
+                    hostname=f.url_rewrite.hostname, path=_path_modifier(f.url_rewrite.path)
+                )
+            elif f.type == "CORS" and f.cors is not None:
+                cc = f.cors
+                out.cors = CORS(
+                    allow_origins=tuple(cc.allow_origins),
+                    allow_methods=tuple(cc.allow_methods),
+                    allow_headers=tuple(cc.allow_headers),
+                    expose_headers=tuple(cc.expose_headers),
+                    max_age_seconds=cc.max_age,
+                    allow_credentials=bool(cc.allow_credentials),
+                )
+    out.mirrors = tuple(mirrors)
+    return out
+
+
+def _backends(
+    refs: Sequence[BackendRef],
+    route: Resource,
+    clusters: Clusters,
+    problems: BackendProblems,
+    protocol: AppProtocol | None,
+) -> RouteAction:
+    weighted: list[WeightedBackend] = []
+    for ref in refs:
+        res = clusters.resolve(
+            ref,
+            route_kind=route.kind,
+            route_namespace=route.metadata.namespace,
+            protocol=protocol,
+        )
+        if res.cluster is None:
+            problems.add(res.reason, res.message)
+        if ref.weight == 0:
+            continue
+        bfilters = getattr(ref, "filters", [])
+        req = next((f for f in bfilters if f.type == "RequestHeaderModifier"), None)
+        resp = next((f for f in bfilters if f.type == "ResponseHeaderModifier"), None)
+        weighted.append(
+            WeightedBackend(
+                cluster=res.cluster,
+                weight=ref.weight,
+                request_headers=_header_modifier(req.request_header_modifier) if req else None,
+                response_headers=_header_modifier(resp.response_header_modifier) if resp else None,
+            )
+        )
+    # Nothing to forward to: the Gateway API wants HTTP 500 for the rule's traffic.
+    if not weighted or all(b.cluster is None for b in weighted):
+        return DirectResponse(500)
+    return Forward(tuple(weighted))
+
+
+def _http_match(m: HTTPRouteMatch) -> RouteMatch:
+    return RouteMatch(
+        path=PathMatch(PathMatchType(m.path.type), m.path.value),
+        headers=tuple(HeaderMatch(h.name, h.value, ValueMatchType(h.type)) for h in m.headers),
+        query_params=tuple(
+            QueryParamMatch(q.name, q.value, ValueMatchType(q.type)) for q in m.query_params
+        ),
+        method=m.method,
+    )
+
+
+def _grpc_match(m: GRPCRouteMatch) -> RouteMatch:
+    headers = tuple(HeaderMatch(h.name, h.value, ValueMatchType(h.type)) for h in m.headers)
+    meth = m.method
+    if meth is None:
+        path = PathMatch(PathMatchType.PREFIX, "/")
+    elif meth.type == "Exact":
+        if meth.service and meth.method:
+            path = PathMatch(PathMatchType.EXACT, f"/{meth.service}/{meth.method}")
+        elif meth.service:
+            path = PathMatch(PathMatchType.PREFIX, f"/{meth.service}/")
+        else:
+            path = PathMatch(PathMatchType.REGEX, f"/[^/]+/{meth.method}")
+    else:
+        service = meth.service or "[^/]+"
+        method = meth.method or "[^/]+"
+        path = PathMatch(PathMatchType.REGEX, f"/{service}/{method}")
+    return RouteMatch(path=path, headers=headers, grpc=True)
+
+
+def http_routes(
+    route: HTTPRoute, clusters: Clusters, problems: BackendProblems
+) -> list[OrderedRoute]:
+    out: list[OrderedRoute] = []
+    ns, name = route.metadata.namespace, route.metadata.name
+    for i, rule in enumerate(route.spec.rules):
+        flt = _filters(rule.filters, route, clusters, problems)
+        action: RouteAction
+        if flt.redirect is not None:
+            action = flt.redirect
+        else:
+            action = _backends(rule.backend_refs, route, clusters, problems, None)
+        timeouts = rule.timeouts
+        matches = rule.matches or [HTTPRouteMatch()]
+        for j, m in enumerate(matches):
+            rm = _http_match(m)
+            out.append(
+                OrderedRoute(
+                    sort_key(rm, route, i, j),
+                    Route(
+                        name=f"HTTPRoute/{ns}/{name}/rule/{i}/match/{j}",
+                        match=rm,
+                        action=action,
+                        request_headers=flt.request_headers,
+                        response_headers=flt.response_headers,
+                        rewrite=flt.rewrite,
+                        mirrors=flt.mirrors,
+                        cors=flt.cors,
+                        timeout_ms=parse_duration_ms(timeouts.request)
+                        if timeouts and timeouts.request
+                        else None,
+                        backend_timeout_ms=parse_duration_ms(timeouts.backend_request)
+                        if timeouts and timeouts.backend_request
+                        else None,
+                    ),
+                )
+            )
+    return out
+
+
+def grpc_routes(
+    route: GRPCRoute, clusters: Clusters, problems: BackendProblems
+) -> list[OrderedRoute]:
+    out: list[OrderedRoute] = []
+    ns, name = route.metadata.namespace, route.metadata.name
+    rules = route.spec.rules
+    for i, rule in enumerate(rules):
+        flt = _filters(rule.filters, route, clusters, problems)
+        action = _backends(rule.backend_refs, route, clusters, problems, AppProtocol.H2C)
+        for j, m in enumerate(rule.matches or [GRPCRouteMatch()]):
+            rm = _grpc_match(m)
+            out.append(
+                OrderedRoute(
+                    sort_key(rm, route, i, j),
+                    Route(
+                        name=f"GRPCRoute/{ns}/{name}/rule/{i}/match/{j}",
+                        match=rm,
+                        action=action,
+                        request_headers=flt.request_headers,
+                        response_headers=flt.response_headers,
+                        mirrors=flt.mirrors,
+                    ),
+                )
+            )
+    return out
+
+
+def tls_backends(
+    route: TLSRoute, clusters: Clusters, problems: BackendProblems
+) -> tuple[WeightedBackend, ...]:
+    """TLSRoute: the first rule's backends (the API allows one rule in practice)."""
+    out: list[WeightedBackend] = []
+    for rule in route.spec.rules:
+        for ref in rule.backend_refs:
+            res = clusters.resolve(
+                ref,
+                route_kind=route.kind,
+                route_namespace=route.metadata.namespace,
+                protocol=AppProtocol.TCP,
+            )
+            if res.cluster is None:
+                problems.add(res.reason, res.message)
+            if ref.weight > 0:
+                out.append(WeightedBackend(cluster=res.cluster, weight=ref.weight))
+    return tuple(out)

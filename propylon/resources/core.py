@@ -1,0 +1,167 @@
+"""Core Kubernetes kinds: Namespace, Service, Secret, ConfigMap (v1), EndpointSlice
+(discovery.k8s.io/v1). Only the fields Propylon reads or writes are modelled."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from propylon.resources.base import Resource, Struct
+from propylon.resources.common import PortNumber
+
+
+class Namespace(Resource):
+    api_version: str = "v1"
+    kind: str = "Namespace"
+
+    @property
+    def effective_labels(self) -> dict[str, str]:
+        """Labels as the API server keeps them: the name label is always present."""
+        return {**self.metadata.labels, "kubernetes.io/metadata.name": self.metadata.name}
+
+
+class ServicePort(Struct):
+    name: str | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    app_protocol: str | None = None
+    port: PortNumber
+    target_port: int | str | None = None
+    node_port: int | None = None
+
+
+class ServiceSpec(Struct):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
+    selector: dict[str, str] | None = None
+    ports: list[ServicePort] = Field(default_factory=list)
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    cluster_ips: list[str] | None = Field(default=None, alias="clusterIPs")
+    external_name: str | None = None
+    external_traffic_policy: Literal["Cluster", "Local"] | None = None
+    load_balancer_ip: str | None = Field(default=None, alias="loadBalancerIP")
+    load_balancer_class: str | None = None
+    load_balancer_source_ranges: list[str] | None = None
+    ip_families: list[str] | None = None
+    ip_family_policy: str | None = None
+
+    @field_validator("ports")
+    @classmethod
+    def _port_names(cls, ports: list[ServicePort]) -> list[ServicePort]:
+        if len(ports) > 1 and any(not p.name for p in ports):
+            raise ValueError("each port must have a name when a Service has more than one port")
+        return ports
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == "None"
+
+
+class LoadBalancerIngress(Struct):
+    ip: str | None = None
+    hostname: str | None = None
+
+
+class LoadBalancerStatus(Struct):
+    ingress: list[LoadBalancerIngress] = Field(default_factory=list)
+
+
+class ServiceStatus(Struct):
+    load_balancer: LoadBalancerStatus | None = None
+
+
+class Service(Resource):
+    api_version: str = "v1"
+    kind: str = "Service"
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+    status: ServiceStatus | None = None
+
+
+class EndpointConditions(Struct):
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+class Endpoint(Struct):
+    addresses: list[str] = Field(min_length=1, max_length=100)
+    conditions: EndpointConditions = Field(default_factory=EndpointConditions)
+    hostname: str | None = None
+    node_name: str | None = None
+    zone: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        # Unknown readiness is treated as ready, as Kubernetes documents.
+        return self.conditions.ready is not False
+
+
+class EndpointPort(Struct):
+    name: str | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: int | None = Field(default=None, ge=0, le=65535)
+    app_protocol: str | None = None
+
+
+class EndpointSlice(Resource):
+    api_version: str = "discovery.k8s.io/v1"
+    kind: str = "EndpointSlice"
+    address_type: Literal["IPv4", "IPv6", "FQDN"]
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    ports: list[EndpointPort] = Field(default_factory=list)
+
+
+def _valid_base64(data: dict[str, str]) -> dict[str, str]:
+    for key, value in data.items():
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"data[{key!r}] is not valid base64: {exc}") from None
+    return data
+
+
+class Secret(Resource):
+    """`data` keeps the base64 text (as Kubernetes serialises it); `stringData` is merged
+    into it on parsing, as the API server does."""
+
+    api_version: str = "v1"
+    kind: str = "Secret"
+    type: str = "Opaque"
+    data: dict[str, str] = Field(default_factory=dict)
+    immutable: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_string_data(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("stringData"), dict):
+            raw = dict(raw)
+            string_data = raw.pop("stringData")
+            data = dict(raw.get("data") or {})
+            for key, value in string_data.items():
+                text = value if isinstance(value, str) else str(value)
+                data[key] = base64.b64encode(text.encode()).decode()
+            raw["data"] = data
+        return raw
+
+    @field_validator("data")
+    @classmethod
+    def _decodable(cls, data: dict[str, str]) -> dict[str, str]:
+        return _valid_base64(data)
+
+    def decoded(self, key: str) -> bytes | None:
+        value = self.data.get(key)
+        return None if value is None else base64.b64decode(value)
+
+
+class ConfigMap(Resource):
+    api_version: str = "v1"
+    kind: str = "ConfigMap"
+    data: dict[str, str] = Field(default_factory=dict)
+    binary_data: dict[str, str] = Field(default_factory=dict)
+    immutable: bool | None = None
+
+    @field_validator("binary_data")
+    @classmethod
+    def _decodable(cls, data: dict[str, str]) -> dict[str, str]:
+        return _valid_base64(data)

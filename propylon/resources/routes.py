@@ -1,0 +1,344 @@
+"""HTTPRoute, GRPCRoute (v1) and TLSRoute (v1alpha2, v1alpha3), with experimental fields."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from propylon.resources.base import Resource, Struct
+from propylon.resources.common import (
+    GATEWAY_GROUP,
+    BackendObjectReference,
+    BackendRef,
+    Duration,
+    HeaderName,
+    Hostname,
+    LocalObjectReference,
+    ParentReference,
+    PortNumber,
+    PreciseHostname,
+    SectionName,
+)
+
+_GRPC_SERVICE_RE = re.compile(r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*")
+_GRPC_METHOD_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+# --- matches -----------------------------------------------------------------------------
+
+
+class HTTPPathMatch(Struct):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = Field(default="/", max_length=1024)
+
+    @model_validator(mode="after")
+    def _absolute(self) -> HTTPPathMatch:
+        if self.type in ("Exact", "PathPrefix"):
+            if not self.value.startswith("/"):
+                raise ValueError(
+                    "value must be an absolute path and start with '/' when type one of "
+                    "['Exact', 'PathPrefix']"
+                )
+            if any(s in self.value for s in ("//", "/./", "/../", "%2f", "%2F", "#")):
+                raise ValueError(
+                    "must not contain '//', '/./', '/../', '%2f' or '#' when type one of "
+                    "['Exact', 'PathPrefix']"
+                )
+            if self.value.endswith(("/..", "/.")):
+                raise ValueError(
+                    "must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']"
+                )
+        return self
+
+
+class HTTPHeaderMatch(Struct):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: str = Field(max_length=4096)
+
+
+class HTTPQueryParamMatch(Struct):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: str = Field(min_length=1, max_length=1024)
+
+
+class HTTPRouteMatch(Struct):
+    path: HTTPPathMatch = Field(default_factory=HTTPPathMatch)
+    headers: list[HTTPHeaderMatch] = Field(default_factory=list, max_length=16)
+    query_params: list[HTTPQueryParamMatch] = Field(default_factory=list, max_length=16)
+    method: HTTPMethod | None = None
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+class HTTPHeader(Struct):
+    name: HeaderName
+    value: str = Field(max_length=4096)
+
+
+class HTTPHeaderFilter(Struct):
+    set: list[HTTPHeader] = Field(default_factory=list, max_length=16)
+    add: list[HTTPHeader] = Field(default_factory=list, max_length=16)
+    remove: list[str] = Field(default_factory=list, max_length=16)
+
+
+class HTTPPathModifier(Struct):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: str | None = None
+    replace_prefix_match: str | None = None
+
+    @model_validator(mode="after")
+    def _value_for_type(self) -> HTTPPathModifier:
+        if self.type == "ReplaceFullPath" and self.replace_full_path is None:
+            raise ValueError(
+                "replaceFullPath must be specified when type is set to 'ReplaceFullPath'"
+            )
+        if self.type == "ReplacePrefixMatch" and self.replace_prefix_match is None:
+            raise ValueError(
+                "replacePrefixMatch must be specified when type is set to 'ReplacePrefixMatch'"
+            )
+        return self
+
+
+class HTTPRequestRedirectFilter(Struct):
+    scheme: Literal["http", "https"] | None = None
+    hostname: PreciseHostname | None = None
+    path: HTTPPathModifier | None = None
+    port: PortNumber | None = None
+    status_code: Literal[301, 302] = 302
+
+
+class HTTPURLRewriteFilter(Struct):
+    hostname: PreciseHostname | None = None
+    path: HTTPPathModifier | None = None
+
+
+class Fraction(Struct):
+    numerator: int = Field(ge=0)
+    denominator: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _proper(self) -> Fraction:
+        if self.numerator > self.denominator:
+            raise ValueError("numerator must be less than or equal to denominator")
+        return self
+
+
+class HTTPRequestMirrorFilter(Struct):
+    backend_ref: BackendObjectReference
+    percent: int | None = Field(default=None, ge=0, le=100)
+    fraction: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> HTTPRequestMirrorFilter:
+        if self.percent is not None and self.fraction is not None:
+            raise ValueError(
+                "Only one of percent or fraction may be specified in HTTPRequestMirrorFilter"
+            )
+        return self
+
+
+class HTTPCORSFilter(Struct):
+    allow_origins: list[str] = Field(default_factory=list, max_length=64)
+    allow_credentials: bool | None = None
+    allow_methods: list[str] = Field(default_factory=list, max_length=9)
+    allow_headers: list[str] = Field(default_factory=list, max_length=64)
+    expose_headers: list[str] = Field(default_factory=list, max_length=64)
+    max_age: int = Field(default=5, ge=1)
+
+
+HTTPFilterType = Literal[
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+    "RequestMirror",
+    "RequestRedirect",
+    "URLRewrite",
+    "ExtensionRef",
+    "CORS",
+    "ExternalAuth",
+]
+
+_FILTER_FIELDS = {
+    "RequestHeaderModifier": "request_header_modifier",
+    "ResponseHeaderModifier": "response_header_modifier",
+    "RequestMirror": "request_mirror",
+    "RequestRedirect": "request_redirect",
+    "URLRewrite": "url_rewrite",
+    "ExtensionRef": "extension_ref",
+    "CORS": "cors",
+    "ExternalAuth": "external_auth",
+}
+
+
+class HTTPRouteFilter(Struct):
+    type: HTTPFilterType
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    request_redirect: HTTPRequestRedirectFilter | None = None
+    url_rewrite: HTTPURLRewriteFilter | None = None
+    cors: HTTPCORSFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+    external_auth: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _config_for_type(self) -> HTTPRouteFilter:
+        wanted = _FILTER_FIELDS[self.type]
+        for type_name, attr in _FILTER_FIELDS.items():
+            present = getattr(self, attr) is not None
+            if attr == wanted and not present:
+                raise ValueError(
+                    f"filter.{_camel(attr)} must be specified for {type_name} filter.type"
+                )
+            if attr != wanted and present:
+                raise ValueError(
+                    f"filter.{_camel(attr)} must be nil if the filter.type is not {type_name}"
+                )
+        return self
+
+
+def _camel(attr: str) -> str:
+    first, *rest = attr.split("_")
+    return first + "".join(p.capitalize() for p in rest).replace("Url", "URL")
+
+
+# --- HTTPRoute ---------------------------------------------------------------------------
+
+
+class HTTPBackendRef(BackendRef):
+    filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
+
+
+class HTTPRouteTimeouts(Struct):
+    request: Duration | None = None
+    backend_request: Duration | None = None
+
+
+class HTTPRouteRule(Struct):
+    name: SectionName | None = None
+    matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()], max_length=64)
+    filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
+    backend_refs: list[HTTPBackendRef] = Field(default_factory=list, max_length=16)
+    timeouts: HTTPRouteTimeouts | None = None
+    retry: dict[str, Any] | None = None
+    session_persistence: dict[str, Any] | None = None
+
+
+class HTTPRouteSpec(Struct):
+    parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()], max_length=16)
+
+
+class HTTPRoute(Resource):
+    api_version: str = f"{GATEWAY_GROUP}/v1"
+    kind: str = "HTTPRoute"
+    spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
+
+
+# --- GRPCRoute ---------------------------------------------------------------------------
+
+
+class GRPCMethodMatch(Struct):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    service: str | None = Field(default=None, max_length=1024)
+    method: str | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _service_or_method(self) -> GRPCMethodMatch:
+        if self.service is None and self.method is None:
+            raise ValueError("One or both of 'service' or 'method' must be specified")
+        if self.type == "Exact":
+            if self.service is not None and not _GRPC_SERVICE_RE.fullmatch(self.service):
+                raise ValueError(
+                    "service must be a fully qualified gRPC service name (e.g. test.v1.TestService)"
+                )
+            if self.method is not None and not _GRPC_METHOD_RE.fullmatch(self.method):
+                raise ValueError(
+                    "method must only contain valid characters (matching ^[A-Za-z_][A-Za-z_0-9]*$)"
+                )
+        return self
+
+
+class GRPCHeaderMatch(Struct):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: str = Field(min_length=1, max_length=4096)
+
+
+class GRPCRouteMatch(Struct):
+    method: GRPCMethodMatch | None = None
+    headers: list[GRPCHeaderMatch] = Field(default_factory=list, max_length=16)
+
+
+class GRPCRouteFilter(Struct):
+    type: Literal[
+        "ResponseHeaderModifier", "RequestHeaderModifier", "RequestMirror", "ExtensionRef"
+    ]
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+
+    @model_validator(mode="after")
+    def _config_for_type(self) -> GRPCRouteFilter:
+        attr = _FILTER_FIELDS[self.type]
+        if getattr(self, attr) is None:
+            raise ValueError(f"filter.{_camel(attr)} must be specified for {self.type} filter.type")
+        return self
+
+
+class GRPCBackendRef(BackendRef):
+    filters: list[GRPCRouteFilter] = Field(default_factory=list, max_length=16)
+
+
+class GRPCRouteRule(Struct):
+    name: SectionName | None = None
+    matches: list[GRPCRouteMatch] = Field(default_factory=list, max_length=64)
+    filters: list[GRPCRouteFilter] = Field(default_factory=list, max_length=16)
+    backend_refs: list[GRPCBackendRef] = Field(default_factory=list, max_length=16)
+    session_persistence: dict[str, Any] | None = None
+
+
+class GRPCRouteSpec(Struct):
+    parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    rules: list[GRPCRouteRule] = Field(default_factory=list, max_length=16)
+
+
+class GRPCRoute(Resource):
+    api_version: str = f"{GATEWAY_GROUP}/v1"
+    kind: str = "GRPCRoute"
+    spec: GRPCRouteSpec = Field(default_factory=GRPCRouteSpec)
+
+
+# --- TLSRoute ----------------------------------------------------------------------------
+
+
+class TLSRouteRule(Struct):
+    name: SectionName | None = None
+    backend_refs: list[BackendRef] = Field(min_length=1, max_length=16)
+
+
+class TLSRouteSpec(Struct):
+    parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    rules: list[TLSRouteRule] = Field(min_length=1, max_length=16)
+
+
+class TLSRoute(Resource):
+    api_version: str = f"{GATEWAY_GROUP}/v1alpha2"
+    kind: str = "TLSRoute"
+    spec: TLSRouteSpec
+
+    @model_validator(mode="after")
+    def _v1alpha3_needs_hostnames(self) -> TLSRoute:
+        if self.api_version.endswith("/v1alpha3") and not self.spec.hostnames:
+            raise ValueError("spec.hostnames is required in v1alpha3")
+        return self

@@ -1,0 +1,220 @@
+"""Behaviour of build() beyond the golden cases: precedence, filters, GRPC matches,
+hostNetwork ports, address stability and robustness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from propylon.gatewayapi import Inputs, build
+from propylon.model import DirectResponse, Forward, PathMatchType, Redirect
+from propylon.resources import ObjectKey, Resource, parse_object
+from propylon.values import Values
+
+BASE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: cilium}
+spec: {controllerName: io.cilium/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: cilium
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec: {ports: [{port: 8080}]}
+"""
+
+
+def objects(text: str) -> dict[ObjectKey, Resource]:
+    out = {}
+    for doc in yaml.safe_load_all(BASE + "---\n" + text):
+        if doc:
+            obj = parse_object(doc)
+            out[obj.key] = obj
+    return out
+
+
+def run(text: str, **kw: Any) -> Any:
+    return build(Inputs(objects=objects(text), default_pool=("127.10.0.0/16",), **kw))
+
+
+def routes_of(result: Any) -> list[Any]:
+    (listener,) = result.model.listeners
+    (vhost,) = listener.http
+    return list(vhost.routes)
+
+
+def test_precedence() -> None:
+    result = run(
+        """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-newer, creationTimestamp: "2024-02-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /}
+    - path: {type: PathPrefix, value: /api}
+    - path: {type: PathPrefix, value: /api}
+      headers: [{name: x, value: "1"}]
+    - path: {type: PathPrefix, value: /api}
+      method: GET
+    - path: {type: RegularExpression, value: "/re/.*"}
+    backendRefs: [{name: svc, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-older, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches:
+    - path: {type: Exact, value: /api}
+    - path: {type: PathPrefix, value: /api}
+    backendRefs: [{name: svc, port: 8080}]
+"""
+    )
+    names = [r.name.split("/", 2)[2] for r in routes_of(result)]
+    assert names == [
+        "a-older/rule/0/match/0",  # Exact
+        "b-newer/rule/0/match/3",  # /api + method
+        "b-newer/rule/0/match/2",  # /api + header
+        "a-older/rule/0/match/1",  # /api, older route wins the tie
+        "b-newer/rule/0/match/1",
+        "b-newer/rule/0/match/0",  # / (shorter prefix)
+        "b-newer/rule/0/match/4",  # regex last
+    ]
+
+
+def test_filters_and_timeouts() -> None:
+    result = run(
+        """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /redirect}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        scheme: https
+        statusCode: 301
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+  - matches: [{path: {type: PathPrefix, value: /app}}]
+    timeouts: {request: 1h2m, backendRequest: 500ms}
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{name: X-A, value: a}]
+        add: [{name: X-B, value: b}]
+        remove: [X-C]
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: svc, port: 8080}, percent: 25}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: svc, port: 8080}, fraction: {numerator: 1, denominator: 3}}
+    - type: CORS
+      cors: {allowOrigins: ["https://*.example.com"], allowMethods: [GET], allowCredentials: true}
+    - type: URLRewrite
+      urlRewrite: {hostname: backend.internal, path: {type: ReplaceFullPath, replaceFullPath: /x}}
+    backendRefs:
+    - name: svc
+      port: 8080
+      filters:
+      - type: ResponseHeaderModifier
+        responseHeaderModifier: {set: [{name: X-From, value: svc}]}
+  - matches: [{path: {type: PathPrefix, value: /nothing}}]
+"""
+    )
+    by_prefix = {r.match.path.value: r for r in routes_of(result)}
+    redirect = by_prefix["/redirect"].action
+    assert (
+        isinstance(redirect, Redirect)
+        and redirect.status_code == 301
+        and redirect.scheme == "https"
+    )
+    app = by_prefix["/app"]
+    assert app.timeout_ms == 3_720_000 and app.backend_timeout_ms == 500
+    assert app.request_headers is not None and app.request_headers.remove == ("X-C",)
+    assert [(m.numerator, m.denominator) for m in app.mirrors] == [(25, 100), (1, 3)]
+    assert app.cors is not None and app.cors.allow_credentials and app.cors.max_age_seconds == 5
+    assert app.rewrite is not None and app.rewrite.hostname == "backend.internal"
+    assert isinstance(app.action, Forward)
+    assert app.action.backends[0].response_headers is not None
+    assert by_prefix["/nothing"].action == DirectResponse(500)
+
+
+def test_grpc_method_matches() -> None:
+    result = run(
+        """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches:
+    - method: {service: a.v1.S, method: M}
+    - method: {service: a.v1.S}
+    - method: {method: M}
+    - method: {type: RegularExpression, service: "a\\\\..*"}
+    - headers: [{name: version, value: "2"}]
+    backendRefs: [{name: svc, port: 8080}]
+"""
+    )
+    got = {(r.match.path.type, r.match.path.value) for r in routes_of(result)}
+    assert got == {
+        (PathMatchType.EXACT, "/a.v1.S/M"),
+        (PathMatchType.PREFIX, "/a.v1.S/"),
+        (PathMatchType.REGEX, "/[^/]+/M"),
+        (PathMatchType.REGEX, "/a\\..*/[^/]+"),
+        (PathMatchType.PREFIX, "/"),
+    }
+    assert all(r.match.grpc for r in routes_of(result))
+    assert result.model.clusters[0].protocol.value == "kubernetes.io/h2c"
+
+
+def test_host_network_privileged_port() -> None:
+    values = Values.model_validate({"gatewayAPI": {"hostNetwork": {"enabled": True}}})
+    result = run("", values=values)
+    status = result.statuses[ObjectKey("Gateway", "default", "gw")]
+    cond = status["listeners"][0]["conditions"][0]
+    assert (cond["status"], cond["reason"]) == ("False", "PortUnavailable")
+    allowed = Values.model_validate(
+        {
+            "gatewayAPI": {"hostNetwork": {"enabled": True}},
+            "envoy": {
+                "securityContext": {
+                    "capabilities": {"keepCapNetBindService": True, "envoy": ["NET_BIND_SERVICE"]}
+                }
+            },
+        }
+    )
+    status = run("", values=allowed).statuses[ObjectKey("Gateway", "default", "gw")]
+    assert status["listeners"][0]["conditions"][0]["status"] == "True"
+
+
+def test_previous_address_is_kept() -> None:
+    key = ObjectKey("Gateway", "default", "gw")
+    assert run("").addresses[key] == "127.10.0.1"
+    assert run("", previous_addresses={key: "127.10.3.4"}).addresses[key] == "127.10.3.4"
+    # An address outside the pool is not kept.
+    assert run("", previous_addresses={key: "10.0.0.1"}).addresses[key] == "127.10.0.1"
+
+
+def test_same_input_same_output() -> None:
+    text = BASE
+    a = build(Inputs(objects=objects(""), default_pool=("127.10.0.0/16",)))
+    b = build(
+        Inputs(objects=dict(reversed(list(objects("").items()))), default_pool=("127.10.0.0/16",))
+    )
+    assert a == b and text
