@@ -14,6 +14,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -42,6 +43,15 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_demo_commands(commands: argparse._SubParsersAction) -> None:
+    walk = commands.add_parser(
+        "walkthrough",
+        help="the whole walkthrough: both demo backends and the gateway on examples/walkthrough",
+    )
+    walk.add_argument("--state-dir", type=Path, help="state directory (as for `propylon run`)")
+    walk.add_argument("--envoy-binary", type=Path, help="Envoy executable (default: bundled)")
+    walk.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    walk.set_defaults(func=run_walkthrough)
+
     http = commands.add_parser(
         "http-server",
         help="HTTP backend answering 'hello from http server' (the http-test Service)",
@@ -222,3 +232,25 @@ def run_grpc_client(args: argparse.Namespace) -> int:
         return 1
     print(grpcdemo.format_response(message, server_time_ms), flush=True)
     return 0
+
+
+def run_walkthrough(args: argparse.Namespace) -> int:
+    import logging
+
+    from propylon.runtime.options import RunOptions
+    from propylon.runtime.walkthrough import find_examples, walkthrough
+    from propylon.state import default_state_dir
+
+    logging.basicConfig(
+        level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = RunOptions(
+        paths=(find_examples(),),
+        state_dir=args.state_dir or default_state_dir(),
+        envoy_binary=args.envoy_binary,
+        log_level=str(args.log_level),
+    )
+    try:
+        return asyncio.run(walkthrough(options))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,168 @@
+"""One evaluation of the pure pipeline: snapshot -> Gateway API -> model -> xDS.
+
+Shared by `propylon run` (every reconcile), `propylon validate` and `propylon translate`,
+so all three see the same statuses, the same problems and the same Envoy configuration.
+No I/O here: the callers read files and push the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from propylon import gatewayapi
+from propylon.envoy import Translator, XdsResources
+from propylon.model import ProxyOptions
+from propylon.resources.meta import ObjectKey
+from propylon.runtime.options import DEFAULT_POOL
+from propylon.store import ChangeSet, Diagnostic, Origin, Snapshot, Store, error, warning
+from propylon.values import Values
+
+# Conditions that report a problem when True (all others do when False).
+NEGATIVE_POLARITY = frozenset({"Conflicted", "OverlappingTLSConfig", "PartiallyInvalid"})
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    snapshot: Snapshot
+    result: gatewayapi.BuildResult
+    resources: XdsResources
+    diagnostics: tuple[Diagnostic, ...]  # file problems, build warnings, False conditions
+
+
+def proxy_options(values: Values) -> ProxyOptions:
+    return ProxyOptions(
+        xff_num_trusted_hops=values.gateway_api.xff_num_trusted_hops,
+        bind_all=values.gateway_api.host_network.enabled,
+    )
+
+
+def previous_addresses(statuses: Mapping[ObjectKey, Mapping[str, Any]]) -> dict[ObjectKey, str]:
+    """Gateway -> the address its last status showed, so allocation stays stable."""
+    out: dict[ObjectKey, str] = {}
+    for key, status in statuses.items():
+        if key.kind != "Gateway":
+            continue
+        for address in status.get("addresses") or ():
+            value = address.get("value") if isinstance(address, Mapping) else None
+            if isinstance(value, str) and value:
+                out[key] = value
+                break
+    return out
+
+
+def evaluate(
+    snapshot: Snapshot,
+    changeset: ChangeSet,
+    values: Values,
+    *,
+    previous: Mapping[ObjectKey, str] | None = None,
+    default_pool: tuple[str, ...] = DEFAULT_POOL,
+    translator: Translator | None = None,
+) -> Evaluation:
+    result = gatewayapi.build(
+        gatewayapi.Inputs(
+            objects=snapshot.resources(),
+            values=values,
+            previous_addresses=previous or {},
+            default_pool=default_pool,
+        )
+    )
+    resources = (translator or Translator()).translate(result.model, proxy_options(values))
+    diagnostics = [
+        *changeset.diagnostics,
+        *_build_diagnostics(result.diagnostics, snapshot),
+        *condition_diagnostics(result.statuses, snapshot),
+    ]
+    return Evaluation(snapshot, result, resources, tuple(diagnostics))
+
+
+def evaluate_once(changeset: ChangeSet, values: Values) -> Evaluation:
+    """Evaluate files once with a fixed clock (validate, translate): output depends on
+    the files only."""
+    counter = itertools.count(1)
+    store = Store(now=lambda: EPOCH, new_uid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}")
+    return evaluate(store.apply(changeset), changeset, values)
+
+
+def _origin(snapshot: Snapshot, key: ObjectKey) -> Origin | None:
+    stored = snapshot.get(key)
+    return stored.origin if stored is not None else None
+
+
+def _build_diagnostics(
+    items: Iterable[gatewayapi.Diagnostic], snapshot: Snapshot
+) -> list[Diagnostic]:
+    out = []
+    for item in items:
+        origin = _origin(snapshot, item.object)
+        make = error if item.severity == "error" else warning
+        out.append(
+            make(
+                item.message,
+                file=origin.file if origin else None,
+                document=origin.document if origin else None,
+                object=str(item.object),
+                field=item.field or None,
+            )
+        )
+    return out
+
+
+def _describe_ref(ref: Mapping[str, Any]) -> str:
+    namespace = ref.get("namespace")
+    text = f"{ref.get('kind', 'Gateway')} {namespace + '/' if namespace else ''}{ref.get('name')}"
+    if ref.get("sectionName"):
+        text += f" section {ref['sectionName']}"
+    if ref.get("port"):
+        text += f" port {ref['port']}"
+    return text
+
+
+def _bad_conditions(status: Mapping[str, Any], path: str, where: str) -> Iterable[tuple[str, str]]:
+    for cond in status.get("conditions") or ():
+        if not isinstance(cond, Mapping):
+            continue
+        type_, value = str(cond.get("type")), cond.get("status")
+        bad = value == "True" if type_ in NEGATIVE_POLARITY else value == "False"
+        if bad:
+            text = f"{where}{type_}={value} ({cond.get('reason', '')})"
+            if cond.get("message"):
+                text += f": {cond['message']}"
+            yield f"{path}.conditions", text
+    for i, listener in enumerate(status.get("listeners") or ()):
+        if isinstance(listener, Mapping):
+            name = listener.get("name", i)
+            yield from _bad_conditions(listener, f"{path}.listeners[{i}]", f"listener {name}: ")
+    for i, parent in enumerate(status.get("parents") or ()):
+        if isinstance(parent, Mapping):
+            ref = parent.get("parentRef") or {}
+            yield from _bad_conditions(
+                parent, f"{path}.parents[{i}]", f"parent {_describe_ref(ref)}: "
+            )
+
+
+def condition_diagnostics(
+    statuses: Mapping[ObjectKey, Mapping[str, Any]], snapshot: Snapshot
+) -> list[Diagnostic]:
+    """An error for each condition that says something is wrong, located at the file and
+    object it is about."""
+    out = []
+    for key in sorted(statuses):
+        origin = _origin(snapshot, key)
+        for field, message in _bad_conditions(statuses[key], "status", ""):
+            out.append(
+                error(
+                    message,
+                    file=origin.file if origin else None,
+                    document=origin.document if origin else None,
+                    object=str(key),
+                    field=field,
+                )
+            )
+    return out
