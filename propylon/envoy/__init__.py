@@ -1,0 +1,61 @@
+"""Model -> Envoy xDS resources. Pure: no I/O, no clock, no global state.
+
+`translate(model, options)` returns `XdsResources`; a `Translator` does the same but
+remembers serialized fragments so an unchanged VirtualHost, Listener, Cluster, endpoint
+set or Secret is neither rebuilt nor reserialized.
+
+Resource names (stable, findable in Envoy's config_dump):
+
+- Listener: the model Listener name `<ns>/<gateway>/<port>`.
+- RouteConfiguration: for a plain HTTP listener, the listener name; for each HTTPS
+  filter chain, `<listener>/https/<first server name>` (`*` when the chain has none).
+  VirtualHost and Route names are the model's.
+- Cluster and ClusterLoadAssignment: the model Cluster name `<ns>:<svc>:<port>` (EDS over
+  ADS). `propylon:invalid-backend` is referenced, never defined: traffic shares of
+  unresolved backendRefs go there and Envoy answers 500.
+- Secret: the model Secret name `<ns>/<name>`; only secrets some listener uses are sent.
+- Filter chains: `<listener>/http`, the HTTPS route config name, and
+  `<listener>/passthrough/<name>`.
+
+Shapes worth knowing: every HCM has the CORS filter (a no-op without a per-route policy,
+so a route gaining CORS never changes the Listener) and the router; `use_remote_address`
+with an explicit empty `internal_address_config`, so every client is "external" and
+gets X-Forwarded-For appended and X-Envoy-External-Address set. A virtual host with gRPC
+routes ends with a gRPC-only catch-all answering `200` + `grpc-status: 12`
+(UNIMPLEMENTED), a valid trailers-only gRPC response.
+"""
+
+from propylon.envoy._static import static_bootstrap
+from propylon.envoy._translate import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    INVALID_BACKEND_CLUSTER,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+    Encoded,
+    Translator,
+    XdsResources,
+    encode,
+    https_route_config_name,
+    translate,
+)
+
+__all__ = [
+    "CLUSTER_TYPE",
+    "ENDPOINT_TYPE",
+    "INVALID_BACKEND_CLUSTER",
+    "LISTENER_TYPE",
+    "ROUTE_TYPE",
+    "SECRET_TYPE",
+    "Encoded",
+    "Translator",
+    "XdsResources",
+    "encode",
+    "https_route_config_name",
+    "static_bootstrap",
+    "to_dicts",
+    "translate",
+]
+
+from propylon.envoy._static import to_dicts

@@ -1,0 +1,497 @@
+"""Model -> xDS. Pure and deterministic; see the package docstring for names and shapes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, cast
+
+from google.protobuf.message import Message  # type: ignore[import-untyped]
+
+from propylon import model as m
+from propylon.envoy import _pb as pb
+
+#: A weighted share whose backend could not be resolved goes to this cluster, which never
+#: exists: Envoy answers it with 500 (``cluster_not_found_response_code``).
+INVALID_BACKEND_CLUSTER = "propylon:invalid-backend"
+CONNECT_TIMEOUT_MS = 5_000
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A resource serialized once: the bytes put in an `Any`, and a content version."""
+
+    message: Message
+    data: bytes
+    version: str
+
+
+def encode(message: Message) -> Encoded:
+    data = message.SerializeToString(deterministic=True)
+    return Encoded(message, data, hashlib.blake2b(data, digest_size=8).hexdigest())
+
+
+@dataclass(frozen=True)
+class XdsResources:
+    """Every resource Envoy needs, by name. `encoded` holds the same resources serialized
+    (deterministically) with a content version, by type URL then name."""
+
+    listeners: Mapping[str, Message] = field(default_factory=dict)
+    routes: Mapping[str, Message] = field(default_factory=dict)
+    clusters: Mapping[str, Message] = field(default_factory=dict)
+    endpoints: Mapping[str, Message] = field(default_factory=dict)
+    secrets: Mapping[str, Message] = field(default_factory=dict)
+    encoded: Mapping[str, Mapping[str, Encoded]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def by_type(self) -> Mapping[str, Mapping[str, Encoded]]:
+        """Type URL -> name -> encoded resource (computed here if not given)."""
+        if not self.encoded:
+            encoded = {
+                type_url: {name: encode(msg) for name, msg in sorted(msgs.items())}
+                for type_url, msgs in self._typed()
+            }
+            object.__setattr__(self, "encoded", encoded)  # computed once, then shared
+        return self.encoded
+
+    def _typed(self) -> Iterable[tuple[str, Mapping[str, Message]]]:
+        yield CLUSTER_TYPE, self.clusters
+        yield ENDPOINT_TYPE, self.endpoints
+        yield SECRET_TYPE, self.secrets
+        yield LISTENER_TYPE, self.listeners
+        yield ROUTE_TYPE, self.routes
+
+
+class _Cache:
+    """Generational cache: entries survive a translation only if that translation used
+    them, so the cache never outgrows the model. One dict lookup (one deep hash of the
+    model fragment) per use."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, list[Any]] = {}  # key -> [Encoded, generation]
+        self._generation = 0
+
+    def get(self, key: Hashable, build: Callable[[], Message]) -> Encoded:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = [encode(build()), self._generation]
+        else:
+            entry[1] = self._generation
+        return cast(Encoded, entry[0])
+
+    def rotate(self) -> None:
+        gen = self._generation
+        if len(self._entries) > 64:
+            self._entries = {k: e for k, e in self._entries.items() if e[1] == gen}
+        self._generation += 1
+
+
+class Translator:
+    """`translate` with memory: unchanged model fragments are not rebuilt or reserialized.
+
+    Keep one per data plane (the runtime does); `translate()` below uses a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self._vhosts = _Cache()
+        self._routes = _Cache()
+        self._listeners = _Cache()
+        self._clusters = _Cache()
+        self._endpoints = _Cache()
+        self._secrets = _Cache()
+        self._caches = (
+            self._vhosts,
+            self._routes,
+            self._listeners,
+            self._clusters,
+            self._endpoints,
+            self._secrets,
+        )
+
+    def translate(self, model: m.Model, options: m.ProxyOptions) -> XdsResources:
+        listeners: dict[str, Encoded] = {}
+        routes: dict[str, Encoded] = {}
+        secret_names: set[str] = set()
+        for lst in model.listeners:
+            listeners[lst.name] = self._listeners.get(
+                (_listener_shape(lst), options), partial(_listener, lst, options)
+            )
+            for rc_name, vhosts in _route_configs(lst):
+                scheme = "http" if rc_name == lst.name else "https"
+                routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
+            for term in lst.https:
+                secret_names.update(term.certificates)
+        clusters: dict[str, Encoded] = {}
+        endpoints: dict[str, Encoded] = {}
+        for c in model.clusters:
+            clusters[c.name] = self._clusters.get((c.name, c.protocol, c.tls), partial(_cluster, c))
+            endpoints[c.name] = self._endpoints.get(
+                (c.name, c.endpoints), partial(_load_assignment, c)
+            )
+        secrets: dict[str, Encoded] = {}
+        for s in model.secrets:
+            if s.name in secret_names:
+                secrets[s.name] = self._secrets.get(
+                    s, partial(pb.tls_secret, s.name, s.certificate_chain, s.private_key)
+                )
+        for cache in self._caches:
+            cache.rotate()
+        enc = {
+            CLUSTER_TYPE: _sorted(clusters),
+            ENDPOINT_TYPE: _sorted(endpoints),
+            SECRET_TYPE: _sorted(secrets),
+            LISTENER_TYPE: _sorted(listeners),
+            ROUTE_TYPE: _sorted(routes),
+        }
+
+        def msgs(type_url: str) -> dict[str, Message]:
+            return {n: e.message for n, e in enc[type_url].items()}
+
+        return XdsResources(
+            listeners=msgs(LISTENER_TYPE),
+            routes=msgs(ROUTE_TYPE),
+            clusters=msgs(CLUSTER_TYPE),
+            endpoints=msgs(ENDPOINT_TYPE),
+            secrets=msgs(SECRET_TYPE),
+            encoded=enc,
+        )
+
+    def _route_config(
+        self, name: str, vhosts: tuple[m.VirtualHost, ...], origin: tuple[str, int]
+    ) -> Encoded:
+        parts = tuple(
+            self._vhosts.get((vh, origin), partial(_virtual_host, vh, origin)) for vh in vhosts
+        )
+        # Encoded entries hash by identity, so this key is cheap to hash and compare.
+        return self._routes.get(
+            (name, *(id(p) for p in parts)),
+            lambda: pb.route_configuration(name, (p.message for p in parts)),
+        )
+
+
+def translate(model: m.Model, options: m.ProxyOptions) -> XdsResources:
+    """Translate a model into xDS resources (a fresh `Translator`, nothing cached)."""
+    return Translator().translate(model, options)
+
+
+def _sorted(d: dict[str, Encoded]) -> dict[str, Encoded]:
+    return dict(sorted(d.items()))
+
+
+# --- naming ---------------------------------------------------------------------------
+
+
+def https_route_config_name(listener: str, term: m.TLSTermination) -> str:
+    """`<listener>/https/<first server name or *>`: stable while the chain exists."""
+    return f"{listener}/https/{term.server_names[0] if term.server_names else '*'}"
+
+
+def _route_configs(lst: m.Listener) -> Iterable[tuple[str, tuple[m.VirtualHost, ...]]]:
+    if lst.http is not None:
+        yield lst.name, lst.http
+    for term in lst.https:
+        yield https_route_config_name(lst.name, term), term.virtual_hosts
+
+
+# --- listeners ------------------------------------------------------------------------
+
+
+def _listener_shape(lst: m.Listener) -> Hashable:
+    """What a Listener message depends on (not the routes: those travel by RDS)."""
+    return (
+        lst.name,
+        lst.address,
+        lst.port,
+        lst.http is not None,
+        tuple((t.server_names, t.certificates) for t in lst.https),
+        lst.passthrough,
+    )
+
+
+def _listener(lst: m.Listener, options: m.ProxyOptions) -> Message:
+    address = "0.0.0.0" if options.bind_all else lst.address
+    chains: list[Message] = []
+
+    def hcm(rc_name: str) -> Message:
+        return pb.network_filter(
+            pb.HCM_FILTER,
+            pb.http_connection_manager(
+                stat_prefix=rc_name,
+                route_config_name=rc_name,
+                xff_num_trusted_hops=options.xff_num_trusted_hops,
+            ),
+        )
+
+    if lst.http is not None:
+        chains.append(pb.filter_chain(name=f"{lst.name}/http", filters=[hcm(lst.name)]))
+    for term in lst.https:
+        rc_name = https_route_config_name(lst.name, term)
+        chains.append(
+            pb.filter_chain(
+                name=rc_name,
+                filters=[hcm(rc_name)],
+                server_names=term.server_names,
+                transport_socket=pb.downstream_tls(term.certificates),
+            )
+        )
+    for pt in lst.passthrough:
+        shares = [(b.cluster, b.weight) for b in pt.backends if b.cluster and b.weight > 0]
+        if not shares:
+            shares = [(INVALID_BACKEND_CLUSTER, 1)]
+        chains.append(
+            pb.filter_chain(
+                name=f"{lst.name}/passthrough/{pt.name}",
+                filters=[pb.network_filter(pb.TCP_PROXY_FILTER, pb.tcp_proxy(pt.name, shares))],
+                server_names=pt.server_names,
+            )
+        )
+    return pb.listener(
+        name=lst.name,
+        address=address,
+        port=lst.port,
+        chains=chains,
+        tls_inspector=lst.http is None,
+    )
+
+
+# --- routes ---------------------------------------------------------------------------
+
+
+def _domains(hostnames: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for h in hostnames:
+        if h == "*":
+            return ["*"]
+        out += [h, f"{h}:*"]
+    return out
+
+
+def _virtual_host(vh: m.VirtualHost, origin: tuple[str, int]) -> Message:
+    """`origin`: the listener's scheme and port (redirects default to them)."""
+    routes = [_route(r, origin) for r in vh.routes]
+    if any(r.match.grpc for r in vh.routes):
+        routes.append(_grpc_unimplemented())
+    return pb.VirtualHostMsg(name=vh.name, domains=_domains(vh.hostnames), routes=routes)
+
+
+def _grpc_unimplemented() -> Message:
+    """Unmatched gRPC calls: HTTP 200 with `grpc-status: 12` (UNIMPLEMENTED), a valid
+    trailers-only gRPC response, from a route that matches only gRPC requests."""
+    return pb.RouteMsg(
+        name="grpc/unimplemented",
+        match=pb.route_match(prefix="/", grpc=True),
+        direct_response=pb.DirectResponseMsg(status=200),
+        response_headers_to_add=[
+            pb.header_value("content-type", "application/grpc", append=False),
+            pb.header_value("grpc-status", "12", append=False),
+            pb.header_value("grpc-message", "unknown service or method", append=False),
+        ],
+    )
+
+
+def _path_match(p: m.PathMatch) -> dict[str, str]:
+    if p.type is m.PathMatchType.EXACT:
+        return {"path": p.value}
+    if p.type is m.PathMatchType.REGEX:
+        return {"path_regex": p.value}
+    prefix = p.value.rstrip("/")
+    if not prefix:
+        return {"prefix": "/"}
+    return {"separated_prefix": prefix}
+
+
+def _value_matcher(value: str, type_: m.ValueMatchType) -> Message:
+    if type_ is m.ValueMatchType.REGEX:
+        return pb.string_regex(value)
+    return pb.string_exact(value)
+
+
+def _match(rm: m.RouteMatch) -> Message:
+    headers = [pb.header_matcher(h.name, _value_matcher(h.value, h.type)) for h in rm.headers]
+    if rm.method is not None:
+        headers.append(pb.header_matcher(":method", pb.string_exact(rm.method)))
+    query = [pb.query_matcher(q.name, _value_matcher(q.value, q.type)) for q in rm.query_params]
+    return pb.route_match(**_path_match(rm.path), headers=headers, query=query, grpc=rm.grpc)
+
+
+def _add_headers(msg: Message, mod: m.HeaderModifier | None, *, request: bool) -> None:
+    if mod is None:
+        return
+    values = [pb.header_value(k, v, append=False) for k, v in mod.set]
+    values += [pb.header_value(k, v, append=True) for k, v in mod.add]
+    if request:
+        msg.request_headers_to_add.extend(values)
+        msg.request_headers_to_remove.extend(mod.remove)
+    else:
+        msg.response_headers_to_add.extend(values)
+        msg.response_headers_to_remove.extend(mod.remove)
+
+
+def _prefix_of(rm: m.RouteMatch) -> str | None:
+    if rm.path.type is m.PathMatchType.PREFIX:
+        return rm.path.value.rstrip("/")
+    return None
+
+
+def _path_rewrite(target: Message, mod: m.PathModifier, match: m.RouteMatch) -> None:
+    """Shared by URL rewrite (RouteAction) and redirects (RedirectAction)."""
+    is_redirect = isinstance(target, pb.RedirectMsg)
+    if mod.type is m.PathModifierType.FULL:
+        if is_redirect:
+            target.path_redirect = mod.value
+        else:
+            target.regex_rewrite.CopyFrom(pb.regex_substitute("^/.*$", mod.value))
+        return
+    prefix = _prefix_of(match)
+    replacement = mod.value
+    if prefix is None:  # ReplacePrefixMatch only makes sense with a prefix match
+        prefix = ""
+    if replacement.endswith("/"):
+        # "/foo" -> "/": "/foo/bar" must become "/bar", not "//bar".
+        target.regex_rewrite.CopyFrom(
+            pb.regex_substitute("^" + re.escape(prefix) + "/*", replacement)
+        )
+    elif prefix:
+        target.prefix_rewrite = replacement
+    else:
+        target.regex_rewrite.CopyFrom(pb.regex_substitute("^/", replacement + "/"))
+
+
+def _origin_matcher(origin: str) -> Message:
+    if origin == "*":
+        return pb.string_regex(".*")
+    if "*" in origin:
+        return pb.string_regex(".*".join(re.escape(p) for p in origin.split("*")))
+    return pb.string_exact(origin)
+
+
+def _cors(c: m.CORS) -> Message:
+    return pb.cors_policy(
+        origins=[_origin_matcher(o) for o in c.allow_origins],
+        methods=", ".join(c.allow_methods),
+        headers=", ".join(c.allow_headers),
+        expose=", ".join(c.expose_headers),
+        max_age=str(c.max_age_seconds),
+        credentials=c.allow_credentials,
+    )
+
+
+_SCHEME_PORTS = {"http": 80, "https": 443}
+
+
+def _redirect(r: m.Redirect, match: m.RouteMatch, origin: tuple[str, int]) -> Message:
+    red = pb.RedirectMsg(response_code=pb.REDIRECT_CODES.get(r.status_code, 1))
+    if r.scheme is not None:
+        red.scheme_redirect = r.scheme
+    if r.hostname is not None:
+        red.host_redirect = r.hostname
+    # Gateway API: with a new scheme and no port, the port is the scheme's well-known
+    # one. Envoy otherwise keeps the request's port, so it is set explicitly (Envoy
+    # then writes it, e.g. `https://host:443/`, an equivalent URL).
+    # A new hostname alone keeps the listener's port, which Envoy would drop (it
+    # drops the request's port when rewriting the host), unless it is well-known.
+    port = r.port
+    if port is None and r.scheme is not None:
+        port = _SCHEME_PORTS.get(r.scheme)
+    elif port is None and r.hostname is not None and origin[1] != _SCHEME_PORTS[origin[0]]:
+        port = origin[1]
+    if port is not None:
+        red.port_redirect = port
+    if r.path is not None:
+        _path_rewrite(red, r.path, match)
+    return red
+
+
+def _route(r: m.Route, origin: tuple[str, int]) -> Message:
+    msg = pb.RouteMsg(name=r.name, match=_match(r.match))
+    _add_headers(msg, r.request_headers, request=True)
+    _add_headers(msg, r.response_headers, request=False)
+    if r.cors is not None:
+        msg.typed_per_filter_config[pb.CORS_FILTER].CopyFrom(pb.pack(_cors(r.cors)))
+    action = r.action
+    if isinstance(action, m.Redirect):
+        msg.redirect.CopyFrom(_redirect(action, r.match, origin))
+        return msg
+    if isinstance(action, m.DirectResponse):
+        msg.direct_response.CopyFrom(_direct(action.status, action.body))
+        return msg
+    shares = [b for b in action.backends if b.weight > 0]
+    if not shares or all(b.cluster is None for b in shares):
+        msg.direct_response.CopyFrom(_direct(500, ""))
+        return msg
+    ra = pb.RouteActionMsg(cluster_not_found_response_code=pb.CLUSTER_NOT_FOUND_500)
+    simple = len(shares) == 1 and not shares[0].request_headers and not shares[0].response_headers
+    if simple:
+        ra.cluster = shares[0].cluster or INVALID_BACKEND_CLUSTER
+    else:
+        wc = pb.WeightedClusterMsg()
+        for b in shares:
+            cw = pb.ClusterWeightMsg(name=b.cluster or INVALID_BACKEND_CLUSTER)
+            cw.weight.value = b.weight
+            _add_headers(cw, b.request_headers, request=True)
+            _add_headers(cw, b.response_headers, request=False)
+            wc.clusters.append(cw)
+        ra.weighted_clusters.CopyFrom(wc)
+    if r.rewrite is not None:
+        if r.rewrite.hostname is not None:
+            ra.host_rewrite_literal = r.rewrite.hostname
+        if r.rewrite.path is not None:
+            _path_rewrite(ra, r.rewrite.path, r.match)
+    for mirror in r.mirrors:
+        mp = pb.MirrorPolicyMsg(cluster=mirror.cluster)
+        if mirror.numerator < mirror.denominator:
+            mp.runtime_fraction.CopyFrom(pb.runtime_fraction(mirror.numerator, mirror.denominator))
+        ra.request_mirror_policies.append(mp)
+    # timeouts.request (0 disables); gRPC routes default to no timeout (streams).
+    if r.timeout_ms is not None:
+        ra.timeout.CopyFrom(pb.duration_ms(r.timeout_ms))
+    elif r.backend_timeout_ms:
+        ra.timeout.CopyFrom(pb.duration_ms(r.backend_timeout_ms))
+    elif r.match.grpc:
+        ra.timeout.CopyFrom(pb.duration_ms(0))
+    if r.backend_timeout_ms:  # timeouts.backendRequest: each try, no retries
+        ra.retry_policy.CopyFrom(
+            pb.RetryPolicyMsg(per_try_timeout=pb.duration_ms(r.backend_timeout_ms))
+        )
+        ra.retry_policy.num_retries.value = 0
+    msg.route.CopyFrom(ra)
+    return msg
+
+
+def _direct(status: int, body: str) -> Message:
+    d = pb.DirectResponseMsg(status=status)
+    if body:
+        d.body.CopyFrom(pb.data_source(body))
+    return d
+
+
+# --- clusters -------------------------------------------------------------------------
+
+
+def _cluster(c: m.Cluster) -> Message:
+    tls = None
+    h2 = c.protocol is m.AppProtocol.H2C
+    if c.tls is not None:
+        tls = pb.upstream_tls(
+            sni=c.tls.sni,
+            ca_pem=c.tls.ca_pem,
+            ca_file=SYSTEM_CA_FILE,
+            sans=list(c.tls.subject_alt_names),
+            alpn=["h2"] if h2 else [],
+        )
+    return pb.cluster(name=c.name, connect_timeout_ms=CONNECT_TIMEOUT_MS, h2=h2, upstream_tls=tls)
+
+
+def _load_assignment(c: m.Cluster) -> Message:
+    return pb.load_assignment(c.name, ((e.address, e.port) for e in c.endpoints if e.ready))

@@ -1,0 +1,296 @@
+"""One ADS stream as a pure state machine (no I/O, no asyncio).
+
+Feed it events (`on_request`, `set_snapshot`); it emits `Response`s through the injected
+`send`. The same machine serves State-of-the-World and Delta streams; only what a
+response carries differs (full sets vs. changes plus removals).
+
+Ordering (make before break), per stream:
+
+1. Clusters, then endpoints, then secrets, then listeners, then routes.
+2. A listener or route is sent only when clusters and endpoints are *settled*: the last
+   response of that type was acknowledged, there is nothing new to send, and Envoy
+   subscribed to the endpoints of every cluster (so it has warmed them).
+3. Clusters (and their endpoints) that listeners/routes sent earlier may still
+   reference are kept in the cluster set until the new listeners and routes are
+   acknowledged; then a cluster update removes them.
+4. One response per type in flight: while it is unacknowledged, changes accumulate and
+   go out together as soon as the ACK arrives (no fixed debounce).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from propylon.envoy import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+    Encoded,
+    XdsResources,
+)
+
+log = logging.getLogger("propylon.xds")
+
+ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, SECRET_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+WILDCARD_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
+SHORT = {
+    CLUSTER_TYPE: "CDS",
+    ENDPOINT_TYPE: "EDS",
+    SECRET_TYPE: "SDS",
+    LISTENER_TYPE: "LDS",
+    ROUTE_TYPE: "RDS",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A DiscoveryRequest or DeltaDiscoveryRequest, protocol-neutral."""
+
+    type_url: str
+    nonce: str = ""
+    error: str | None = None
+    node_id: str = ""
+    # SotW: the complete list of names wanted (empty = wildcard for LDS/CDS).
+    names: tuple[str, ...] = ()
+    # Delta:
+    subscribe: tuple[str, ...] = ()
+    unsubscribe: tuple[str, ...] = ()
+    initial_versions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    type_url: str
+    version_info: str
+    nonce: str
+    resources: Mapping[str, Encoded]  # SotW: the full set; Delta: the changed ones
+    removed: tuple[str, ...] = ()  # Delta only
+    snapshot_version: int = 0
+
+
+@dataclass
+class _TypeState:
+    requested: bool = False
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    pending: str | None = None  # nonce of the unacknowledged response
+    last_nonce: str | None = None
+    sent: dict[str, str] = field(default_factory=dict)  # name -> version Envoy has
+    must_respond: bool = False
+    nack: str | None = None
+    sent_version: int = 0  # snapshot version of the last response
+
+
+class AdsStream:
+    def __init__(
+        self,
+        *,
+        delta: bool,
+        send: Callable[[Response], None],
+        on_change: Callable[[AdsStream], None] | None = None,
+    ) -> None:
+        self.delta = delta
+        self.node_id = ""
+        self._send = send
+        self._on_change = on_change
+        self._types = {t: _TypeState() for t in ORDER}
+        self._desired: Mapping[str, Mapping[str, Encoded]] | None = None
+        self._version = 0
+        # Snapshots whose listeners/routes Envoy may be using; their clusters stay.
+        self._live: list[Mapping[str, Mapping[str, Encoded]]] = []
+        self._counter = 0
+        self.acked_version = 0
+        self.nacked_version = 0
+        self.last_nack: str | None = None
+
+    def describe(self) -> dict[str, object]:
+        """What this stream waits for, per type (for errors and debugging)."""
+        out: dict[str, object] = {"node": self.node_id, "acked": self.acked_version}
+        for t, ts in self._types.items():
+            out[SHORT[t]] = {
+                "requested": ts.requested,
+                "wildcard": ts.wildcard,
+                "names": len(ts.names),
+                "pending": ts.pending,
+                "sent": len(ts.sent),
+                "nack": ts.nack,
+                "settled": self._settled(t) if self._desired is not None else None,
+            }
+        return out
+
+    # --- events -----------------------------------------------------------------------
+
+    def set_snapshot(self, resources: XdsResources, version: int) -> None:
+        self._desired = resources.by_type()
+        self._version = version
+        self._pump()
+
+    def on_request(self, req: Request) -> None:
+        ts = self._types.get(req.type_url)
+        if ts is None:
+            log.debug("ignoring request for unknown type %s", req.type_url)
+            return
+        if req.node_id and not self.node_id:
+            self.node_id = req.node_id
+        if req.nonce:
+            if req.nonce == ts.pending:
+                ts.pending = None
+                if req.error:
+                    ts.nack = req.error
+                    self.nacked_version = max(self.nacked_version, ts.sent_version)
+                    self.last_nack = req.error
+                    log.warning(
+                        "node %s rejected %s (nonce %s, version %s): %s",
+                        self.node_id,
+                        SHORT[req.type_url],
+                        req.nonce,
+                        ts.sent_version,
+                        req.error,
+                    )
+                else:
+                    ts.nack = None
+            elif req.nonce != ts.last_nonce and not self.delta:
+                return  # stale SotW request: superseded by a response Envoy hasn't seen
+        elif not self.delta or not ts.requested:
+            # An initial request: it must be answered, even with nothing. (Later Delta
+            # requests without a nonce only change the subscription.)
+            ts.must_respond = True
+            if self.delta:
+                ts.sent = dict(req.initial_versions)
+        first = not ts.requested
+        ts.requested = True
+        if self.delta:
+            self._delta_subscribe(req, ts, first)
+        else:
+            names = set(req.names)
+            if req.type_url in WILDCARD_TYPES:
+                ts.wildcard = not names or "*" in names
+            ts.names = names - {"*"}
+            if not ts.wildcard:
+                for gone in [n for n in ts.sent if n not in ts.names]:
+                    del ts.sent[gone]
+        self._pump()
+
+    def _delta_subscribe(self, req: Request, ts: _TypeState, first: bool) -> None:
+        if first and req.type_url in WILDCARD_TYPES and not req.subscribe:
+            ts.wildcard = True
+        for n in req.subscribe:
+            if n == "*":
+                ts.wildcard = True
+            else:
+                ts.names.add(n)
+        for n in req.unsubscribe:
+            if n == "*":
+                ts.wildcard = False
+            else:
+                ts.names.discard(n)
+                if not ts.wildcard:
+                    ts.sent.pop(n, None)
+
+    # --- decisions --------------------------------------------------------------------
+
+    def _content(self, type_url: str) -> dict[str, Encoded]:
+        assert self._desired is not None
+        ts = self._types[type_url]
+        out = dict(self._desired.get(type_url, {}))
+        if type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+            for snap in self._live:
+                for name, enc in snap.get(type_url, {}).items():
+                    out.setdefault(name, enc)
+        if not ts.wildcard:
+            out = {n: e for n, e in out.items() if n in ts.names}
+        return dict(sorted(out.items()))
+
+    def _changed(self, type_url: str, content: Mapping[str, Encoded]) -> bool:
+        sent = self._types[type_url].sent
+        return len(sent) != len(content) or any(
+            sent.get(n) != e.version for n, e in content.items()
+        )
+
+    def _settled(self, type_url: str) -> bool:
+        assert self._desired is not None
+        ts = self._types[type_url]
+        desired = self._desired.get(type_url, {})
+        if not ts.requested:
+            return not desired
+        if ts.pending is not None or ts.must_respond:
+            return False
+        if self._changed(type_url, self._content(type_url)):
+            return False
+        return ts.wildcard or all(n in ts.names for n in desired)
+
+    def _pump(self) -> None:
+        if self._desired is None:
+            return
+        for _ in range(3):  # a second pass sends the cluster removals, if any
+            sent_any = False
+            for type_url in ORDER:
+                ts = self._types[type_url]
+                if not ts.requested or ts.pending is not None:
+                    continue
+                if type_url in (LISTENER_TYPE, ROUTE_TYPE) and not (
+                    self._settled(CLUSTER_TYPE) and self._settled(ENDPOINT_TYPE)
+                ):
+                    continue
+                content = self._content(type_url)
+                if ts.must_respond or self._changed(type_url, content):
+                    self._respond(type_url, content)
+                    sent_any = True
+            lds, rds = self._types[LISTENER_TYPE], self._types[ROUTE_TYPE]
+            if (
+                self._settled(LISTENER_TYPE)
+                and self._settled(ROUTE_TYPE)
+                and lds.nack is None
+                and rds.nack is None
+                and (len(self._live) != 1 or self._live[0] is not self._desired)
+            ):
+                self._live = [self._desired]
+                continue  # retained clusters may go now
+            if not sent_any:
+                break
+        if all(self._settled(t) and self._types[t].nack is None for t in ORDER) and (
+            not self._live or (len(self._live) == 1 and self._live[0] is self._desired)
+        ):
+            self.acked_version = max(self.acked_version, self._version)
+        if self._on_change is not None:
+            self._on_change(self)
+
+    def _respond(self, type_url: str, content: dict[str, Encoded]) -> None:
+        ts = self._types[type_url]
+        self._counter += 1
+        nonce = str(self._counter)
+        if self.delta:
+            resources = {n: e for n, e in content.items() if ts.sent.get(n) != e.version}
+            removed = tuple(sorted(n for n in ts.sent if n not in content))
+        else:
+            resources, removed = content, ()
+        if type_url == CLUSTER_TYPE:
+            # An updated cluster warms again and waits for its endpoints: resend them
+            # even if they did not change.
+            eds_sent = self._types[ENDPOINT_TYPE].sent
+            for n, e in content.items():
+                if n in ts.sent and ts.sent[n] != e.version:
+                    eds_sent.pop(n, None)
+        ts.sent = {n: e.version for n, e in content.items()}
+        ts.pending = ts.last_nonce = nonce
+        ts.must_respond = False
+        ts.sent_version = self._version
+        if type_url in (LISTENER_TYPE, ROUTE_TYPE) and (
+            not self._live or self._live[-1] is not self._desired
+        ):
+            assert self._desired is not None
+            self._live.append(self._desired)
+        self._send(
+            Response(
+                type_url=type_url,
+                version_info=f"{self._version}.{nonce}",
+                nonce=nonce,
+                resources=resources,
+                removed=removed,
+                snapshot_version=self._version,
+            )
+        )

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from propylon.dataplane import EnvoySupervisor
+from propylon.xds import AdsServer
+
+_ids = itertools.count()
+
+
+@dataclass
+class Plane:
+    xds: AdsServer
+    envoy: EnvoySupervisor
+
+
+@pytest.fixture(params=[True, False], ids=["delta", "sotw"])
+def delta(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+@pytest.fixture
+async def plane(tmp_path: Path, delta: bool) -> AsyncIterator[Plane]:
+    logging.getLogger("propylon").setLevel(logging.DEBUG)
+    xds = AdsServer()
+    address = await xds.start("127.0.0.1:0")
+    envoy = EnvoySupervisor(
+        binary=None,
+        xds_address=address,
+        admin_address="127.0.0.1:0",
+        node_id=f"test-{next(_ids)}",
+        workdir=tmp_path / "envoy",
+        delta=delta,
+    )
+    await envoy.start()
+    try:
+        yield Plane(xds, envoy)
+    finally:
+        await envoy.stop()
+        await xds.stop()

@@ -1,0 +1,96 @@
+"""Focused checks of translator shapes (the golden files show the whole picture)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+
+from propylon import model as m
+from propylon.envoy import INVALID_BACKEND_CLUSTER, XdsResources, translate
+
+L = "ns/gw/80"
+
+
+def one_route(route: m.Route, hostnames: tuple[str, ...] = ("a.test",), **kw: Any) -> XdsResources:
+    vh = m.VirtualHost(f"{L}/{hostnames[0]}", hostnames, (route,))
+    model = m.Model(listeners=(m.Listener(L, "127.0.0.5", 80, http=(vh,)),))
+    return translate(model, m.ProxyOptions(**kw))
+
+
+def vhost(res: XdsResources) -> dict[str, Any]:
+    d: dict[str, Any] = MessageToDict(res.routes[L], preserving_proto_field_name=True)
+    return d["virtual_hosts"][0]  # type: ignore[no-any-return]
+
+
+def route_dict(res: XdsResources) -> dict[str, Any]:
+    return vhost(res)["routes"][0]  # type: ignore[no-any-return]
+
+
+def fwd(*backends: m.WeightedBackend, path: m.PathMatch | None = None) -> m.Route:
+    match = m.RouteMatch(path=path) if path else m.RouteMatch()
+    return m.Route("r", match, m.Forward(backends))
+
+
+def test_domains_include_any_port() -> None:
+    assert vhost(one_route(fwd(m.WeightedBackend("c")), ("a.test", "*.b.test")))["domains"] == [
+        "a.test",
+        "a.test:*",
+        "*.b.test",
+        "*.b.test:*",
+    ]
+    assert vhost(one_route(fwd(m.WeightedBackend("c")), ("*",)))["domains"] == ["*"]
+
+
+def test_prefix_semantics() -> None:
+    r = route_dict(
+        one_route(fwd(m.WeightedBackend("c"), path=m.PathMatch(m.PathMatchType.PREFIX, "/foo/")))
+    )
+    assert r["match"] == {"path_separated_prefix": "/foo"}
+    r = route_dict(one_route(fwd(m.WeightedBackend("c"))))
+    assert r["match"] == {"prefix": "/"}
+
+
+def test_unresolved_backends() -> None:
+    r = route_dict(one_route(fwd(m.WeightedBackend(None))))
+    assert r["direct_response"] == {"status": 500}
+    r = route_dict(one_route(fwd(m.WeightedBackend(None), m.WeightedBackend("c", 3))))
+    clusters = r["route"]["weighted_clusters"]["clusters"]
+    assert [(c["name"], c["weight"]) for c in clusters] == [(INVALID_BACKEND_CLUSTER, 1), ("c", 3)]
+    assert r["route"]["cluster_not_found_response_code"] == "INTERNAL_SERVER_ERROR"
+    r = route_dict(one_route(fwd(m.WeightedBackend("c", 0))))
+    assert r["direct_response"] == {"status": 500}
+
+
+def test_grpc_catch_all_only_with_grpc_routes() -> None:
+    plain = vhost(one_route(fwd(m.WeightedBackend("c"))))
+    assert len(plain["routes"]) == 1
+    grpc_route = m.Route("g", m.RouteMatch(grpc=True), m.Forward((m.WeightedBackend("c"),)))
+    routes = vhost(one_route(grpc_route))["routes"]
+    assert routes[-1]["match"] == {"prefix": "/", "grpc": {}}
+    assert routes[-1]["direct_response"] == {"status": 200}
+
+
+def test_bind_all_and_xff() -> None:
+    res = one_route(fwd(m.WeightedBackend("c")), bind_all=True, xff_num_trusted_hops=2)
+    d = MessageToDict(res.listeners[L], preserving_proto_field_name=True)
+    assert d["address"]["socket_address"]["address"] == "0.0.0.0"
+    hcm = d["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["xff_num_trusted_hops"] == 2 and hcm["use_remote_address"] is True
+    assert hcm["rds"]["route_config_name"] == L
+
+
+def test_prefix_rewrite_to_root() -> None:
+    route = m.Route(
+        "r",
+        m.RouteMatch(path=m.PathMatch(m.PathMatchType.PREFIX, "/foo")),
+        m.Forward((m.WeightedBackend("c"),)),
+        rewrite=m.URLRewrite(path=m.PathModifier(m.PathModifierType.PREFIX, "/")),
+    )
+    r = route_dict(one_route(route))
+    assert r["route"]["regex_rewrite"] == {"pattern": {"regex": "^/foo/*"}, "substitution": "/"}
+
+
+def test_unused_secrets_not_sent() -> None:
+    model = m.Model(secrets=(m.Secret("ns/s", "x", "y"),))
+    assert translate(model, m.ProxyOptions()).secrets == {}
