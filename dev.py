@@ -33,8 +33,16 @@ def _ensure_venv(extras: str) -> None:
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     print(f"installing {target} into {VENV}", flush=True)
     subprocess.run(
-        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-e", target],
+        [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            target,
+        ],
         check=True,
     )
     stamp.write_text(digest)
@@ -58,8 +66,11 @@ def test(args: list[str]) -> int:
         [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
     ]
     for step in steps:
-        print("$", " ".join(Path(step[0]).name if i == 0 else s for i, s in enumerate(step)),
-              flush=True)
+        print(
+            "$",
+            " ".join(Path(step[0]).name if i == 0 else s for i, s in enumerate(step)),
+            flush=True,
+        )
         code = _exec(step)
         if code != 0:
             return code

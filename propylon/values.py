@@ -37,9 +37,7 @@ class GatewayAPIValues(_Values):
     enabled: bool = True
     xff_num_trusted_hops: int = Field(default=0, ge=0, alias="xffNumTrustedHops")
     host_network: HostNetwork = Field(default=HostNetwork(), alias="hostNetwork")
-    gateway_class: GatewayClassValues = Field(
-        default=GatewayClassValues(), alias="gatewayClass"
-    )
+    gateway_class: GatewayClassValues = Field(default=GatewayClassValues(), alias="gatewayClass")
     external_traffic_policy: Literal["Cluster", "Local"] = Field(
         default="Cluster", alias="externalTrafficPolicy"
     )
@@ -57,9 +55,7 @@ class SecurityContext(_Values):
 class EnvoyValues(_Values):
     # None means "default for a new installation", which is a separate Envoy (True).
     enabled: bool | None = None
-    security_context: SecurityContext = Field(
-        default=SecurityContext(), alias="securityContext"
-    )
+    security_context: SecurityContext = Field(default=SecurityContext(), alias="securityContext")
 
 
 class AgentCapabilities(_Values):
@@ -88,5 +84,7 @@ class Values(_Values):
         caps = self.envoy.security_context.capabilities
         if not caps.keep_cap_net_bind_service:
             return False
-        granted = caps.envoy if self.separate_envoy else self.security_context.capabilities.cilium_agent
+        granted = (
+            caps.envoy if self.separate_envoy else self.security_context.capabilities.cilium_agent
+        )
         return "NET_BIND_SERVICE" in granted

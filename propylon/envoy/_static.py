@@ -7,7 +7,7 @@ import copy
 import json
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+from google.protobuf.json_format import MessageToDict
 
 from propylon.envoy._translate import XdsResources
 

@@ -15,16 +15,16 @@ Naming (stable and documented, so users can find things in Envoy's config_dump):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class PathMatchType(str, Enum):
+class PathMatchType(StrEnum):
     EXACT = "Exact"
     PREFIX = "PathPrefix"
     REGEX = "RegularExpression"
 
 
-class ValueMatchType(str, Enum):
+class ValueMatchType(StrEnum):
     EXACT = "Exact"
     REGEX = "RegularExpression"
 
@@ -69,7 +69,7 @@ class HeaderModifier:
     remove: tuple[str, ...] = ()
 
 
-class PathModifierType(str, Enum):
+class PathModifierType(StrEnum):
     FULL = "ReplaceFullPath"
     PREFIX = "ReplacePrefixMatch"
 
@@ -205,7 +205,7 @@ class Listener:
     passthrough: tuple[TLSPassthrough, ...] = ()
 
 
-class AppProtocol(str, Enum):
+class AppProtocol(StrEnum):
     HTTP1 = "http"
     H2C = "kubernetes.io/h2c"  # also gRPC backends
     WEBSOCKET = "kubernetes.io/ws"

@@ -87,9 +87,7 @@ class Instance:
                 workdir=self.state.path / "envoy",
             )
             await self._envoy.start()
-            log.info(
-                "envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address
-            )
+            log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
             async for changeset in watch(
                 self.options.paths, source=self._source, stop_event=self._stop
             ):

@@ -86,7 +86,9 @@ def evaluate_once(changeset: ChangeSet, values: Values) -> Evaluation:
     """Evaluate files once with a fixed clock (validate, translate): output depends on
     the files only."""
     counter = itertools.count(1)
-    store = Store(now=lambda: EPOCH, new_uid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}")
+    store = Store(
+        now=lambda: EPOCH, new_uid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
+    )
     return evaluate(store.apply(changeset), changeset, values)
 
 

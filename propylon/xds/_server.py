@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf import any_pb2  # type: ignore[import-untyped]
+from google.protobuf import any_pb2
 
 from propylon.envoy import XdsResources
 from propylon.xds._stream import AdsStream, Request, Response

@@ -1,0 +1,5 @@
+import sys
+
+from propylon.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""`propylon`: the command line.
+
+propylon run -f PATH...          serve manifests through Envoy, watching the files
+propylon get KIND [NAME]         list objects and their status (kubectl-style)
+propylon describe KIND NAME      one object in detail, with conditions
+propylon validate -f PATH...     report every problem in manifests
+propylon translate -f PATH...    print statuses and xDS resources
+propylon demo ...                the walkthrough's demo backends and client
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from propylon.cli.get import add_get_parsers
+from propylon.cli.kinds import UnknownResourceError
+from propylon.cli.run import add_run_parser
+from propylon.cli.validate import add_validate_parsers
+from propylon.state import STATE_DIR_ENV, ApiError, NoInstanceError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="propylon",
+        description="A Kubernetes Gateway API implementation with Envoy as its data plane.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"state directory (default: ${STATE_DIR_ENV} or ~/.local/state/propylon)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_run_parser(subparsers, common)
+    add_get_parsers(subparsers, common)
+    add_validate_parsers(subparsers)
+    try:
+        demo = importlib.import_module("propylon.demo.cli")
+    except ImportError:
+        demo = None
+    if demo is not None:
+        demo.add_demo_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+    except (NoInstanceError, UnknownResourceError, ApiError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+async def _await(awaitable: object) -> object:
+    return await awaitable  # type: ignore[misc]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

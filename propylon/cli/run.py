@@ -1,0 +1,139 @@
+"""`propylon run`: command-line options -> `propylon.runtime.RunOptions` -> `runtime.run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import inspect
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from propylon.cli.helmvalues import ValuesError, load_values
+from propylon.state import default_state_dir
+from propylon.values import Values
+
+if TYPE_CHECKING:
+    from propylon.runtime.options import RunOptions
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_run_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    run = subparsers.add_parser(
+        "run",
+        parents=[common],
+        help="serve the Gateway API objects in files through Envoy, watching for changes",
+        description="Read Gateway API manifests from files and directories, watch them, and "
+        "program a supervised Envoy.",
+    )
+    add_file_args(run)
+    add_values_args(run)
+    run.add_argument("--envoy-binary", type=Path, help="Envoy executable (default: bundled)")
+    run.add_argument("--admin-port", type=int, help="Envoy admin port on 127.0.0.1")
+    run.add_argument(
+        "--ip-pool",
+        action="append",
+        default=[],
+        dest="ip_pools",
+        metavar="CIDR",
+        help="addresses for Gateways when no CiliumLoadBalancerIPPool exists "
+        "(default 127.10.0.0/16); repeatable",
+    )
+    run.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    run.set_defaults(func=cmd_run)
+
+
+def add_file_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="manifest file or directory (recursive; .yaml, .yml, .json); repeatable",
+    )
+
+
+def add_values_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--values",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="helm-style values YAML (gatewayAPI.*, envoy.*); repeatable, later wins",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="set_values",
+        metavar="KEY=VALUE",
+        help="set a value, helm style (gatewayAPI.xffNumTrustedHops=1); repeatable",
+    )
+
+
+def values_from_args(args: argparse.Namespace) -> Values:
+    return load_values(args.values, args.set_values)
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """`propylon.runtime.RunOptions` from the command line (the runtime is imported
+    here, not at start-up, so that `get` and `describe` start fast)."""
+    from propylon.runtime.options import RunOptions
+
+    options = RunOptions(
+        paths=tuple(args.paths),
+        state_dir=args.state_dir or default_state_dir(),
+        values=values_from_args(args),
+        envoy_binary=args.envoy_binary,
+        log_level=args.log_level,
+        admin_port=args.admin_port,
+    )
+    if args.ip_pools:
+        options = dataclasses.replace(options, default_pool=_pools(args.ip_pools))
+    return options
+
+
+def _pools(cidrs: list[str]) -> tuple[str, ...]:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValuesError(f"--ip-pool {cidr!r}: {exc}") from None
+    return tuple(cidrs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        options = options_from_args(args)
+    except ValuesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        runtime = importlib.import_module("propylon.runtime")
+    except ImportError as exc:
+        print(f"error: propylon run is not available ({exc})", file=sys.stderr)
+        return 2
+    try:
+        result = runtime.run(options)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

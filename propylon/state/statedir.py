@@ -1,0 +1,159 @@
+"""The state directory: what survives a restart and what `get`/`describe` talk to.
+
+    <state-dir>/metadata.json   the store's records (generation, spec hash, creation, uid)
+    <state-dir>/status.json     the last statuses, with lastTransitionTime
+    <state-dir>/propylon.pid    the pid of the running instance
+    <state-dir>/api.sock        the local API (see `propylon.state.api`)
+
+Default: `$PROPYLON_STATE_DIR`, else `~/.local/state/propylon` (for `run` and `get`
+alike); `--state-dir` overrides. JSON files are written atomically (temp file + fsync +
+rename), so a crash leaves the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from propylon.resources.meta import ObjectKey
+from propylon.store import key_from_str, key_to_str
+
+STATE_DIR_ENV = "PROPYLON_STATE_DIR"
+FORMAT_VERSION = 1
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    configured = env.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path("~/.local/state/propylon").expanduser()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """The file's JSON, or None when it is missing or unreadable (a corrupt state file
+    must not stop Propylon from starting: it starts afresh)."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+class StateDir:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"StateDir({str(self.path)!r})"
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.path / "metadata.json"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "propylon.pid"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.path / "api.sock"
+
+    def ensure(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- store records ---------------------------------------------------------------
+
+    def load_metadata(self) -> dict[str, dict[str, Any]]:
+        """Records for `Store(records=...)`; {} when there are none."""
+        data = read_json(self.metadata_file)
+        objects = data.get("objects") if isinstance(data, dict) else None
+        if not isinstance(objects, dict):
+            return {}
+        return {str(k): dict(v) for k, v in objects.items() if isinstance(v, dict)}
+
+    def save_metadata(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        write_json_atomic(self.metadata_file, {"version": FORMAT_VERSION, "objects": dict(records)})
+
+    # -- statuses -------------------------------------------------------------------
+
+    def load_statuses(self) -> dict[ObjectKey, dict[str, Any]]:
+        data = read_json(self.status_file)
+        statuses = data.get("statuses") if isinstance(data, dict) else None
+        if not isinstance(statuses, dict):
+            return {}
+        out: dict[ObjectKey, dict[str, Any]] = {}
+        for text, status in statuses.items():
+            if not isinstance(status, dict):
+                continue
+            try:
+                out[key_from_str(str(text))] = status
+            except ValueError:
+                continue
+        return out
+
+    def save_statuses(self, statuses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
+        write_json_atomic(
+            self.status_file,
+            {
+                "version": FORMAT_VERSION,
+                "statuses": {key_to_str(k): dict(statuses[k]) for k in sorted(statuses)},
+            },
+        )
+
+    # -- pid ------------------------------------------------------------------------
+
+    def write_pid(self, pid: int | None = None) -> None:
+        self.ensure()
+        tmp = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
+        tmp.write_text(f"{os.getpid() if pid is None else pid}\n")
+        os.replace(tmp, self.pid_file)
+
+    def read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running_pid(self) -> int | None:
+        """The pid in the pid file if that process is alive, else None."""
+        pid = self.read_pid()
+        if pid is None or pid <= 0:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def remove_pid(self) -> None:
+        if self.read_pid() == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_file.unlink()

@@ -1,0 +1,36 @@
+"""The object store: `ChangeSet` in, `Snapshot` out; owns generation, creation time, uid."""
+
+from propylon.store.changeset import ChangeSet, Origin, StoredObject
+from propylon.store.diagnostics import Diagnostic, Severity, error, warning
+from propylon.store.store import (
+    ObjectRecord,
+    Snapshot,
+    Store,
+    content_hash,
+    format_timestamp,
+    key_from_str,
+    key_to_str,
+    parse_timestamp,
+    spec_hash,
+)
+from propylon.store.types import Resource
+
+__all__ = [
+    "ChangeSet",
+    "Diagnostic",
+    "ObjectRecord",
+    "Origin",
+    "Resource",
+    "Severity",
+    "Snapshot",
+    "Store",
+    "StoredObject",
+    "content_hash",
+    "error",
+    "format_timestamp",
+    "key_from_str",
+    "key_to_str",
+    "parse_timestamp",
+    "spec_hash",
+    "warning",
+]

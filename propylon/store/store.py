@@ -1,0 +1,321 @@
+"""The object store: objects by (kind, namespace, name), with generation tracking.
+
+Like the Kubernetes API server, the store owns three metadata fields and overrides
+whatever a file says for them:
+
+- `metadata.generation`: 1 at creation, +1 each time the object's *spec* changes. For
+  kinds without a `spec` (Secret, ConfigMap, EndpointSlice, ...) every change of content
+  other than metadata and status counts (`data`, `endpoints`, ...). Label and annotation
+  changes never bump it (they do count as an update, see `Snapshot.updated`).
+- `metadata.creationTimestamp`: RFC 3339 (seconds, UTC) from the injected clock.
+- `metadata.uid`: from the injected factory (uuid4 by default).
+
+Generations survive restarts through `export_records()` / `import_records()`: an object
+whose spec hash matches its record keeps generation, timestamp and uid; a changed spec
+gets the record's generation + 1.
+
+The store is pure (no I/O): a clock and a uid factory are injected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from propylon.resources.meta import ObjectKey
+from propylon.store.changeset import ChangeSet, StoredObject
+from propylon.store.diagnostics import Diagnostic, warning
+from propylon.store.types import Resource
+
+_STORE_OWNED_METADATA = ("generation", "creationTimestamp", "uid", "resourceVersion")
+_NOT_CONTENT = ("apiVersion", "kind", "metadata", "status")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def key_to_str(key: ObjectKey) -> str:
+    """`Kind/namespace/name` (namespace empty for cluster-scoped objects)."""
+    return f"{key.kind}/{key.namespace}/{key.name}"
+
+
+def key_from_str(text: str) -> ObjectKey:
+    kind, namespace, name = text.split("/", 2)
+    return ObjectKey(kind, namespace, name)
+
+
+def _digest(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _dump(resource: Resource) -> dict[str, Any]:
+    return resource.model_dump(mode="json", by_alias=True)
+
+
+def spec_hash(resource: Resource) -> str:
+    """Hash of what drives `metadata.generation`: `spec`, or for kinds without a spec
+    everything except apiVersion, kind, metadata and status."""
+    doc = _dump(resource)
+    if "spec" in doc:
+        return _digest(doc["spec"])
+    return _digest({k: v for k, v in doc.items() if k not in _NOT_CONTENT})
+
+
+def content_hash(resource: Resource) -> str:
+    """Hash of everything a user controls (spec, labels, annotations, ...), i.e. all but
+    status and the metadata fields the store owns."""
+    doc = _dump(resource)
+    doc.pop("status", None)
+    meta = doc.get("metadata")
+    if isinstance(meta, dict):
+        doc["metadata"] = {k: v for k, v in meta.items() if k not in _STORE_OWNED_METADATA}
+    return _digest(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """What the store remembers about an object across restarts."""
+
+    generation: int
+    spec_hash: str
+    creation_timestamp: str
+    uid: str
+    source: str = "files"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "spec_hash": self.spec_hash,
+            "creationTimestamp": self.creation_timestamp,
+            "uid": self.uid,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ObjectRecord:
+        return cls(
+            generation=int(data["generation"]),
+            spec_hash=str(data["spec_hash"]),
+            creation_timestamp=str(data["creationTimestamp"]),
+            uid=str(data["uid"]),
+            source=str(data.get("source", "files")),
+        )
+
+
+class Snapshot(Mapping[ObjectKey, StoredObject]):
+    """An immutable view of every object in the store, plus what the `apply` that
+    produced it changed. `updated` holds objects whose content changed (spec, labels,
+    annotations, data...); a move to another file alone is not an update."""
+
+    __slots__ = ("_objects", "_sources", "added", "deleted", "diagnostics", "updated")
+
+    def __init__(
+        self,
+        objects: Mapping[ObjectKey, StoredObject],
+        *,
+        added: frozenset[ObjectKey] = frozenset(),
+        updated: frozenset[ObjectKey] = frozenset(),
+        deleted: frozenset[ObjectKey] = frozenset(),
+        diagnostics: tuple[Diagnostic, ...] = (),
+        sources: Mapping[ObjectKey, str] | None = None,
+    ) -> None:
+        self._objects = dict(objects)
+        self._sources = dict(sources or {})
+        self.added = added
+        self.updated = updated
+        self.deleted = deleted
+        self.diagnostics = diagnostics
+
+    def __getitem__(self, key: ObjectKey) -> StoredObject:
+        return self._objects[key]
+
+    def __iter__(self) -> Iterator[ObjectKey]:
+        return iter(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot({len(self)} objects, added={len(self.added)}, "
+            f"updated={len(self.updated)}, deleted={len(self.deleted)})"
+        )
+
+    @property
+    def changed(self) -> frozenset[ObjectKey]:
+        return self.added | self.updated | self.deleted
+
+    def source_of(self, key: ObjectKey) -> str | None:
+        """The `ChangeSet.source` an object came from."""
+        return self._sources.get(key)
+
+    def resources(self, *, source: str | None = None) -> dict[ObjectKey, Resource]:
+        """The objects as `gatewayapi.Inputs.objects` wants them (of one source only, when
+        `source` is given)."""
+        return {
+            key: stored.resource
+            for key, stored in self._objects.items()
+            if source is None or self._sources.get(key) == source
+        }
+
+
+@dataclass(slots=True)
+class _Entry:
+    stored: StoredObject
+    record: ObjectRecord
+    content: str
+
+
+def _default_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_uid() -> str:
+    return str(uuid.uuid4())
+
+
+class Store:
+    def __init__(
+        self,
+        *,
+        now: Callable[[], datetime] = _default_now,
+        new_uid: Callable[[], str] = _default_uid,
+        records: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._now = now
+        self._new_uid = new_uid
+        self._entries: dict[ObjectKey, _Entry] = {}
+        # Records loaded from the state directory that no live object has claimed yet.
+        self._persisted: dict[ObjectKey, ObjectRecord] = {}
+        if records:
+            self.import_records(records)
+
+    # -- persistence ---------------------------------------------------------------
+
+    def import_records(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        """Load records written by `export_records` (bad entries are skipped)."""
+        for text, data in records.items():
+            try:
+                key = key_from_str(text)
+                self._persisted[key] = ObjectRecord.from_json(data)
+            except (KeyError, TypeError, ValueError):
+                continue
+
+    def export_records(self) -> dict[str, dict[str, Any]]:
+        """`{"Kind/namespace/name": {generation, spec_hash, creationTimestamp, uid, source}}`
+        for live objects and for records no source has claimed or dropped yet."""
+        out: dict[ObjectKey, ObjectRecord] = dict(self._persisted)
+        out.update({key: entry.record for key, entry in self._entries.items()})
+        return {key_to_str(key): out[key].to_json() for key in sorted(out)}
+
+    # -- reading -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            {key: entry.stored for key, entry in self._entries.items()},
+            sources={key: entry.record.source for key, entry in self._entries.items()},
+        )
+
+    def get(self, key: ObjectKey) -> StoredObject | None:
+        entry = self._entries.get(key)
+        return entry.stored if entry else None
+
+    # -- writing -------------------------------------------------------------------
+
+    def apply(self, changeset: ChangeSet) -> Snapshot:
+        """Make the objects of `changeset.source` exactly `changeset.objects`."""
+        source = changeset.source
+        added: set[ObjectKey] = set()
+        updated: set[ObjectKey] = set()
+        diagnostics: list[Diagnostic] = []
+        timestamp: str | None = None
+
+        for key, incoming in changeset.objects.items():
+            entry = self._entries.get(key)
+            if entry is not None and entry.record.source != source:
+                origin = incoming.origin
+                diagnostics.append(
+                    warning(
+                        f"ignored: the same object is already defined by source "
+                        f"{entry.record.source!r}",
+                        file=origin.file if origin else None,
+                        document=origin.document if origin else None,
+                        object=str(key),
+                    )
+                )
+                continue
+            s_hash = spec_hash(incoming.resource)
+            c_hash = content_hash(incoming.resource)
+            if entry is not None:
+                record = entry.record
+                if c_hash == entry.content:
+                    if incoming.origin != entry.stored.origin:
+                        entry.stored = replace(entry.stored, origin=incoming.origin)
+                    continue
+                if s_hash != record.spec_hash:
+                    record = replace(record, generation=record.generation + 1, spec_hash=s_hash)
+                updated.add(key)
+            else:
+                previous = self._persisted.pop(key, None)
+                if previous is not None:
+                    record = replace(previous, source=source)
+                    if s_hash != previous.spec_hash:
+                        record = replace(
+                            record, generation=previous.generation + 1, spec_hash=s_hash
+                        )
+                else:
+                    if timestamp is None:
+                        timestamp = format_timestamp(self._now())
+                    record = ObjectRecord(1, s_hash, timestamp, self._new_uid(), source)
+                added.add(key)
+            self._entries[key] = _Entry(
+                StoredObject(_stamp(incoming.resource, record), incoming.origin), record, c_hash
+            )
+
+        deleted = {
+            key
+            for key, entry in self._entries.items()
+            if entry.record.source == source and key not in changeset.objects
+        }
+        for key in deleted:
+            del self._entries[key]
+        # Objects of this source that vanished while we were down are gone for good.
+        for key in [k for k, r in self._persisted.items() if r.source == source]:
+            del self._persisted[key]
+
+        return Snapshot(
+            {key: entry.stored for key, entry in self._entries.items()},
+            added=frozenset(added),
+            updated=frozenset(updated),
+            deleted=frozenset(deleted),
+            diagnostics=tuple(diagnostics),
+            sources={key: entry.record.source for key, entry in self._entries.items()},
+        )
+
+
+def _stamp(resource: Resource, record: ObjectRecord) -> Resource:
+    meta = resource.metadata.model_copy(
+        update={
+            "generation": record.generation,
+            "creation_timestamp": record.creation_timestamp,
+            "uid": record.uid,
+        }
+    )
+    return resource.model_copy(update={"metadata": meta})

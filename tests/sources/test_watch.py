@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from propylon.resources.meta import ObjectKey
+from propylon.sources.watch import watch
+from propylon.store import ChangeSet
+from propylon.store.testing import fake_parse
+
+GW = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n"
+
+
+def key(name: str) -> ObjectKey:
+    return ObjectKey("Gateway", "default", name)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.sets: list[ChangeSet] = []
+        self.event = asyncio.Event()
+
+    async def run(self, it: AsyncIterator[ChangeSet]) -> None:
+        async for cs in it:
+            self.sets.append(cs)
+            self.event.set()
+
+    async def until(self, predicate: Callable[[ChangeSet], bool], timeout: float = 10) -> ChangeSet:
+        """Wait until the latest ChangeSet satisfies `predicate` (deadline, no fixed sleeps)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.sets and predicate(self.sets[-1]):
+                    return self.sets[-1]
+                self.event.clear()
+                await self.event.wait()
+
+
+@contextlib.asynccontextmanager
+async def watching(path: Path, **kwargs: object) -> AsyncIterator[Collector]:
+    stop = asyncio.Event()
+    collector = Collector()
+    task = asyncio.create_task(
+        collector.run(
+            watch([path], parse=fake_parse, stop_event=stop, rescan_interval=0.5, **kwargs)  # type: ignore[arg-type]
+        )
+    )
+    try:
+        # The first ChangeSet comes before the watcher is armed; events in between are
+        # caught by the watcher's periodic stat rescan, so no sleep is needed here.
+        await collector.until(lambda cs: True)
+        yield collector
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+
+
+@pytest.mark.parametrize("polling", [False, True])
+async def test_create_modify_rename_delete(tmp_path: Path, polling: bool) -> None:
+    (tmp_path / "a.yaml").write_text(GW.format(name="a"))
+    async with watching(tmp_path, force_polling=polling, poll_delay_ms=20) as w:
+        assert set(w.sets[0].objects) == {key("a")}
+
+        (tmp_path / "b.yaml").write_text(GW.format(name="b"))
+        await w.until(lambda cs: set(cs.objects) == {key("a"), key("b")})
+
+        (tmp_path / "b.yaml").write_text(GW.format(name="b2"))
+        await w.until(lambda cs: set(cs.objects) == {key("a"), key("b2")})
+
+        os.rename(tmp_path / "b.yaml", tmp_path / "c.yaml")
+        cs = await w.until(
+            lambda cs: (
+                key("b2") in cs.objects
+                and str(cs.objects[key("b2")].origin).startswith(str(tmp_path / "c.yaml"))
+            )
+        )
+        assert set(cs.objects) == {key("a"), key("b2")}
+
+        os.rename(tmp_path / "c.yaml", tmp_path / "c.txt")  # renamed away: no longer read
+        await w.until(lambda cs: set(cs.objects) == {key("a")})
+
+        (tmp_path / "a.yaml").unlink()
+        await w.until(lambda cs: cs.objects == {})
+
+
+async def test_atomic_replace_of_watched_file_and_bad_yaml(tmp_path: Path) -> None:
+    target = tmp_path / "gw.yaml"
+    target.write_text(GW.format(name="a"))
+    async with watching(target) as w:
+        tmp = tmp_path / ".gw.yaml.tmp"
+        tmp.write_text(GW.format(name="b"))
+        os.replace(tmp, target)  # how editors save
+        await w.until(lambda cs: set(cs.objects) == {key("b")})
+
+        target.write_text("kind: [oops\n")
+        cs = await w.until(lambda cs: bool(cs.errors))
+        assert set(cs.objects) == {key("b")}  # the last good objects stay
+
+
+async def test_one_changeset_per_batch(tmp_path: Path) -> None:
+    async with watching(tmp_path, debounce_ms=300, step_ms=100) as w:
+        before = len(w.sets)
+        for i in range(5):
+            (tmp_path / f"g{i}.yaml").write_text(GW.format(name=f"g{i}"))
+        await w.until(lambda cs: len(cs.objects) == 5)
+        assert len(w.sets) - before == 1
+
+
+def test_watch_plan(tmp_path: Path) -> None:
+    from propylon.sources.files import FileSource
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "f.yaml").write_text("")
+    plan = FileSource(
+        [
+            tmp_path / "d",
+            tmp_path / "d" / "sub",
+            tmp_path / "f.yaml",
+            tmp_path / "d" / "x.yaml",
+            tmp_path / "missing" / "deeper" / "g.yaml",
+        ]
+    ).watch_plan()
+    assert plan.recursive == (tmp_path / "d",)
+    assert plan.flat == (tmp_path,)  # f.yaml's parent; missing/... -> nearest existing
+
+
+async def test_missing_directory_appears_later(tmp_path: Path) -> None:
+    target = tmp_path / "later"
+    async with watching(target) as w:
+        assert w.sets[0].errors  # no such file or directory
+        (tmp_path / "tmp").mkdir()
+        (tmp_path / "tmp" / "a.yaml").write_text(GW.format(name="a"))
+        os.rename(tmp_path / "tmp", target)
+        await w.until(lambda cs: set(cs.objects) == {key("a")} and not cs.errors)
+        # Now watched recursively: a new file deep inside is seen.
+        (target / "x" / "y").mkdir(parents=True)
+        (target / "x" / "y" / "b.yaml").write_text(GW.format(name="b"))
+        await w.until(lambda cs: set(cs.objects) == {key("a"), key("b")})
