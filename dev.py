@@ -60,7 +60,8 @@ def up(args: list[str]) -> int:
 def test(args: list[str]) -> int:
     _ensure_venv("test")
     steps = [
-        [str(BIN / "ruff"), "check", "propylon", "tests", "bench", "dev.py"],
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "ruff"), "format", "--check", "."],
         [str(BIN / "mypy")],
         [str(BIN / "lint-imports")],
         [str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],

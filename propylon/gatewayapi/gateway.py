@@ -102,6 +102,8 @@ class GatewayState:
                 namespace=gw.metadata.namespace,
                 labels=self.service_labels(),
                 annotations=dict(infra.annotations) if infra else {},
+                # Created with its Gateway, so its AGE is the Gateway's.
+                creationTimestamp=gw.metadata.creation_timestamp,
             ),
             spec=ServiceSpec(
                 type=svc_type,
