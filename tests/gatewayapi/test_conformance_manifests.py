@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_paths import CONFORMANCE
 
 from propylon.gatewayapi import Inputs, build
 from propylon.resources import ObjectKey, Resource, UnknownKindError, parse_object
 
-CONFORMANCE = Path("/work/shared/gateway-api/conformance")
 NOT_MODELLED = {"Deployment", "UDPRoute", "TCPRoute", "Pod", "ServiceAccount"}
 CLASS = {
     "apiVersion": "gateway.networking.k8s.io/v1",

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_paths import CONFORMANCE
 
 from propylon.resources.meta import ObjectKey
 from propylon.sources.files import FileSource, load_paths
@@ -256,7 +257,7 @@ def test_timestamps_stay_strings(tmp_path: Path) -> None:
 
 
 def test_load_paths_with_real_resources_on_conformance_manifests() -> None:
-    manifests = Path("/work/shared/gateway-api/conformance/base/manifests.yaml")
+    manifests = CONFORMANCE / "base" / "manifests.yaml"
     if not manifests.exists():
         pytest.skip("conformance data not available")
     pytest.importorskip("propylon.resources.parse")

@@ -1,0 +1,1 @@
+"""Loaded first: puts tests/ on sys.path so every test can import `shared_paths`."""
