@@ -16,6 +16,7 @@ from propylon.demo import serve_grpc, serve_http
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.instance import Instance
 from propylon.runtime.options import RunOptions
+from propylon.state import default_state_dir
 
 log = logging.getLogger("propylon.walkthrough")
 
@@ -34,11 +35,11 @@ def find_examples() -> Path:
 
 
 def instructions(address: str, state_dir: Path) -> str:
-    state = f" --state-dir {state_dir}"
+    state = "" if state_dir == default_state_dir() else f" --state-dir {state_dir}"
     return "\n".join(
         [
             "",
-            f"Propylon is serving the walkthrough. Gateway example-gateway has address {address}.",
+            f"Propylon is serving the walkthrough: Gateway example-gateway is at {address}",
             "Try, in another terminal (with the same virtual environment active):",
             "",
             f"  propylon get gateway{state}",

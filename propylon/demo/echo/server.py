@@ -147,6 +147,10 @@ class EchoServer(HttpServer):
         out = self._log if self._log is not None else sys.stdout
         print(line, file=out, flush=True)
 
+    async def respond(self, request: Request, conn: ConnectionInfo) -> Response:
+        """The response to ``request`` (any transport: HTTP/1.1 here, h2c in ``h2c``)."""
+        return await self._handle(request, conn)
+
     async def _handle(self, request: Request, conn: ConnectionInfo) -> Response:
         path = request.path.replace("//", "/")
         if path == "/health":
