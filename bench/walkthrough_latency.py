@@ -108,8 +108,20 @@ def main() -> int:
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     state = work / "state"
     propylon = subprocess.Popen(
-        [sys.executable, "-m", "propylon.cli", "run", "-f", str(manifests),
-         "--state-dir", str(state), "--ip-pool", "127.200.0.0/24", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "propylon.cli",
+            "run",
+            "-f",
+            str(manifests),
+            "--state-dir",
+            str(state),
+            "--ip-pool",
+            "127.200.0.0/24",
+            "--log-level",
+            "warning",
+        ],
     )
     try:
         gw = wait(lambda: api(state, "/v1/objects?kind=Gateway")["items"][0])
@@ -131,10 +143,12 @@ def main() -> int:
         failures = 0
         for i in range(args.edits):
             marker = str(i)
-            doc["spec"]["rules"][0]["filters"] = [{
-                "type": "ResponseHeaderModifier",
-                "responseHeaderModifier": {"set": [{"name": "x-edit", "value": marker}]},
-            }]
+            doc["spec"]["rules"][0]["filters"] = [
+                {
+                    "type": "ResponseHeaderModifier",
+                    "responseHeaderModifier": {"set": [{"name": "x-edit", "value": marker}]},
+                }
+            ]
             tmp = route_file.with_suffix(".tmp")
             tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
             start = time.perf_counter()
@@ -155,7 +169,7 @@ def main() -> int:
             start = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
             conn.close()
-            wait(lambda: api(state, "/v1/healthz")["envoy"]["pid"] not in (None, pid))
+            wait(lambda old=pid: api(state, "/v1/healthz")["envoy"]["pid"] not in (None, old))
             wait(serving)
             kill_ms.append((time.perf_counter() - start) * 1000)
             conn = http.client.HTTPConnection(address, 8080, timeout=5)
