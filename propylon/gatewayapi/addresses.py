@@ -116,9 +116,12 @@ def allocate(
     requests: Sequence[AddressRequest],
     pools: Sequence[Pool],
     previous: Mapping[ObjectKey, str],
+    *,
+    unbindable: frozenset[str] = frozenset(),
 ) -> dict[ObjectKey, Allocation]:
     """`requests` must already be in allocation order."""
     taken: dict[IPAddr, ObjectKey] = {}
+    no_bind = {ip for value in unbindable if (ip := _parse(value)) is not None}
     result: dict[ObjectKey, Allocation] = {}
 
     def eligible(req: AddressRequest) -> list[Pool]:
@@ -131,7 +134,7 @@ def allocate(
     # 1. Keep what each Gateway already had, if it still fits its request and a pool.
     for req in requests:
         prev = _parse(previous.get(req.gateway, ""))
-        if prev is None or prev in taken:
+        if prev is None or prev in taken or prev in no_bind:
             continue
         if req.wanted and prev not in {_parse(w) for w in req.wanted}:
             continue
@@ -150,6 +153,8 @@ def allocate(
                 problems.append(f"{want} is not an IP address")
             elif ip in taken:
                 problems.append(f"{want} is already used by Gateway {_ns_name(taken[ip])}")
+            elif ip in no_bind:
+                problems.append(f"{want} cannot be bound on this host (no interface has it)")
             elif not any(p.contains(ip) for p in eligible(req)):
                 names = ", ".join(p.name for p in eligible(req)) or "none"
                 problems.append(f"{want} is not in any usable IP pool (pools: {names})")
@@ -166,7 +171,7 @@ def allocate(
     for req in requests:
         if req.gateway in result:
             continue
-        candidates = [ip for p in eligible(req) if (ip := p.lowest_free(set(taken)))]
+        candidates = [ip for p in eligible(req) if (ip := p.lowest_free(set(taken) | no_bind))]
         if not candidates:
             names = ", ".join(p.name for p in eligible(req)) or "none"
             result[req.gateway] = Allocation(

@@ -47,7 +47,10 @@ def build(inputs: Inputs) -> BuildResult:
 
     requests = [s.address_request for s in gateways.values() if s.address_request is not None]
     allocations = allocate(
-        requests, pools_from(index.ip_pools, inputs.default_pool), inputs.previous_addresses
+        requests,
+        pools_from(index.ip_pools, inputs.default_pool),
+        inputs.previous_addresses,
+        unbindable=inputs.unbindable_addresses,
     )
     for state in gateways.values():
         state.allocation = allocations.get(state.gateway.key)

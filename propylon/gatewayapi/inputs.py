@@ -19,6 +19,9 @@ class Inputs:
     previous_addresses: Mapping[ObjectKey, str] = field(default_factory=dict)
     # CIDRs used when no CiliumLoadBalancerIPPool exists (standalone: loopback).
     default_pool: tuple[str, ...] = ()
+    # Addresses the host cannot bind (found by the shell): never allocated, and an
+    # explicit request for one is AddressNotUsable.
+    unbindable_addresses: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

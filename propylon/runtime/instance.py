@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
+from propylon.runtime.bindable import BindProbe
 from propylon.runtime.options import RunOptions
 from propylon.runtime.pipeline import Evaluation, evaluate, previous_addresses
 from propylon.sources.files import FileSource
@@ -27,6 +29,16 @@ from propylon.state import ApiServer, StateDir, merge_statuses, to_document
 from propylon.store import ChangeSet, Diagnostic, Store
 
 log = logging.getLogger("propylon")
+
+# State files (statuses, generations) are written this long after the last reconcile,
+# off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
+STATE_SAVE_DELAY_S = 0.5
+# After this long without changes, a full garbage collection runs (see `_collect`).
+GC_IDLE_S = 5.0
+# ... or, under steady churn, shortly after a reconcile once this long has passed.
+GC_MAX_INTERVAL_S = 30.0
+# The watcher hands over a batch once no new event came for this long.
+WATCH_STEP_MS = 2
 
 
 def _now() -> datetime:
@@ -51,7 +63,12 @@ class Instance:
         self._api: ApiServer | None = None
         self._source = FileSource(options.paths)
         self._translator = Translator()  # keeps serialized fragments between reconciles
+        self._bind_probe = BindProbe()
         self._stop = asyncio.Event()
+        self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._gc_handle: asyncio.TimerHandle | None = None
+        self._collected_at = 0.0
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -89,7 +106,10 @@ class Instance:
             await self._envoy.start()
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
             async for changeset in watch(
-                self.options.paths, source=self._source, stop_event=self._stop
+                self.options.paths,
+                source=self._source,
+                stop_event=self._stop,
+                step_ms=WATCH_STEP_MS,
             ):
                 await self.reconcile(changeset)
                 if self._stop.is_set():
@@ -101,6 +121,9 @@ class Instance:
         self._stop.set()
 
     async def _shutdown(self) -> None:
+        self.flush_state()
+        if self._gc_handle is not None:
+            self._gc_handle.cancel()
         if self._envoy is not None:
             await self._envoy.stop()
         if self._xds is not None:
@@ -119,16 +142,89 @@ class Instance:
             self.options.values,
             previous=previous_addresses(self.statuses),
             default_pool=self.options.default_pool,
+            unbindable=self._bind_probe.unbindable,
             translator=self._translator,
         )
+        if self._bind_probe_needed(evaluation):
+            # An address this host cannot bind: rebuild so its Gateway is AddressNotUsable
+            # instead of Envoy rejecting the listener update for every Gateway.
+            evaluation = evaluate(
+                snapshot,
+                changeset,
+                self.options.values,
+                previous=previous_addresses(self.statuses),
+                default_pool=self.options.default_pool,
+                unbindable=self._bind_probe.unbindable,
+                translator=self._translator,
+            )
         self.evaluation = evaluation
         self.xds_version = self._push(evaluation.resources)
-        self.statuses = merge_statuses(self.statuses, evaluation.result.statuses, _now())
+        self.statuses = self._merge_statuses(evaluation.result.statuses)
         self.diagnostics = evaluation.diagnostics
-        self.state.save_statuses(self.statuses)
-        self.state.save_metadata(self.store.export_records())
+        self._schedule_save()
         self._report(evaluation.diagnostics)
         self.ready.set()
+        self._schedule_collect()
+
+    def _merge_statuses(self, built: Mapping[ObjectKey, Mapping[str, Any]]) -> dict[ObjectKey, Any]:
+        """Stamp transition times, only on statuses that differ from the last build's
+        (the others keep their merged version as is)."""
+        before, merged = self._built, self.statuses
+        changed = {k: v for k, v in built.items() if k not in merged or before.get(k) != v}
+        fresh = merge_statuses(merged, changed, _now())
+        self._built = built
+        return {k: fresh[k] if k in fresh else merged[k] for k in built}
+
+    def _schedule_save(self) -> None:
+        """Persist statuses and generations soon, not now: the state files are for the
+        CLI and restarts, and writing them must not delay the next push to Envoy."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush_state()
+            return
+        self._save_handle = loop.call_later(STATE_SAVE_DELAY_S, self.flush_state)
+
+    def flush_state(self) -> None:
+        """Write statuses and generations to the state directory now."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if self.evaluation is None:
+            return
+        self.state.save_statuses(self.statuses)
+        self.state.save_metadata(self.store.export_records())
+
+    def _schedule_collect(self) -> None:
+        """Keep the cyclic garbage collector off the reconcile path: what survived a
+        reconcile is frozen (not scanned again by automatic collections, which at
+        thousands of routes cost hundreds of milliseconds), and a full collection runs
+        once changes have stopped for `GC_IDLE_S`."""
+        gc.freeze()
+        if self._gc_handle is not None:
+            self._gc_handle.cancel()
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            overdue = loop.time() - self._collected_at > GC_MAX_INTERVAL_S
+            self._gc_handle = loop.call_later(0.2 if overdue else GC_IDLE_S, self._collect)
+
+    def _collect(self) -> None:
+        self._gc_handle = None
+        with contextlib.suppress(RuntimeError):
+            self._collected_at = asyncio.get_running_loop().time()
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    def _bind_probe_needed(self, evaluation: Evaluation) -> bool:
+        """Probe the Gateways' addresses (not with hostNetwork: listeners bind the host's
+        addresses then); True if the build must be redone with what was found."""
+        if self.options.values.gateway_api.host_network.enabled:
+            return False
+        recovered = self._bind_probe.refresh()
+        return self._bind_probe.check(evaluation.result.addresses.values()) or recovered
 
     def _push(self, resources: XdsResources) -> int:
         version: int = self._xds.update(resources)

@@ -63,6 +63,7 @@ def evaluate(
     *,
     previous: Mapping[ObjectKey, str] | None = None,
     default_pool: tuple[str, ...] = DEFAULT_POOL,
+    unbindable: frozenset[str] = frozenset(),
     translator: Translator | None = None,
 ) -> Evaluation:
     result = gatewayapi.build(
@@ -71,6 +72,7 @@ def evaluate(
             values=values,
             previous_addresses=previous or {},
             default_pool=default_pool,
+            unbindable_addresses=unbindable,
         )
     )
     resources = (translator or Translator()).translate(result.model, proxy_options(values))
