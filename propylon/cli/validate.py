@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -14,7 +14,10 @@ from propylon.cli.run import add_file_args, add_values_args, values_from_args
 from propylon.resources.meta import ObjectKey
 from propylon.sources.files import load_paths
 from propylon.state import diagnostic_to_json, to_document
-from propylon.store import key_to_str
+from propylon.store import ChangeSet, key_to_str
+
+if TYPE_CHECKING:  # the runtime is imported lazily: it is slow to import
+    from propylon.runtime.pipeline import Evaluation
 
 
 def add_validate_parsers(subparsers: Any) -> None:
@@ -40,11 +43,8 @@ def add_validate_parsers(subparsers: Any) -> None:
     translate.set_defaults(func=cmd_translate)
 
 
-def cmd_validate(
-    args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
-) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+def _evaluate(args: argparse.Namespace, err: TextIO) -> tuple[ChangeSet, Evaluation] | int:
+    """Read the files and evaluate them once; an exit code if the values are bad."""
     try:
         values = values_from_args(args)
     except ValuesError as exc:
@@ -53,7 +53,18 @@ def cmd_validate(
     from propylon.runtime.pipeline import evaluate_once
 
     changeset = load_paths(args.paths)
-    evaluation = evaluate_once(changeset, values)
+    return changeset, evaluate_once(changeset, values)
+
+
+def cmd_validate(
+    args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    evaluated = _evaluate(args, err)
+    if isinstance(evaluated, int):
+        return evaluated
+    _, evaluation = evaluated
     for diagnostic in evaluation.diagnostics:
         out.write(f"{diagnostic.severity}: {diagnostic}\n")
     errors = sum(1 for d in evaluation.diagnostics if d.is_error)
@@ -72,18 +83,14 @@ def cmd_translate(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        values = values_from_args(args)
-    except ValuesError as exc:
-        print(f"error: {exc}", file=err)
-        return 2
+    evaluated = _evaluate(args, err)
+    if isinstance(evaluated, int):
+        return evaluated
+    changeset, evaluation = evaluated
     from propylon.envoy import to_dicts
-    from propylon.runtime.pipeline import evaluate_once
 
-    changeset = load_paths(args.paths)
-    for diagnostic in changeset.diagnostics:
+    for diagnostic in evaluation.diagnostics:
         print(f"{diagnostic.severity}: {diagnostic}", file=err)
-    evaluation = evaluate_once(changeset, values)
     build = evaluation.result
     statuses: dict[ObjectKey, Any] = dict(build.statuses)
     document = {
