@@ -256,6 +256,22 @@ def _listener(lst: m.Listener, options: m.ProxyOptions) -> Message:
                 server_names=pt.server_names,
             )
         )
+    if not chains:
+        # A TLS listener with no usable route still listens (Envoy rejects a listener
+        # without filter chains): every connection goes to the never-defined
+        # invalid-backend cluster, i.e. is closed, as for a passthrough route whose
+        # backends are all invalid.
+        chains.append(
+            pb.filter_chain(
+                name=f"{lst.name}/no-routes",
+                filters=[
+                    pb.network_filter(
+                        pb.TCP_PROXY_FILTER,
+                        pb.tcp_proxy(f"{lst.name}/no-routes", [(INVALID_BACKEND_CLUSTER, 1)]),
+                    )
+                ],
+            )
+        )
     return pb.listener(
         name=lst.name,
         address=address,

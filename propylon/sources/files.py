@@ -376,12 +376,15 @@ class FileSource:
                         continue
                     visited.add(real)
                     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                    for name in sorted(filenames):
+                    for name, is_file, is_link in _entries(dirpath, filenames):
                         if name.startswith(".") or not name.lower().endswith(MANIFEST_SUFFIXES):
                             continue
                         full = os.path.join(dirpath, name)
-                        if os.path.isfile(full):
-                            found.setdefault(os.path.realpath(full), full)
+                        if is_file:
+                            # A plain file's real path is its real directory + its name
+                            # (realpath costs a syscall per component, per file).
+                            path = os.path.realpath(full) if is_link else os.path.join(real, name)
+                            found.setdefault(path, full)
             elif root.exists():
                 found.setdefault(os.path.realpath(root), str(root))
             else:
@@ -511,6 +514,18 @@ class FileSource:
             signature=signature,
             cluster_scoped=self._cluster_scoped,
         )
+
+
+def _entries(dirpath: str, filenames: list[str]) -> list[tuple[str, bool, bool]]:
+    """(name, is a file, is a symlink) for `filenames`, sorted, from one directory scan
+    (the file type comes with the directory entry: no stat per file)."""
+    wanted = set(filenames)
+    try:
+        with os.scandir(dirpath) as scan:
+            out = [(e.name, e.is_file(), e.is_symlink()) for e in scan if e.name in wanted]
+    except OSError:
+        out = [(n, os.path.isfile(os.path.join(dirpath, n)), True) for n in filenames]
+    return sorted(out)
 
 
 def _position(d: Diagnostic) -> tuple[str, int, int]:

@@ -181,6 +181,9 @@ class _Entry:
     stored: StoredObject
     record: ObjectRecord
     content: str
+    # The resource as the source gave it (before stamping): when the source hands the
+    # same object again (an unchanged file), nothing needs hashing.
+    incoming: Resource | None = None
 
 
 def _default_now() -> datetime:
@@ -261,6 +264,10 @@ class Store:
                     )
                 )
                 continue
+            if entry is not None and entry.incoming is incoming.resource:
+                if incoming.origin != entry.stored.origin:
+                    entry.stored = replace(entry.stored, origin=incoming.origin)
+                continue
             s_hash = spec_hash(incoming.resource)
             c_hash = content_hash(incoming.resource)
             if entry is not None:
@@ -268,6 +275,7 @@ class Store:
                 if c_hash == entry.content:
                     if incoming.origin != entry.stored.origin:
                         entry.stored = replace(entry.stored, origin=incoming.origin)
+                    entry.incoming = incoming.resource
                     continue
                 if s_hash != record.spec_hash:
                     record = replace(record, generation=record.generation + 1, spec_hash=s_hash)
@@ -286,7 +294,10 @@ class Store:
                     record = ObjectRecord(1, s_hash, timestamp, self._new_uid(), source)
                 added.add(key)
             self._entries[key] = _Entry(
-                StoredObject(_stamp(incoming.resource, record), incoming.origin), record, c_hash
+                StoredObject(_stamp(incoming.resource, record), incoming.origin),
+                record,
+                c_hash,
+                incoming.resource,
             )
 
         deleted = {

@@ -94,3 +94,14 @@ def test_prefix_rewrite_to_root() -> None:
 def test_unused_secrets_not_sent() -> None:
     model = m.Model(secrets=(m.Secret("ns/s", "x", "y"),))
     assert translate(model, m.ProxyOptions()).secrets == {}
+
+
+def test_tls_listener_without_routes_still_valid() -> None:
+    """A TLS listener with no usable route (e.g. its TLSRoute's only backend is not
+    permitted) must still have a filter chain: Envoy NACKs a listener without one.
+    Its connections go to the undefined invalid-backend cluster, i.e. are closed."""
+    model = m.Model(listeners=(m.Listener("ns/gw/443", "127.0.0.5", 443),))
+    res = translate(model, m.ProxyOptions())
+    d: dict[str, Any] = MessageToDict(res.listeners["ns/gw/443"], preserving_proto_field_name=True)
+    (chain,) = d["filter_chains"]
+    assert chain["filters"][0]["typed_config"]["cluster"] == INVALID_BACKEND_CLUSTER
