@@ -17,7 +17,12 @@ import yaml
 
 import propylon
 
-from . import suites  # noqa: F401  (registers the tests)
+from . import (  # noqa: F401  (registers the tests)
+    suites,
+    suites_backend_grpc_tls,
+    suites_core,
+    suites_http_ext,
+)
 from .runner import TESTS, report, run_tests, write_report
 
 

@@ -10,7 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import suites  # noqa: F401  (registers the tests)
+from . import (  # noqa: F401  (registers the tests)
+    suites,
+    suites_backend_grpc_tls,
+    suites_core,
+    suites_http_ext,
+)
 from .harness import SHARED, Cluster
 from .runner import TESTS, run_one
 

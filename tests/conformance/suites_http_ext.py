@@ -1,0 +1,3 @@
+"""Conformance tests (see tests/conformance/suites.py for the pattern)."""
+
+from __future__ import annotations
