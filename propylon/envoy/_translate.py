@@ -74,27 +74,40 @@ class XdsResources:
 
 
 class _Cache:
-    """Generational cache: entries survive a translation only if that translation used
-    them, so the cache never outgrows the model. One dict lookup (one deep hash of the
-    model fragment) per use."""
+    """Generational cache: entries survive a sweep only if a translation since the last
+    sweep used them, so the cache never outgrows the model by much. One dict lookup per
+    use; a sweep (O(entries)) runs only once a quarter of the entries went unused."""
 
     def __init__(self) -> None:
-        self._entries: dict[Hashable, list[Any]] = {}  # key -> [Encoded, generation]
+        self._entries: dict[Hashable, list[Any]] = {}  # key -> [value, generation]
         self._generation = 0
+        self._used = 0  # distinct entries used in the current generation
 
-    def get(self, key: Hashable, build: Callable[[], Message]) -> Encoded:
+    def entry(self, key: Hashable, make: Callable[[], Any]) -> list[Any]:
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = [encode(build()), self._generation]
+            entry = self._entries[key] = [make(), self._generation]
+            self._used += 1
         else:
+            self.touch(entry)
+        return entry
+
+    def touch(self, entry: list[Any]) -> None:
+        """Mark an entry (found another way) as used by this translation."""
+        if entry[1] != self._generation:
             entry[1] = self._generation
-        return cast(Encoded, entry[0])
+            self._used += 1
+
+    def get(self, key: Hashable, build: Callable[[], Message]) -> Encoded:
+        return cast(Encoded, self.entry(key, lambda: encode(build()))[0])
 
     def rotate(self) -> None:
-        gen = self._generation
-        if len(self._entries) > 64:
+        stale = len(self._entries) - self._used
+        if stale > 64 and stale * 4 > self._used:
+            gen = self._generation
             self._entries = {k: e for k, e in self._entries.items() if e[1] == gen}
         self._generation += 1
+        self._used = 0
 
 
 class Translator:
@@ -105,6 +118,7 @@ class Translator:
 
     def __init__(self) -> None:
         self._vhosts = _Cache()
+        self._vhost_ids = _Cache()
         self._routes = _Cache()
         self._listeners = _Cache()
         self._clusters = _Cache()
@@ -112,6 +126,7 @@ class Translator:
         self._secrets = _Cache()
         self._caches = (
             self._vhosts,
+            self._vhost_ids,
             self._routes,
             self._listeners,
             self._clusters,
@@ -167,12 +182,26 @@ class Translator:
             encoded=enc,
         )
 
+    def _virtual_host(self, vh: m.VirtualHost, origin: tuple[str, int]) -> Encoded:
+        # First by the identity of its routes: the incremental Builder hands over the
+        # very same Route objects for unchanged routes, so no deep hash of the model. The
+        # entry keeps the routes alive (their ids stay theirs) and points at the entry
+        # of the content-keyed cache, which is kept alive along with it.
+        by_id = self._vhost_ids.entry(
+            (vh.name, vh.hostnames, origin, *map(id, vh.routes)),
+            lambda: (
+                self._vhosts.entry((vh, origin), lambda: encode(_virtual_host(vh, origin))),
+                vh.routes,
+            ),
+        )
+        content = by_id[0][0]
+        self._vhosts.touch(content)
+        return cast(Encoded, content[0])
+
     def _route_config(
         self, name: str, vhosts: tuple[m.VirtualHost, ...], origin: tuple[str, int]
     ) -> Encoded:
-        parts = tuple(
-            self._vhosts.get((vh, origin), partial(_virtual_host, vh, origin)) for vh in vhosts
-        )
+        parts = tuple(self._virtual_host(vh, origin) for vh in vhosts)
         # Encoded entries hash by identity, so this key is cheap to hash and compare.
         return self._routes.get(
             (name, *(id(p) for p in parts)),
@@ -412,17 +441,21 @@ def _redirect(r: m.Redirect, match: m.RouteMatch, origin: tuple[str, int]) -> Me
         red.scheme_redirect = r.scheme
     if r.hostname is not None:
         red.host_redirect = r.hostname
-    # Gateway API: with a new scheme and no port, the port is the scheme's well-known
-    # one. Envoy otherwise keeps the request's port, so it is set explicitly (Envoy
-    # then writes it, e.g. `https://host:443/`, an equivalent URL).
-    # A new hostname alone keeps the listener's port, which Envoy would drop (it
-    # drops the request's port when rewriting the host), unless it is well-known.
+    # Gateway API: without a port, the redirect port is the new scheme's well-known
+    # port, or the listener's port when the scheme is kept; the Location SHOULD NOT
+    # carry the port when it is the well-known port of its scheme.
+    # Envoy writes `port_redirect` verbatim (`:443` included) and drops the request's
+    # port; without it, it keeps the request's Host as sent (port and all) unless the
+    # host is rewritten. So the port is set only when it must appear, or when the
+    # request's Host carries a port that must go (a listener on a port that is not
+    # its scheme's well-known one; Envoy then writes the equivalent `host:443`).
+    scheme = r.scheme or origin[0]
     port = r.port
-    if port is None and r.scheme is not None:
-        port = _SCHEME_PORTS.get(r.scheme)
-    elif port is None and r.hostname is not None and origin[1] != _SCHEME_PORTS[origin[0]]:
-        port = origin[1]
-    if port is not None:
+    if port is None:
+        port = _SCHEME_PORTS.get(r.scheme, origin[1]) if r.scheme else origin[1]
+    if port != _SCHEME_PORTS.get(scheme) or (
+        r.hostname is None and origin[1] != _SCHEME_PORTS.get(origin[0])
+    ):
         red.port_redirect = port
     if r.path is not None:
         _path_rewrite(red, r.path, match)

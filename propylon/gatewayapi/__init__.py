@@ -7,6 +7,7 @@ No I/O, no clock, no global state: the same `Inputs` always give the same result
 
 from propylon.gatewayapi.build import build
 from propylon.gatewayapi.conditions import CONTROLLER_NAME
+from propylon.gatewayapi.incremental import Builder
 from propylon.gatewayapi.inputs import BuildResult, Diagnostic, Inputs
 
-__all__ = ["CONTROLLER_NAME", "BuildResult", "Diagnostic", "Inputs", "build"]
+__all__ = ["CONTROLLER_NAME", "BuildResult", "Builder", "Diagnostic", "Inputs", "build"]

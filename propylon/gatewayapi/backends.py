@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from propylon.gatewayapi import conditions as c
-from propylon.gatewayapi.index import Index, age_key
+from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
+from propylon.gatewayapi.index import Index
 from propylon.gatewayapi.referencegrants import permitted
 from propylon.model import AppProtocol, Cluster, Endpoint, UpstreamTLS
 from propylon.resources import GATEWAY_GROUP, BackendObjectReference, Service, ServicePort
@@ -46,6 +47,8 @@ class BackendProblems:
     items: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, reason: str, message: str) -> None:
+        if not reason:  # resolved but unusable (e.g. invalid BackendTLSPolicy): not a route problem
+            return
         if (reason, message) not in self.items:
             self.items.append((reason, message))
 
@@ -65,9 +68,16 @@ class BackendProblems:
 class Clusters:
     """Collects the clusters routes use, one per Service port."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, tls_policies: BackendTLSPolicies | None = None) -> None:
         self.index = index
         self._clusters: dict[str, Cluster] = {}
+        self._tls_policies = tls_policies
+
+    @property
+    def tls_policies(self) -> BackendTLSPolicies:
+        if self._tls_policies is None:
+            self._tls_policies = BackendTLSPolicies(self.index)
+        return self._tls_policies
 
     def resolve(
         self,
@@ -114,6 +124,14 @@ class Clusters:
             )
         name = f"{ns}:{ref.name}:{port.port}"
         proto = protocol or APP_PROTOCOLS.get(port.app_protocol or "", AppProtocol.HTTP1)
+        tls: UpstreamTLS | None = None
+        if proto is not AppProtocol.TCP:  # TLS passthrough carries the client's own TLS
+            policy = self.tls_policies.for_port(ns, ref.name, port.name or "")
+            if policy is not None and policy.tls is None:
+                # Resolved, but its BackendTLSPolicy has no usable CA: answer 500 rather
+                # than talk plaintext to a backend that wants TLS (policy status says why).
+                return Resolved(None, "", f"backend {what}: {policy.key} has no valid CA")
+            tls = policy.tls if policy is not None else None
         existing = self._clusters.get(name)
         if existing is not None and _PROTOCOL_RANK[existing.protocol] >= _PROTOCOL_RANK[proto]:
             return Resolved(name)
@@ -121,7 +139,7 @@ class Clusters:
             name=name,
             endpoints=self._endpoints(svc, port),
             protocol=proto,
-            tls=self._upstream_tls(svc, port),
+            tls=tls,
         )
         return Resolved(name)
 
@@ -140,43 +158,6 @@ class Clusters:
                 for addr in ep.addresses:
                     out.add(Endpoint(addr, slice_port.port))
         return tuple(sorted(out, key=lambda e: (e.address, e.port)))
-
-    def _upstream_tls(self, svc: Service, port: ServicePort) -> UpstreamTLS | None:
-        """The oldest BackendTLSPolicy for this Service port (a sectionName match wins)."""
-        ns = svc.metadata.namespace
-        candidates = []
-        for (pns, _), policy in sorted(self.index.backend_tls_policies.items()):
-            if pns != ns:
-                continue
-            for target in policy.spec.target_refs:
-                if (
-                    target.group != ""
-                    or target.kind != "Service"
-                    or target.name != svc.metadata.name
-                ):
-                    continue
-                if target.section_name is not None and target.section_name != (port.name or ""):
-                    continue
-                candidates.append((target.section_name is None, age_key(policy), policy))
-                break
-        if not candidates:
-            return None
-        policy = min(candidates, key=lambda t: (t[0], t[1]))[2]
-        validation = policy.spec.validation
-        ca_pem: str | None = None
-        if validation.ca_certificate_refs:
-            pems = []
-            for ref in validation.ca_certificate_refs:
-                cm = self.index.config_maps.get((ns, ref.name))
-                if ref.group == "" and ref.kind == "ConfigMap" and cm and "ca.crt" in cm.data:
-                    pems.append(cm.data["ca.crt"])
-            if not pems:
-                return None  # no valid CA: the policy is not applied (and traffic fails)
-            ca_pem = "\n".join(pems)
-        sans = tuple(
-            (san.type, san.hostname or san.uri or "") for san in validation.subject_alt_names
-        )
-        return UpstreamTLS(sni=validation.hostname, ca_pem=ca_pem, subject_alt_names=sans)
 
     def clusters(self) -> tuple[Cluster, ...]:
         return tuple(self._clusters[k] for k in sorted(self._clusters))

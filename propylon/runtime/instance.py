@@ -17,12 +17,18 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from propylon import gatewayapi
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.bindable import BindProbe
 from propylon.runtime.options import RunOptions
-from propylon.runtime.pipeline import Evaluation, evaluate, previous_addresses
+from propylon.runtime.pipeline import (
+    ConditionDiagnostics,
+    Evaluation,
+    evaluate,
+    previous_addresses,
+)
 from propylon.sources.files import FileSource
 from propylon.sources.watch import watch
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
@@ -63,6 +69,8 @@ class Instance:
         self._api: ApiServer | None = None
         self._source = FileSource(options.paths)
         self._translator = Translator()  # keeps serialized fragments between reconciles
+        self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
+        self._conditions = ConditionDiagnostics()
         self._bind_probe = BindProbe()
         self._stop = asyncio.Event()
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
@@ -144,6 +152,8 @@ class Instance:
             default_pool=self.options.default_pool,
             unbindable=self._bind_probe.unbindable,
             translator=self._translator,
+            builder=self._builder,
+            conditions=self._conditions,
         )
         if self._bind_probe_needed(evaluation):
             # An address this host cannot bind: rebuild so its Gateway is AddressNotUsable
@@ -156,6 +166,8 @@ class Instance:
                 default_pool=self.options.default_pool,
                 unbindable=self._bind_probe.unbindable,
                 translator=self._translator,
+                builder=self._builder,
+                conditions=self._conditions,
             )
         self.evaluation = evaluation
         self.xds_version = self._push(evaluation.resources)

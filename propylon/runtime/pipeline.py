@@ -65,21 +65,27 @@ def evaluate(
     default_pool: tuple[str, ...] = DEFAULT_POOL,
     unbindable: frozenset[str] = frozenset(),
     translator: Translator | None = None,
+    builder: gatewayapi.Builder | None = None,
+    conditions: ConditionDiagnostics | None = None,
 ) -> Evaluation:
-    result = gatewayapi.build(
-        gatewayapi.Inputs(
-            objects=snapshot.resources(),
-            values=values,
-            previous_addresses=previous or {},
-            default_pool=default_pool,
-            unbindable_addresses=unbindable,
-        )
+    """`builder`, `translator` and `conditions` carry memory from one evaluation to the
+    next (the runtime keeps one of each, fed every snapshot in order); without them
+    everything is computed from scratch, with the same result."""
+    inputs = gatewayapi.Inputs(
+        objects=snapshot.resources(),
+        values=values,
+        previous_addresses=previous or {},
+        default_pool=default_pool,
+        unbindable_addresses=unbindable,
+    )
+    result = (
+        builder.build(inputs, snapshot.changed) if builder is not None else gatewayapi.build(inputs)
     )
     resources = (translator or Translator()).translate(result.model, proxy_options(values))
     diagnostics = [
         *changeset.diagnostics,
         *_build_diagnostics(result.diagnostics, snapshot),
-        *condition_diagnostics(result.statuses, snapshot),
+        *(conditions or ConditionDiagnostics())(result.statuses, snapshot),
     ]
     return Evaluation(snapshot, result, resources, tuple(diagnostics))
 
@@ -158,15 +164,46 @@ def condition_diagnostics(
     object it is about."""
     out = []
     for key in sorted(statuses):
-        origin = _origin(snapshot, key)
-        for field, message in _bad_conditions(statuses[key], "status", ""):
-            out.append(
-                error(
-                    message,
-                    file=origin.file if origin else None,
-                    document=origin.document if origin else None,
-                    object=str(key),
-                    field=field,
-                )
-            )
+        out.extend(_status_diagnostics(key, statuses[key], _origin(snapshot, key)))
     return out
+
+
+def _status_diagnostics(
+    key: ObjectKey, status: Mapping[str, Any], origin: Origin | None
+) -> list[Diagnostic]:
+    return [
+        error(
+            message,
+            file=origin.file if origin else None,
+            document=origin.document if origin else None,
+            object=str(key),
+            field=field,
+        )
+        for field, message in _bad_conditions(status, "status", "")
+    ]
+
+
+class ConditionDiagnostics:
+    """`condition_diagnostics` with memory: a status that is the same object as in the
+    previous call (the incremental Builder reuses unchanged routes' statuses), from the
+    same origin, gives the same diagnostics without being walked again."""
+
+    def __init__(self) -> None:
+        self._memo: dict[ObjectKey, tuple[Mapping[str, Any], Origin | None, list[Diagnostic]]] = {}
+
+    def __call__(
+        self, statuses: Mapping[ObjectKey, Mapping[str, Any]], snapshot: Snapshot
+    ) -> list[Diagnostic]:
+        memo: dict[ObjectKey, tuple[Mapping[str, Any], Origin | None, list[Diagnostic]]] = {}
+        out: list[Diagnostic] = []
+        previous = self._memo
+        for key in sorted(statuses):
+            status = statuses[key]
+            origin = _origin(snapshot, key)
+            entry = previous.get(key)
+            if entry is None or entry[0] is not status or entry[1] != origin:
+                entry = (status, origin, _status_diagnostics(key, status, origin))
+            memo[key] = entry
+            out.extend(entry[2])
+        self._memo = memo
+        return out

@@ -85,6 +85,7 @@ def wait_for(
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
     text = path.read_text().replace("{GATEWAY_CLASS_NAME}", GATEWAY_CLASS)
+    text = text.replace("{GATEWAY_CONTROLLER_NAME}", CONTROLLER)
     return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 

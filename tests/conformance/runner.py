@@ -267,14 +267,16 @@ def report(run: Run, *, version: str) -> dict[str, Any]:
             },
             "summary": "",
         }
-        skipped = sorted(
-            (r for r in core_results + ext_results if r.outcome == "skipped"), key=lambda r: r.name
-        )
-        failed = sorted(r.name for r in core_results + ext_results if r.outcome == "failed")
-        if skipped:
-            entry["core"]["skippedTests"] = [f"{r.name}: {r.message}" for r in skipped]
-        if failed:
-            entry["core"]["failedTests"] = failed
+        # as upstream: core and extended each list their own skipped and failed tests
+        for part, part_results in (("core", core_results), ("extended", ext_results)):
+            skipped = sorted(
+                (r for r in part_results if r.outcome == "skipped"), key=lambda r: r.name
+            )
+            failed = sorted(r.name for r in part_results if r.outcome == "failed")
+            if skipped:
+                entry[part]["skippedTests"] = [f"{r.name}: {r.message}" for r in skipped]
+            if failed:
+                entry[part]["failedTests"] = failed
         entry["summary"] = (
             f"Core tests {'succeeded' if not core_stats['Failed'] else 'failed'} "
             f"({core_stats['Passed']} passed, {core_stats['Failed']} failed, "

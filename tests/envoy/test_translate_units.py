@@ -105,3 +105,41 @@ def test_tls_listener_without_routes_still_valid() -> None:
     d: dict[str, Any] = MessageToDict(res.listeners["ns/gw/443"], preserving_proto_field_name=True)
     (chain,) = d["filter_chains"]
     assert chain["filters"][0]["typed_config"]["cluster"] == INVALID_BACKEND_CLUSTER
+
+
+def test_redirect_port_omitted_when_well_known() -> None:
+    """Gateway API RequestRedirect port defaults: the new scheme's well-known port, else
+    the listener's; a Location SHOULD NOT carry the well-known port of its scheme."""
+    from propylon.envoy._translate import _redirect
+
+    def red(origin: tuple[str, int], **kw: Any) -> dict[str, Any]:
+        msg = _redirect(m.Redirect(**kw), m.RouteMatch(), origin)
+        d: dict[str, Any] = MessageToDict(msg, preserving_proto_field_name=True)
+        d.pop("response_code", None)
+        return d
+
+    host = {"hostname": "example.org"}
+    to = {"host_redirect": "example.org"}
+    http80, http8080, https443 = ("http", 80), ("http", 8080), ("https", 443)
+    # the same matrix as upstream's HTTPRouteRedirectPortAndScheme
+    assert red(http80, **host) == to
+    assert red(http80, port=80, **host) == to
+    assert red(http80, port=8080, **host) == {**to, "port_redirect": 8080}
+    assert red(http80, scheme="https", **host) == {**to, "scheme_redirect": "https"}
+    assert red(http80, scheme="https", port=443, **host) == {**to, "scheme_redirect": "https"}
+    assert red(http80, scheme="https", port=8443, **host)["port_redirect"] == 8443
+    assert red(http8080, **host) == {**to, "port_redirect": 8080}
+    assert red(http8080, port=80, **host) == to
+    assert red(http8080, scheme="https", **host) == {**to, "scheme_redirect": "https"}
+    assert red(https443, **host) == to
+    assert red(https443, port=443, **host) == to
+    assert red(https443, port=8443, **host)["port_redirect"] == 8443
+    assert red(https443, scheme="http", **host) == {**to, "scheme_redirect": "http"}
+    assert red(https443, scheme="http", port=8080, **host)["port_redirect"] == 8080
+    # the request's Host is kept: without a port on a well-known listener port...
+    assert red(http80, scheme="https") == {"scheme_redirect": "https"}
+    assert red(http80) == {}
+    # ...but a non-default listener port in it must be replaced
+    assert red(http8080, scheme="https") == {"scheme_redirect": "https", "port_redirect": 443}
+    assert red(http8080, port=80) == {"port_redirect": 80}
+    assert red(http8080) == {"port_redirect": 8080}

@@ -1,0 +1,232 @@
+"""The incremental `Builder` gives exactly what a full `build` gives, after any sequence of
+changes (property-style: random sequences, fixed seeds)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from propylon.gatewayapi import Builder, Inputs, build
+from propylon.resources import ObjectKey, Resource, parse_object
+
+NAMESPACES = ("gw", "a", "b")
+
+
+def _gateway(hostname: str | None, second_port: bool) -> dict[str, Any]:
+    http: dict[str, Any] = {
+        "name": "http",
+        "protocol": "HTTP",
+        "port": 80,
+        "allowedRoutes": {"namespaces": {"from": "All"}},
+    }
+    listeners = [http]
+    if hostname:
+        listeners.append(
+            {
+                "name": "narrow",
+                "protocol": "HTTP",
+                "port": 80,
+                "hostname": hostname,
+                "allowedRoutes": {"namespaces": {"from": "Same"}},
+            }
+        )
+    if second_port:
+        listeners.append({"name": "alt", "protocol": "HTTP", "port": 8080})
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "gw"},
+        "spec": {"gatewayClassName": "cls", "listeners": listeners},
+    }
+
+
+def _route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+    kind = rng.choice(("HTTPRoute", "HTTPRoute", "GRPCRoute"))
+    refs = [
+        {
+            "name": f"s{rng.randrange(4)}",
+            "namespace": rng.choice((ns, ns, *NAMESPACES)),
+            "port": rng.choice((80, 80, 81)),
+            "weight": rng.choice((1, 1, 0, 3)),
+        }
+        for _ in range(rng.randrange(1, 3))
+    ]
+    rule: dict[str, Any] = {"backendRefs": refs}
+    if kind == "HTTPRoute" and rng.random() < 0.3:
+        rule["filters"] = [
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": {"name": f"s{rng.randrange(4)}", "port": 80}},
+            }
+        ]
+    if kind == "HTTPRoute" and rng.random() < 0.5:
+        rule["matches"] = [{"path": {"type": "PathPrefix", "value": f"/p{rng.randrange(3)}"}}]
+    parent: dict[str, Any] = {"name": "gw", "namespace": "gw"}
+    if rng.random() < 0.2:
+        parent["sectionName"] = rng.choice(("http", "narrow", "alt", "missing"))
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "parentRefs": [parent],
+            "hostnames": [rng.choice(("x.example.com", "y.example.com", "*.example.com", "z.t"))],
+            "rules": [rule],
+        },
+    }
+
+
+def _service(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+    ports: list[dict[str, Any]] = [{"name": "http", "port": 80}]
+    if rng.random() < 0.5:
+        ports.append({"name": "h2", "port": 81, "appProtocol": "kubernetes.io/h2c"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": ports},
+    }
+
+
+def _slice(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": f"s{rng.randrange(4)}"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 9000 + rng.randrange(3)}, {"name": "h2", "port": 9100}],
+        "endpoints": [
+            {"addresses": [f"10.0.0.{rng.randrange(1, 5)}"], "conditions": {"ready": True}}
+        ],
+    }
+
+
+def _grant(ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": ns},
+        "spec": {
+            "from": [
+                {"group": "gateway.networking.k8s.io", "kind": k, "namespace": o}
+                for k in ("HTTPRoute", "GRPCRoute")
+                for o in NAMESPACES
+            ],
+            "to": [{"group": "", "kind": "Service"}],
+        },
+    }
+
+
+def _put(objects: dict[ObjectKey, Resource], doc: dict[str, Any]) -> ObjectKey:
+    obj = parse_object(doc)
+    objects[obj.key] = obj
+    return obj.key
+
+
+def _base() -> dict[ObjectKey, Resource]:
+    objects: dict[ObjectKey, Resource] = {}
+    _put(
+        objects,
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": "cls"},
+            "spec": {"controllerName": "io.cilium/gateway-controller"},
+        },
+    )
+    _put(objects, _gateway(None, False))
+    return objects
+
+
+def _mutate(rng: random.Random, objects: dict[ObjectKey, Resource]) -> set[ObjectKey]:
+    """One random change (sometimes several); returns the keys it touched."""
+    changed: set[ObjectKey] = set()
+    for _ in range(rng.choice((1, 1, 1, 2, 5))):
+        ns = rng.choice(NAMESPACES)
+        what = rng.random()
+        if what < 0.45:
+            name = f"r{rng.randrange(12)}"
+            key = next((k for k in objects if k.name == name and k.kind.endswith("Route")), None)
+            if key is not None and rng.random() < 0.25:
+                del objects[key]
+                changed.add(key)
+            else:
+                if key is not None:
+                    ns = key.namespace  # an update, possibly of kind
+                    del objects[key]
+                    changed.add(key)
+                changed.add(_put(objects, _route(rng, ns, name)))
+        elif what < 0.65:
+            key = ObjectKey("Service", ns, f"s{rng.randrange(4)}")
+            if key in objects and rng.random() < 0.3:
+                del objects[key]
+                changed.add(key)
+            else:
+                changed.add(_put(objects, _service(rng, ns, key.name)))
+        elif what < 0.85:
+            key = ObjectKey("EndpointSlice", ns, f"e{rng.randrange(5)}")
+            if key in objects and rng.random() < 0.3:
+                del objects[key]
+                changed.add(key)
+            else:
+                changed.add(_put(objects, _slice(rng, ns, key.name)))
+        elif what < 0.93:
+            key = ObjectKey("ReferenceGrant", ns, "g")
+            if key in objects:
+                del objects[key]
+                changed.add(key)
+            else:
+                changed.add(_put(objects, _grant(ns)))
+        else:
+            host = rng.choice((None, "x.example.com", "*.example.com"))
+            changed.add(_put(objects, _gateway(host, rng.random() < 0.5)))
+    return changed
+
+
+def _same(a: Any, b: Any) -> None:
+    assert a.model == b.model
+    assert dict(a.statuses) == dict(b.statuses)
+    assert list(a.statuses) == list(b.statuses)
+    assert a.services == b.services
+    assert dict(a.addresses) == dict(b.addresses)
+    assert a.diagnostics == b.diagnostics
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("hinted", [True, False])
+def test_incremental_equals_full_build(seed: int, hinted: bool) -> None:
+    rng = random.Random(seed)
+    objects = _base()
+    builder = Builder()
+    reused = 0
+    for step in range(60):
+        changed = _mutate(rng, objects)
+        inputs = Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",))
+        incremental = builder.build(inputs, changed if hinted and step else None)
+        reused += builder.reused
+        _same(incremental, build(inputs))
+    assert reused > 0  # the memo was exercised, not bypassed
+
+
+def test_unchanged_routes_are_the_same_objects() -> None:
+    rng = random.Random(7)
+    objects = _base()
+    for i in range(20):
+        _put(objects, _route(rng, "a", f"r{i}"))
+        _put(objects, _service(rng, "a", f"s{i % 4}"))
+    builder = Builder()
+    first = builder.build(Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",)))
+    key = _put(objects, _route(rng, "a", "r3"))
+    second = builder.build(Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",)), {key})
+    assert builder.reused == 19
+    statuses_a, statuses_b = first.statuses, second.statuses
+    same = [
+        k for k in statuses_b if k.kind.endswith("Route") and statuses_a.get(k) is statuses_b[k]
+    ]
+    assert len(same) == 19
