@@ -11,9 +11,6 @@ propylon demo ...                the walkthrough's demo backends and client
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +19,7 @@ from propylon.cli.get import add_get_parsers
 from propylon.cli.kinds import UnknownResourceError
 from propylon.cli.run import add_run_parser
 from propylon.cli.validate import add_validate_parsers
+from propylon.demo.cli import add_demo_parser
 from propylon.state import STATE_DIR_ENV, ApiError, NoInstanceError
 
 
@@ -42,12 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(subparsers, common)
     add_get_parsers(subparsers, common)
     add_validate_parsers(subparsers)
-    try:
-        demo = importlib.import_module("propylon.demo.cli")
-    except ImportError:
-        demo = None
-    if demo is not None:
-        demo.add_demo_parser(subparsers)
+    add_demo_parser(subparsers)
     return parser
 
 
@@ -56,18 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
     except (NoInstanceError, UnknownResourceError, ApiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return result if isinstance(result, int) else 0
-
-
-async def _await(awaitable: object) -> object:
-    return await awaitable  # type: ignore[misc]
 
 
 if __name__ == "__main__":

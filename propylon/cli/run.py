@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import importlib
-import inspect
 import ipaddress
 import logging
 import sys
@@ -121,19 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         level=options.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from propylon.runtime import run  # imported here: it is slow to import (grpc)
+
     try:
-        runtime = importlib.import_module("propylon.runtime")
-    except ImportError as exc:
-        print(f"error: propylon run is not available ({exc})", file=sys.stderr)
-        return 2
-    try:
-        result = runtime.run(options)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        return run(options)
     except KeyboardInterrupt:
         return 130
-    return result if isinstance(result, int) else 0
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

@@ -123,7 +123,7 @@ def test_run_builds_options_and_calls_runtime(
 ) -> None:
     seen: list[RunOptions] = []
 
-    async def fake_run(options: RunOptions) -> int:
+    def fake_run(options: RunOptions) -> int:
         seen.append(options)
         return 0
 
