@@ -144,21 +144,9 @@ class Instance:
 
     async def reconcile(self, changeset: ChangeSet) -> None:
         snapshot = self.store.apply(changeset)
-        evaluation = evaluate(
-            snapshot,
-            changeset,
-            self.options.values,
-            previous=previous_addresses(self.statuses),
-            default_pool=self.options.default_pool,
-            unbindable=self._bind_probe.unbindable,
-            translator=self._translator,
-            builder=self._builder,
-            conditions=self._conditions,
-        )
-        if self._bind_probe_needed(evaluation):
-            # An address this host cannot bind: rebuild so its Gateway is AddressNotUsable
-            # instead of Envoy rejecting the listener update for every Gateway.
-            evaluation = evaluate(
+
+        def evaluate_snapshot() -> Evaluation:
+            return evaluate(
                 snapshot,
                 changeset,
                 self.options.values,
@@ -169,6 +157,12 @@ class Instance:
                 builder=self._builder,
                 conditions=self._conditions,
             )
+
+        evaluation = evaluate_snapshot()
+        if self._bind_probe_needed(evaluation):
+            # An address this host cannot bind: rebuild so its Gateway is AddressNotUsable
+            # instead of Envoy rejecting the listener update for every Gateway.
+            evaluation = evaluate_snapshot()
         self.evaluation = evaluation
         self.xds_version = self._push(evaluation.resources)
         self.statuses = self._merge_statuses(evaluation.result.statuses)
