@@ -46,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # kubectl takes names after options too (`get gtw -n ns NAME`); argparse stops filling
+    # a `*` positional at the first option, so the names that follow are added back here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "names", None) is None or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.names = [*args.names, *extra]
     try:
         result = args.func(args)
     except (NoInstanceError, UnknownResourceError, ApiError) as exc:

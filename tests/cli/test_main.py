@@ -231,3 +231,16 @@ def test_demo_is_wired() -> None:
     with pytest.raises(SystemExit) as info:
         main(["demo", "--help"])
     assert info.value.code == 0
+
+
+def test_names_may_follow_options_as_with_kubectl(monkeypatch: pytest.MonkeyPatch) -> None:
+    cli_main = sys.modules["propylon.cli.main"]  # the module; `propylon.cli.main` is the function
+    seen: list[Any] = []
+    parser = cli_main.build_parser()
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    get = parser._subparsers._group_actions[0].choices["get"]  # type: ignore[union-attr]
+    get.set_defaults(func=lambda args: seen.append(args) or 0)
+    assert main(["get", "gateway", "-n", "infra", "gw-a", "gw-b"]) == 0
+    assert seen[0].names == ["gw-a", "gw-b"] and seen[0].namespace == "infra"
+    with pytest.raises(SystemExit):
+        main(["get", "gateway", "--no-such-flag"])
