@@ -418,7 +418,7 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
                 path = big / f"r{n}.yaml"
                 write_atomic(path, dump(route_docs(n, 9001, header=f"h{n}")))
                 t0 = time.perf_counter()
-                cs = source.load([str(path)])
+                cs = source.update([str(path)])  # as the watcher does for an event
                 t1 = time.perf_counter()
                 await inst.reconcile(cs)
                 t2 = time.perf_counter()
@@ -450,7 +450,7 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
                 for n in range(5):
                     path = big / f"r{n}.yaml"
                     write_atomic(path, dump(route_docs(n, 9002)))
-                    cs = source.load([str(path)])
+                    cs = source.update([str(path)])
                     await inst.reconcile(cs)
 
             cProfile.runctx(

@@ -10,6 +10,13 @@ Resource names (stable, findable in Envoy's config_dump):
 - RouteConfiguration: for a plain HTTP listener, the listener name; for each HTTPS
   filter chain, `<listener>/https/<first server name>` (`*` when the chain has none).
   VirtualHost and Route names are the model's.
+- ScopedRouteConfiguration (scoped RDS, at most one connection manager per Envoy: the
+  biggest whose virtual hosts are all exact hostnames, from `SCOPED_MIN_HOSTS` of them):
+  `<route configuration name>/<hostname>`, keyed on the request's host without its port,
+  carrying an inline RouteConfiguration of the same name with that host's virtual host.
+  That connection manager then has no RouteConfiguration; one change to one host sends
+  one small scope, and Envoy applies only it (one big RouteConfiguration is re-applied
+  whole on every change: ~40 ms at 3000 hosts, vs ~1.5 ms for a scope).
 - Cluster and ClusterLoadAssignment: the model Cluster name `<ns>:<svc>:<port>` (EDS over
   ADS). `propylon:invalid-backend` is referenced, never defined: traffic shares of
   unresolved backendRefs go there and Envoy answers 500.
@@ -32,6 +39,8 @@ from propylon.envoy._translate import (
     INVALID_BACKEND_CLUSTER,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    SCOPED_MIN_HOSTS,
+    SCOPED_ROUTE_TYPE,
     SECRET_TYPE,
     Encoded,
     Translator,
@@ -47,6 +56,8 @@ __all__ = [
     "INVALID_BACKEND_CLUSTER",
     "LISTENER_TYPE",
     "ROUTE_TYPE",
+    "SCOPED_MIN_HOSTS",
+    "SCOPED_ROUTE_TYPE",
     "SECRET_TYPE",
     "Encoded",
     "Translator",

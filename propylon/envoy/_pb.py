@@ -18,7 +18,7 @@ from envoy.config.core.v3 import (
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2, scoped_route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -38,6 +38,7 @@ _ = _AnyT
 
 LISTENER = listener_pb2.Listener
 ROUTE_CONFIGURATION = route_pb2.RouteConfiguration
+SCOPED_ROUTE_CONFIGURATION = scoped_route_pb2.ScopedRouteConfiguration
 CLUSTER = cluster_pb2.Cluster
 CLUSTER_LOAD_ASSIGNMENT = endpoint_pb2.ClusterLoadAssignment
 SECRET = secret_pb2.Secret
@@ -208,6 +209,10 @@ def route_configuration(name: str, virtual_hosts: Iterable[Message]) -> Message:
         name=name,
         virtual_hosts=list(virtual_hosts),
         validate_clusters=wrappers_pb2.BoolValue(value=False),
+        # Gateway API matches the hostname without the port; this also covers wildcard
+        # domains (`*.example.com:*` is no valid Envoy domain), and leaves the Host
+        # header sent upstream as it was.
+        ignore_port_in_host_matching=True,
     )
 
 
@@ -216,13 +221,43 @@ def route_configuration(name: str, virtual_hosts: Iterable[Message]) -> Message:
 HCM = hcm_pb2.HttpConnectionManager
 
 
+def scoped_route_configuration(name: str, key: str, route_config: Message) -> Message:
+    """One scope of scoped RDS: requests whose scope key is `key` use `route_config`."""
+    SRC = scoped_route_pb2.ScopedRouteConfiguration
+    return SRC(
+        name=name,
+        route_configuration=route_config,
+        key=SRC.Key(fragments=[SRC.Key.Fragment(string_key=key)]),
+    )
+
+
+def _host_scoped_routes(name: str) -> Message:
+    """Scoped RDS over ADS; the scope key is the request's host without the port (the
+    part of `:authority` before the first `:`)."""
+    SR = hcm_pb2.ScopedRoutes
+    FB = SR.ScopeKeyBuilder.FragmentBuilder
+    return SR(
+        name=name,
+        scope_key_builder=SR.ScopeKeyBuilder(
+            fragments=[
+                FB(
+                    header_value_extractor=FB.HeaderValueExtractor(
+                        name=":authority", element_separator=":", index=0
+                    )
+                )
+            ]
+        ),
+        rds_config_source=ads_source(),
+        scoped_rds=hcm_pb2.ScopedRds(scoped_rds_config_source=ads_source()),
+    )
+
+
 def http_connection_manager(
-    *, stat_prefix: str, route_config_name: str, xff_num_trusted_hops: int
+    *, stat_prefix: str, route_config_name: str, xff_num_trusted_hops: int, scoped: bool = False
 ) -> Message:
-    return HCM(
+    hcm = HCM(
         stat_prefix=stat_prefix,
         codec_type=HCM.CodecType.AUTO,
-        rds=hcm_pb2.Rds(config_source=ads_source(), route_config_name=route_config_name),
         http_filters=[
             hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
             hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
@@ -233,6 +268,13 @@ def http_connection_manager(
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
         http2_protocol_options=protocol_pb2.Http2ProtocolOptions(),
     )
+    if scoped:
+        hcm.scoped_routes.CopyFrom(_host_scoped_routes(route_config_name))
+    else:
+        hcm.rds.CopyFrom(
+            hcm_pb2.Rds(config_source=ads_source(), route_config_name=route_config_name)
+        )
+    return hcm
 
 
 def tcp_proxy(stat_prefix: str, clusters: list[tuple[str, int]]) -> Message:

@@ -28,11 +28,14 @@ def to_dicts(resources: XdsResources) -> dict[str, dict[str, dict[str, Any]]]:
         "clusters": conv(resources.clusters),
         "endpoints": conv(resources.endpoints),
         "secrets": conv(resources.secrets),
+        # Only when present, so translations without scoped RDS read as before.
+        **({"scoped_routes": conv(resources.scoped_routes)} if resources.scoped_routes else {}),
     }
 
 
 def static_bootstrap(resources: XdsResources, *, admin_port: int = 0) -> dict[str, Any]:
-    """The same configuration as static resources: RDS inlined into each HCM, EDS
+    """The same configuration as static resources: RDS inlined into each HCM (scoped RDS
+    as an inline list of scopes), EDS
     clusters turned STATIC with their load assignment, SDS secrets made static."""
     d = to_dicts(resources)
 
@@ -42,6 +45,15 @@ def static_bootstrap(resources: XdsResources, *, admin_port: int = 0) -> dict[st
             for key, value in node.items():
                 if key == "rds":
                     out["route_config"] = copy.deepcopy(d["routes"][value["route_config_name"]])
+                elif key == "scoped_rds":
+                    prefix = node["name"] + "/"
+                    out["scoped_route_configurations_list"] = {
+                        "scoped_route_configurations": [
+                            copy.deepcopy(scope)
+                            for name, scope in d.get("scoped_routes", {}).items()
+                            if name.startswith(prefix)
+                        ]
+                    }
                 elif key == "sds_config":
                     continue
                 else:

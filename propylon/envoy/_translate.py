@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from google.protobuf.message import Message
@@ -25,6 +27,12 @@ ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+SCOPED_ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration"
+
+#: An HTTP connection manager whose virtual hosts are all exact hostnames, at least this
+#: many, gets one scoped route configuration per hostname (scoped RDS) instead of one
+#: RouteConfiguration: Envoy then applies only the scope that changed (see `_scoped_hcm`).
+SCOPED_MIN_HOSTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class XdsResources:
     clusters: Mapping[str, Message] = field(default_factory=dict)
     endpoints: Mapping[str, Message] = field(default_factory=dict)
     secrets: Mapping[str, Message] = field(default_factory=dict)
+    scoped_routes: Mapping[str, Message] = field(default_factory=dict)
     encoded: Mapping[str, Mapping[str, Encoded]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -70,18 +79,22 @@ class XdsResources:
         yield ENDPOINT_TYPE, self.endpoints
         yield SECRET_TYPE, self.secrets
         yield LISTENER_TYPE, self.listeners
+        yield SCOPED_ROUTE_TYPE, self.scoped_routes
         yield ROUTE_TYPE, self.routes
 
 
 class _Cache:
     """Generational cache: entries survive a sweep only if a translation since the last
     sweep used them, so the cache never outgrows the model by much. One dict lookup per
-    use; a sweep (O(entries)) runs only once a quarter of the entries went unused."""
+    use; a sweep (O(entries)) runs only once a quarter of the entries went unused, and
+    more than `slack` of them (0 for big values: a whole RouteConfiguration kept 64 times
+    over was most of the memory growth under churn)."""
 
-    def __init__(self) -> None:
+    def __init__(self, slack: int = 64) -> None:
         self._entries: dict[Hashable, list[Any]] = {}  # key -> [value, generation]
         self._generation = 0
         self._used = 0  # distinct entries used in the current generation
+        self._slack = slack
 
     def entry(self, key: Hashable, make: Callable[[], Any]) -> list[Any]:
         entry = self._entries.get(key)
@@ -103,7 +116,7 @@ class _Cache:
 
     def rotate(self) -> None:
         stale = len(self._entries) - self._used
-        if stale > 64 and stale * 4 > self._used:
+        if stale > self._slack and stale * 4 > self._used:
             gen = self._generation
             self._entries = {k: e for k, e in self._entries.items() if e[1] == gen}
         self._generation += 1
@@ -116,20 +129,35 @@ class Translator:
     Keep one per data plane (the runtime does); `translate()` below uses a fresh one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, scoped_min_hosts: int = SCOPED_MIN_HOSTS) -> None:
+        self._scoped_min_hosts = scoped_min_hosts
+        self._scopes = _Cache()
+        # id(VirtualHost) -> (it, (rc name, origin), its scopes), for the last translation
+        # (the entries keep their VirtualHost alive) and for the one under way.
+        self._previous_scoped: dict[int, tuple[m.VirtualHost, Hashable, dict[str, Encoded]]] = {}
+        self._current_scoped: dict[int, tuple[m.VirtualHost, Hashable, dict[str, Encoded]]] = {}
         self._vhosts = _Cache()
         self._vhost_ids = _Cache()
-        self._routes = _Cache()
+        self._routes = _Cache(slack=0)
         self._listeners = _Cache()
         self._clusters = _Cache()
+        self._cluster_ids = _Cache()
+        # The last translation's virtual hosts per route configuration, and clusters,
+        # by id (each entry keeps its VirtualHost or Cluster alive).
+        self._previous_vhosts: dict[
+            str, tuple[tuple[str, int], dict[int, tuple[m.VirtualHost, Encoded]]]
+        ] = {}
+        self._previous_clusters: dict[int, tuple[m.Cluster, Encoded, Encoded]] = {}
         self._endpoints = _Cache()
         self._secrets = _Cache()
         self._caches = (
+            self._scopes,
             self._vhosts,
             self._vhost_ids,
             self._routes,
             self._listeners,
             self._clusters,
+            self._cluster_ids,
             self._endpoints,
             self._secrets,
         )
@@ -137,36 +165,40 @@ class Translator:
     def translate(self, model: m.Model, options: m.ProxyOptions) -> XdsResources:
         listeners: dict[str, Encoded] = {}
         routes: dict[str, Encoded] = {}
+        scopes: dict[str, Encoded] = {}
         secret_names: set[str] = set()
+        scoped = _scoped_hcm(model, self._scoped_min_hosts)
         for lst in model.listeners:
+            own = scoped if scoped is not None and _owns(lst, scoped) else None
             listeners[lst.name] = self._listeners.get(
-                (_listener_shape(lst), options), partial(_listener, lst, options)
+                (_listener_shape(lst), options, own), partial(_listener, lst, options, own)
             )
             for rc_name, vhosts in _route_configs(lst):
                 scheme = "http" if rc_name == lst.name else "https"
-                routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
+                if rc_name == own:
+                    self._scoped_route_configs(scopes, rc_name, vhosts, (scheme, lst.port))
+                else:
+                    routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
             for term in lst.https:
                 secret_names.update(term.certificates)
-        clusters: dict[str, Encoded] = {}
-        endpoints: dict[str, Encoded] = {}
-        for c in model.clusters:
-            clusters[c.name] = self._clusters.get((c.name, c.protocol, c.tls), partial(_cluster, c))
-            endpoints[c.name] = self._endpoints.get(
-                (c.name, c.endpoints), partial(_load_assignment, c)
-            )
+        clusters, endpoints = self._all_clusters(model.clusters)
         secrets: dict[str, Encoded] = {}
         for s in model.secrets:
             if s.name in secret_names:
                 secrets[s.name] = self._secrets.get(
                     s, partial(pb.tls_secret, s.name, s.certificate_chain, s.private_key)
                 )
+        for gone in self._previous_vhosts.keys() - routes.keys():
+            del self._previous_vhosts[gone]
         for cache in self._caches:
             cache.rotate()
+        self._previous_scoped, self._current_scoped = self._current_scoped, {}
         enc = {
             CLUSTER_TYPE: _sorted(clusters),
             ENDPOINT_TYPE: _sorted(endpoints),
             SECRET_TYPE: _sorted(secrets),
             LISTENER_TYPE: _sorted(listeners),
+            SCOPED_ROUTE_TYPE: _sorted(scopes),
             ROUTE_TYPE: _sorted(routes),
         }
 
@@ -179,8 +211,42 @@ class Translator:
             clusters=msgs(CLUSTER_TYPE),
             endpoints=msgs(ENDPOINT_TYPE),
             secrets=msgs(SECRET_TYPE),
+            scoped_routes=msgs(SCOPED_ROUTE_TYPE),
             encoded=enc,
         )
+
+    def _scoped_route_configs(
+        self,
+        out: dict[str, Encoded],
+        name: str,
+        vhosts: tuple[m.VirtualHost, ...],
+        origin: tuple[str, int],
+    ) -> None:
+        """One scope per hostname, `<name>/<hostname>`, carrying a RouteConfiguration of
+        the same name with that host's virtual host only (inline: one resource).
+
+        A VirtualHost object of the last translation (the incremental build hands over
+        the same objects for unchanged hosts) reuses its scopes without any lookup."""
+        previous, current = self._previous_scoped, self._current_scoped
+        where = (name, origin)
+        for vh in vhosts:
+            hit = previous.get(id(vh))
+            if hit is None or hit[1] != where:
+                hit = (vh, where, self._scopes_of(name, vh, origin))
+            current[id(vh)] = hit
+            out.update(hit[2])
+
+    def _scopes_of(
+        self, name: str, vh: m.VirtualHost, origin: tuple[str, int]
+    ) -> dict[str, Encoded]:
+        part = self._virtual_host(vh, origin)
+        out: dict[str, Encoded] = {}
+        for host in vh.hostnames:
+            scope = f"{name}/{host}"
+            # The entry keeps `part` alive, so its id stays its own.
+            entry = self._scopes.entry((scope, id(part)), partial(_scope, scope, host, part))
+            out[scope] = cast(Encoded, entry[0][0])
+        return out
 
     def _virtual_host(self, vh: m.VirtualHost, origin: tuple[str, int]) -> Encoded:
         # First by the identity of its routes: the incremental Builder hands over the
@@ -198,10 +264,64 @@ class Translator:
         self._vhosts.touch(content)
         return cast(Encoded, content[0])
 
+    def _virtual_hosts(
+        self, name: str, vhosts: tuple[m.VirtualHost, ...], origin: tuple[str, int]
+    ) -> tuple[Encoded, ...]:
+        """`_virtual_host` for each, with the route configuration's previous virtual
+        hosts matched by identity at C level first (as `_all_clusters` does)."""
+        last = self._previous_vhosts.get(name)
+        previous = last[1] if last is not None and last[0] == origin else {}
+        ids = list(map(id, vhosts))
+        hits: list[tuple[m.VirtualHost, Encoded] | None] = list(map(previous.get, ids))
+        for i in [i for i, hit in enumerate(hits) if hit is None]:
+            vh = vhosts[i]
+            hits[i] = (vh, self._virtual_host(vh, origin))
+        found = cast(list[tuple[m.VirtualHost, Encoded]], hits)
+        self._previous_vhosts[name] = (origin, dict(zip(ids, found, strict=True)))
+        return tuple(map(itemgetter(1), found))
+
+    def _all_clusters(
+        self, model_clusters: tuple[m.Cluster, ...]
+    ) -> tuple[dict[str, Encoded], dict[str, Encoded]]:
+        """Clusters and endpoints by name. Cluster objects of the previous translation
+        are matched by identity with C-level operations (map, zip, dict), so thousands
+        of unchanged clusters cost no Python-level lookup each; only new Cluster objects
+        go through the caches (`_cluster`)."""
+        previous = self._previous_clusters  # id -> (Cluster, cluster, endpoints)
+        ids = list(map(id, model_clusters))
+        hits: list[tuple[m.Cluster, Encoded, Encoded] | None] = list(map(previous.get, ids))
+        for i in [i for i, hit in enumerate(hits) if hit is None]:
+            c = model_clusters[i]
+            hits[i] = (c, *self._cluster(c))
+        found = cast(list[tuple[m.Cluster, Encoded, Encoded]], hits)
+        self._previous_clusters = dict(zip(ids, found, strict=True))
+        names = list(map(attrgetter("name"), model_clusters))
+        return (
+            dict(zip(names, map(itemgetter(1), found), strict=True)),
+            dict(zip(names, map(itemgetter(2), found), strict=True)),
+        )
+
+    def _cluster(self, c: m.Cluster) -> tuple[Encoded, Encoded]:
+        # First by identity (the incremental Builder hands over the same Cluster objects
+        # while they are unchanged): no hash of the endpoints. The entry keeps the
+        # cluster alive and points at the content-keyed entries, kept alive with it.
+        by_id = self._cluster_ids.entry(
+            id(c),
+            lambda: (
+                self._clusters.entry((c.name, c.protocol, c.tls), lambda: encode(_cluster(c))),
+                self._endpoints.entry((c.name, c.endpoints), lambda: encode(_load_assignment(c))),
+                c,
+            ),
+        )
+        cluster, endpoint, _ = by_id[0]
+        self._clusters.touch(cluster)
+        self._endpoints.touch(endpoint)
+        return cluster[0], endpoint[0]
+
     def _route_config(
         self, name: str, vhosts: tuple[m.VirtualHost, ...], origin: tuple[str, int]
     ) -> Encoded:
-        parts = tuple(self._virtual_host(vh, origin) for vh in vhosts)
+        parts = self._virtual_hosts(name, vhosts, origin)
         # Encoded entries hash by identity, so this key is cheap to hash and compare.
         return self._routes.get(
             (name, *(id(p) for p in parts)),
@@ -209,9 +329,11 @@ class Translator:
         )
 
 
-def translate(model: m.Model, options: m.ProxyOptions) -> XdsResources:
+def translate(
+    model: m.Model, options: m.ProxyOptions, *, scoped_min_hosts: int = SCOPED_MIN_HOSTS
+) -> XdsResources:
     """Translate a model into xDS resources (a fresh `Translator`, nothing cached)."""
-    return Translator().translate(model, options)
+    return Translator(scoped_min_hosts=scoped_min_hosts).translate(model, options)
 
 
 def _sorted(d: dict[str, Encoded]) -> dict[str, Encoded]:
@@ -224,6 +346,43 @@ def _sorted(d: dict[str, Encoded]) -> dict[str, Encoded]:
 def https_route_config_name(listener: str, term: m.TLSTermination) -> str:
     """`<listener>/https/<first server name or *>`: stable while the chain exists."""
     return f"{listener}/https/{term.server_names[0] if term.server_names else '*'}"
+
+
+def _scoped_hcm(model: m.Model, min_hosts: int) -> str | None:
+    """The route configuration name of the one HTTP connection manager that uses scoped
+    RDS (one scope per hostname, keyed on the request's host without its port), if any.
+
+    Scoped RDS matches the key exactly, and a request whose key has no scope gets a 404:
+    there is no fallback. That equals Envoy's virtual host selection only when every
+    virtual host is an exact hostname (no `*.example.com`, no `*`): then a host without a
+    scope matches no virtual host either. (Except for case: Envoy lowercases the host to
+    pick a virtual host, scopes compare bytes; Gateway API hostnames are lowercase.)
+    Envoy subscribes to scoped RDS as a wildcard: every scoped connection manager gets
+    every scope, so two of them would serve each other's hosts (no listener isolation).
+    Hence one per Envoy: the biggest eligible one, if it has `min_hosts` hostnames (below
+    that one RouteConfiguration costs Envoy little; ties: the first name)."""
+    best: tuple[int, str] | None = None
+    for lst in model.listeners:
+        for rc_name, vhosts in _route_configs(lst):
+            per_vhost = list(map(_HOSTNAMES, vhosts))
+            hosts = list(chain.from_iterable(per_vhost))
+            if len(hosts) < min_hosts or not all(per_vhost) or "*" in "".join(hosts):
+                continue
+            if best is None or len(hosts) > best[0]:
+                best = (len(hosts), rc_name)
+    return best[1] if best is not None else None
+
+
+_HOSTNAMES = attrgetter("hostnames")
+
+
+def _scope(name: str, host: str, vhost: Encoded) -> tuple[Encoded, Encoded]:
+    rc = pb.route_configuration(name, (vhost.message,))
+    return encode(pb.scoped_route_configuration(name, host, rc)), vhost
+
+
+def _owns(lst: m.Listener, rc_name: str) -> bool:
+    return any(name == rc_name for name, _ in _route_configs(lst))
 
 
 def _route_configs(lst: m.Listener) -> Iterable[tuple[str, tuple[m.VirtualHost, ...]]]:
@@ -248,7 +407,8 @@ def _listener_shape(lst: m.Listener) -> Hashable:
     )
 
 
-def _listener(lst: m.Listener, options: m.ProxyOptions) -> Message:
+def _listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None = None) -> Message:
+    """`scoped`: the route configuration name whose connection manager uses scoped RDS."""
     address = "0.0.0.0" if options.bind_all else lst.address
     chains: list[Message] = []
 
@@ -259,6 +419,7 @@ def _listener(lst: m.Listener, options: m.ProxyOptions) -> Message:
                 stat_prefix=rc_name,
                 route_config_name=rc_name,
                 xff_num_trusted_hops=options.xff_num_trusted_hops,
+                scoped=rc_name == scoped,
             ),
         )
 
@@ -314,11 +475,12 @@ def _listener(lst: m.Listener, options: m.ProxyOptions) -> Message:
 
 
 def _domains(hostnames: Iterable[str]) -> list[str]:
+    """The hostnames as they are: route configurations ignore the port in the host."""
     out: list[str] = []
     for h in hostnames:
         if h == "*":
             return ["*"]
-        out += [h, f"{h}:*"]
+        out.append(h)
     return out
 
 

@@ -7,6 +7,7 @@ specific one, and each such listener gets a virtual host of its own (404 when em
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -49,33 +50,92 @@ def _virtual_hosts(
     attachments: Sequence[Attachment],
     routes: Mapping[ObjectKey, list[OrderedRoute]],
 ) -> tuple[VirtualHost, ...]:
-    hosts: dict[str, dict[str, OrderedRoute]] = defaultdict(dict)
+    table = HostTable(name, owners, peers)
     for att in attachments:
-        if att.listener not in owners or att.route.key not in routes:
-            continue
-        for host in att.hostnames:
-            if _shadowed(host, att.listener, peers):
-                continue
-            for r in routes[att.route.key]:
-                hosts[host][r.route.name] = r
-    for li in owners:
-        h = li.spec.hostname
-        if (
+        if att.route.key in routes:
+            table.count(att, 1)
+    return table.virtual_hosts(routes)
+
+
+class HostTable:
+    """The virtual hosts of one route configuration (the HTTP listeners of a port, or
+    one HTTPS listener), kept from build to build: which routes feed each host, and the
+    VirtualHost made for it. Attachments come and go (`count`); only the hosts they
+    touch are made again, the others keep their VirtualHost object."""
+
+    def __init__(
+        self, name: str, owners: Sequence[ListenerState], peers: Sequence[ListenerState]
+    ) -> None:
+        self.name = name
+        self.owners = owners
+        self.peers = peers
+        # host -> route key -> how many of the route's attachments bring it the host
+        self.feeds: dict[str, dict[ObjectKey, int]] = {}
+        self.made: dict[str, VirtualHost] = {}
+        # The hosts made, in output order: sort keys, and their VirtualHosts alongside.
+        self.order: list[tuple[tuple[tuple[int, int], str], str]] = []
+        self.hosts: list[VirtualHost] = []
+        self.dirty: set[str] = set()
+        self.result: tuple[VirtualHost, ...] | None = None
+        # A listener hostname that a less specific peer also covers gets a host of its
+        # own even without routes (404 there instead of the peer's routes).
+        self.own_hosts = {
             h
-            and h not in hosts
+            for li in owners
+            if (h := li.spec.hostname)
             and any(
                 o is not li and o.spec.hostname != h and covers(o.spec.hostname, h) for o in peers
             )
-        ):
-            hosts[h] = {}
-    return tuple(
-        VirtualHost(
-            name=f"{name}/{host}",
-            hostnames=(host,),
-            routes=tuple(r.route for r in sorted(hosts[host].values(), key=lambda r: r.key)),
-        )
-        for host in sorted(hosts, key=_host_order)
-    )
+        }
+
+    def count(self, att: Attachment, delta: int) -> None:
+        """Add (+1) or take away (-1) an attachment of a route with model routes."""
+        if att.listener not in self.owners:
+            return
+        key = att.route.key
+        for host in att.hostnames:
+            if _shadowed(host, att.listener, self.peers):
+                continue
+            feeds = self.feeds.setdefault(host, {})
+            n = feeds.get(key, 0) + delta
+            if n > 0:
+                feeds[key] = n
+            else:
+                feeds.pop(key, None)
+                if not feeds:
+                    del self.feeds[host]
+            self.dirty.add(host)
+
+    def virtual_hosts(
+        self, routes: Mapping[ObjectKey, list[OrderedRoute]]
+    ) -> tuple[VirtualHost, ...]:
+        if self.result is not None and not self.dirty:
+            return self.result
+        for host in self.dirty | {h for h in self.own_hosts if h not in self.made}:
+            feeds = self.feeds.get(host)
+            if feeds is None and host not in self.own_hosts:
+                if self.made.pop(host, None) is not None:
+                    at = bisect_left(self.order, (_host_order(host), host))
+                    del self.order[at], self.hosts[at]
+                continue
+            # Routes in attachment order (route key order), one per name, then by
+            # precedence (a stable sort, as the whole-build assembly does).
+            chosen = {r.route.name: r for key in sorted(feeds or ()) for r in routes[key]}
+            made = self.made[host] = VirtualHost(
+                name=f"{self.name}/{host}",
+                hostnames=(host,),
+                routes=tuple(r.route for r in sorted(chosen.values(), key=lambda r: r.key)),
+            )
+            entry = (_host_order(host), host)
+            at = bisect_left(self.order, entry)
+            if at < len(self.order) and self.order[at] == entry:
+                self.hosts[at] = made
+            else:
+                self.order.insert(at, entry)
+                self.hosts.insert(at, made)
+        self.dirty.clear()
+        self.result = tuple(self.hosts)
+        return self.result
 
 
 def _passthrough(
@@ -106,52 +166,80 @@ def _passthrough(
     return tuple(out)
 
 
-def assemble_listeners(
-    state: GatewayState,
-    attachments: Sequence[Attachment],
-    http_routes: Mapping[ObjectKey, list[OrderedRoute]],
-    tls_backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
-) -> tuple[tuple[Listener, ...], tuple[Secret, ...]]:
-    address = state.address
-    if address is None:
-        return (), ()
-    gw = state.gateway
-    by_port: dict[int, list[ListenerState]] = defaultdict(list)
-    for li in state.listeners:
-        if li.programmable:
-            by_port[li.spec.port].append(li)
-    listeners: list[Listener] = []
-    secrets: list[Secret] = []
-    for port in sorted(by_port):
-        group = by_port[port]
-        name = f"{gw.metadata.namespace}/{gw.metadata.name}/{port}"
-        if all(li.spec.protocol == "HTTP" for li in group):
-            vhosts = _virtual_hosts(name, group, group, attachments, http_routes)
-            listeners.append(Listener(name=name, address=address, port=port, http=vhosts))
-            continue
-        chains: list[TLSTermination] = []
-        for li in sorted(
-            (li for li in group if li.spec.protocol == "HTTPS"),
-            key=lambda li: _host_order(li.spec.hostname or "*"),
-        ):
-            secrets.extend(li.certificates)
-            chains.append(
-                TLSTermination(
-                    server_names=(li.spec.hostname,) if li.spec.hostname else (),
-                    certificates=tuple(s.name for s in li.certificates),
-                    virtual_hosts=_virtual_hosts(name, [li], group, attachments, http_routes),
+class GatewayAssembly:
+    """One Gateway's model Listeners, with a `HostTable` per route configuration kept
+    from build to build (valid while the Gateway's `GatewayState` is)."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        gw = state.gateway
+        by_port: dict[int, list[ListenerState]] = defaultdict(list)
+        for li in state.listeners:
+            if li.programmable:
+                by_port[li.spec.port].append(li)
+        self.ports: list[tuple[int, str, list[ListenerState]]] = []
+        self.tables: dict[tuple[int, int], HostTable] = {}  # (port, HTTPS listener or -1)
+        for port in sorted(by_port):
+            group = by_port[port]
+            name = f"{gw.metadata.namespace}/{gw.metadata.name}/{port}"
+            self.ports.append((port, name, group))
+            if all(li.spec.protocol == "HTTP" for li in group):
+                self.tables[(port, -1)] = HostTable(name, group, group)
+                continue
+            for i, li in enumerate(group):
+                if li.spec.protocol == "HTTPS":
+                    self.tables[(port, i)] = HostTable(name, [li], group)
+        self.has_tls = any(li.spec.protocol == "TLS" for _, _, group in self.ports for li in group)
+
+    def count(self, att: Attachment, delta: int) -> None:
+        for table in self.tables.values():
+            table.count(att, delta)
+
+    def listeners(
+        self,
+        attachments: Sequence[Attachment],
+        http_routes: Mapping[ObjectKey, list[OrderedRoute]],
+        tls_backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
+    ) -> tuple[tuple[Listener, ...], tuple[Secret, ...]]:
+        """`attachments` are read only for TLS passthrough (TLSRoutes' attachments do)."""
+        address = self.state.address
+        if address is None:
+            return (), ()
+        listeners: list[Listener] = []
+        secrets: list[Secret] = []
+        for port, name, group in self.ports:
+            http = self.tables.get((port, -1))
+            if http is not None:
+                vhosts = http.virtual_hosts(http_routes)
+                listeners.append(Listener(name=name, address=address, port=port, http=vhosts))
+                continue
+            chains: list[TLSTermination] = []
+            for i, li in sorted(
+                ((i, li) for i, li in enumerate(group) if li.spec.protocol == "HTTPS"),
+                key=lambda p: _host_order(p[1].spec.hostname or "*"),
+            ):
+                secrets.extend(li.certificates)
+                chains.append(
+                    TLSTermination(
+                        server_names=(li.spec.hostname,) if li.spec.hostname else (),
+                        certificates=tuple(s.name for s in li.certificates),
+                        virtual_hosts=self.tables[(port, i)].virtual_hosts(http_routes),
+                    )
+                )
+            passthrough = _passthrough(
+                name,
+                [li for li in group if li.spec.protocol == "TLS"],
+                group,
+                attachments,
+                tls_backends,
+            )
+            listeners.append(
+                Listener(
+                    name=name,
+                    address=address,
+                    port=port,
+                    https=tuple(chains),
+                    passthrough=passthrough,
                 )
             )
-        passthrough = _passthrough(
-            name,
-            [li for li in group if li.spec.protocol == "TLS"],
-            group,
-            attachments,
-            tls_backends,
-        )
-        listeners.append(
-            Listener(
-                name=name, address=address, port=port, https=tuple(chains), passthrough=passthrough
-            )
-        )
-    return tuple(listeners), tuple(secrets)
+        return tuple(listeners), tuple(secrets)

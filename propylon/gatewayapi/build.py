@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import allocate, pools_from
-from propylon.gatewayapi.assemble import assemble_listeners
+from propylon.gatewayapi.assemble import GatewayAssembly
 from propylon.gatewayapi.backends import _PROTOCOL_RANK, BackendProblems, Clusters
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
@@ -156,60 +157,190 @@ def finish(
     tls_policies: BackendTLSPolicies,
 ) -> BuildResult:
     """Routes (in key order) + Gateways -> statuses, generated Services and the model."""
-    statuses: dict[ObjectKey, dict[str, Any]] = dict(world.statuses)
-    gateways = world.gateways
-    for state in gateways.values():
-        for li in state.listeners:
-            li.attached_routes.clear()  # a reused World counts again
-    clusters: dict[str, Cluster] = {}
-    attachments: list[Attachment] = []
-    ordered: dict[ObjectKey, list[OrderedRoute]] = {}
-    passthrough: dict[ObjectKey, tuple[WeightedBackend, ...]] = {}
-    for outcome in outcomes:
-        if outcome is None:
-            continue
-        key = outcome.key
-        if outcome.ordered is not None:
-            ordered[key] = outcome.ordered
-        if outcome.passthrough is not None:
-            passthrough[key] = outcome.passthrough
-        for att in outcome.attached:
-            att.listener.attached_routes.add(key)
-        attachments.extend(outcome.attached)
-        for cluster in outcome.clusters:
-            add_cluster(clusters, cluster)
-        statuses[key] = outcome.status
+    finisher = Finisher(world)
+    finisher.update(((o.key, o) for o in outcomes if o is not None), tls_policies)
+    return finisher.result(tls_policies)
 
-    statuses.update(tls_policies.statuses())
 
-    listeners: list[Listener] = []
-    secrets: dict[str, Secret] = {}
-    services: list[Service] = []
-    addresses: dict[ObjectKey, str] = {}
-    for gw_name in sorted(gateways):
-        state = gateways[gw_name]
-        statuses[state.gateway.key] = state.status()
-        if state.class_state.accepted:
-            services.append(state.generated_service())
-        if state.address is not None:
-            addresses[state.gateway.key] = state.address
-        gw_listeners, gw_secrets = assemble_listeners(state, attachments, ordered, passthrough)
-        listeners.extend(gw_listeners)
-        for s in gw_secrets:
-            secrets[s.name] = s
+class Finisher:
+    """`finish` with memory, for one World: `update` takes the routes whose outcome
+    changed (in any order), `result` gives what `finish` would give for all current
+    outcomes, at a cost in proportion to the change (plus the Gateways): listeners'
+    attached routes, merged clusters, virtual hosts (`GatewayAssembly`) and the sorted
+    statuses are patched, not rebuilt. Unchanged parts keep their identity."""
 
-    model = Model(
-        listeners=tuple(listeners),
-        clusters=tuple(clusters[k] for k in sorted(clusters)),
-        secrets=tuple(secrets[k] for k in sorted(secrets)),
-    )
-    return BuildResult(
-        statuses=dict(sorted(statuses.items())),
-        services=tuple(services),
-        addresses=addresses,
-        model=model,
-        diagnostics=tuple(world.diagnostics),
-    )
+    def __init__(self, world: World) -> None:
+        self.world = world
+        for state in world.gateways.values():
+            for li in state.listeners:
+                li.attached_routes.clear()  # a reused World counts again
+        self.outcomes: dict[ObjectKey, RouteOutcome] = {}
+        self.ordered: dict[ObjectKey, list[OrderedRoute]] = {}
+        self.passthrough: dict[ObjectKey, tuple[WeightedBackend, ...]] = {}
+        self.tls_attachments: dict[ObjectKey, tuple[Attachment, ...]] = {}
+        self.assemblies = {name: GatewayAssembly(state) for name, state in world.gateways.items()}
+        # cluster name -> route key -> that route's clusters of this name, in its order
+        self.cluster_feeds: dict[str, dict[ObjectKey, list[Cluster]]] = {}
+        self.clusters: dict[str, Cluster] = {}
+        self.cluster_names: list[str] = []  # sorted
+        self.cluster_list: list[Cluster] = []  # alongside `cluster_names`
+        self.cluster_tuple: tuple[Cluster, ...] | None = None
+        self.statuses: dict[ObjectKey, dict[str, Any]] = dict(world.statuses)
+        self.status_keys: list[ObjectKey] = sorted(self.statuses)
+        self.sorted_statuses: dict[ObjectKey, dict[str, Any]] | None = None
+        self.changed_statuses: set[ObjectKey] = set()
+        self.last: dict[ObjectKey, dict[str, Any]] | None = None  # statuses given last
+
+    def update(
+        self,
+        changes: Iterable[tuple[ObjectKey, RouteOutcome | None]],
+        tls_policies: BackendTLSPolicies,
+    ) -> None:
+        """New outcomes for some routes (None: the route is gone or not ours)."""
+        pairs = [(key, self.outcomes.get(key), new) for key, new in changes]
+        names: set[str] = set()
+        for key, old, _ in pairs:  # take every old share away first ...
+            if old is None:
+                continue
+            for att in old.attached:
+                att.listener.attached_routes.discard(key)
+            if old.ordered is not None:
+                for assembly in self.assemblies.values():
+                    for att in old.attached:
+                        assembly.count(att, -1)
+            for cluster in old.clusters:
+                names.add(cluster.name)
+                feeds = self.cluster_feeds[cluster.name]
+                feeds.pop(key, None)
+            del self.outcomes[key]
+            self.ordered.pop(key, None)
+            self.passthrough.pop(key, None)
+            self.tls_attachments.pop(key, None)
+        for key, _, new in pairs:  # ... then add the new ones
+            if new is None:
+                continue
+            self.outcomes[key] = new
+            if new.ordered is not None:
+                self.ordered[key] = new.ordered
+            if new.passthrough is not None:
+                self.passthrough[key] = new.passthrough
+            for att in new.attached:
+                att.listener.attached_routes.add(key)
+            if new.ordered is not None:
+                for assembly in self.assemblies.values():
+                    for att in new.attached:
+                        assembly.count(att, 1)
+            tls = tuple(a for a in new.attached if isinstance(a.route, TLSRoute))
+            if tls:
+                self.tls_attachments[key] = tls
+            for cluster in new.clusters:
+                names.add(cluster.name)
+                self.cluster_feeds.setdefault(cluster.name, {}).setdefault(key, []).append(cluster)
+        for key, _, new in pairs:
+            self._set_status(key, None if new is None else new.status)
+        for name in names:
+            self._merge_cluster(name)
+
+    def _set_status(self, key: ObjectKey, status: dict[str, Any] | None) -> None:
+        present = key in self.statuses
+        if status is None:
+            if present:
+                del self.statuses[key]
+                del self.status_keys[bisect_left(self.status_keys, key)]
+        else:
+            self.statuses[key] = status
+            if not present:
+                insort(self.status_keys, key)
+        if present != (status is not None):
+            self.sorted_statuses = None  # the set of keys changed
+        self.changed_statuses.add(key)
+
+    def _merge_cluster(self, name: str) -> None:
+        """Several routes share a cluster: it takes the strongest protocol requirement,
+        the first one seen (in route key order) among equals."""
+        feeds = self.cluster_feeds.get(name)
+        merged: dict[str, Cluster] = {}
+        for key in sorted(feeds or ()):
+            for cluster in feeds[key]:  # type: ignore[index]
+                add_cluster(merged, cluster)
+        before = self.clusters.get(name)
+        after = merged.get(name)
+        if after is None:
+            self.cluster_feeds.pop(name, None)
+            if before is not None:
+                del self.clusters[name]
+                at = bisect_left(self.cluster_names, name)
+                del self.cluster_names[at], self.cluster_list[at]
+                self.cluster_tuple = None
+            return
+        if before is not after:
+            at = bisect_left(self.cluster_names, name)
+            if before is None:
+                self.cluster_names.insert(at, name)
+                self.cluster_list.insert(at, after)
+            else:
+                self.cluster_list[at] = after
+            self.clusters[name] = after
+            self.cluster_tuple = None
+
+    def result(self, tls_policies: BackendTLSPolicies) -> BuildResult:
+        gateways = self.world.gateways
+        extra = tls_policies.statuses()
+        gateway_statuses = {state.gateway.key: state.status() for state in gateways.values()}
+        if extra or any(k not in self.statuses for k in gateway_statuses):
+            self.sorted_statuses = None
+        for key, status in (*extra.items(), *gateway_statuses.items()):
+            if key not in self.statuses:
+                insort(self.status_keys, key)
+            self.statuses[key] = status
+            self.changed_statuses.add(key)
+        since = self.last
+        if self.sorted_statuses is None:
+            statuses = {k: self.statuses[k] for k in self.status_keys}
+        else:
+            statuses = dict(self.sorted_statuses)
+            for key in self.changed_statuses:
+                statuses[key] = self.statuses[key]
+        changed = frozenset(self.changed_statuses) if self.last is not None else None
+        self.changed_statuses.clear()
+        self.sorted_statuses = self.last = statuses
+
+        tls_attachments = [
+            a for key in sorted(self.tls_attachments) for a in self.tls_attachments[key]
+        ]
+        listeners: list[Listener] = []
+        secrets: dict[str, Secret] = {}
+        services: list[Service] = []
+        addresses: dict[ObjectKey, str] = {}
+        for gw_name in sorted(gateways):
+            state = gateways[gw_name]
+            if state.class_state.accepted:
+                services.append(state.generated_service())
+            if state.address is not None:
+                addresses[state.gateway.key] = state.address
+            gw_listeners, gw_secrets = self.assemblies[gw_name].listeners(
+                tls_attachments, self.ordered, self.passthrough
+            )
+            listeners.extend(gw_listeners)
+            for s in gw_secrets:
+                secrets[s.name] = s
+
+        if self.cluster_tuple is None:
+            self.cluster_tuple = tuple(self.cluster_list)
+        model = Model(
+            listeners=tuple(listeners),
+            clusters=self.cluster_tuple,
+            secrets=tuple(secrets[k] for k in sorted(secrets)),
+        )
+        return BuildResult(
+            statuses=statuses,  # never changed afterwards: the next result copies it
+            services=tuple(services),
+            addresses=addresses,
+            model=model,
+            diagnostics=tuple(self.world.diagnostics),
+            changed=changed,
+            since=since,
+        )
 
 
 def _route_status(

@@ -22,15 +22,16 @@ build (the Translator keys on that).
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
+from propylon.gatewayapi.addresses import allocate, pools_from
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.build import (
+    Finisher,
     RouteOutcome,
     World,
     evaluate_route,
@@ -67,20 +68,21 @@ def backend_services(route: AnyRoute) -> frozenset[NsName]:
     """Every Service the route can read (its backendRefs, mirrors, any nested reference),
     found by walking the spec, so a new filter with a backend reference is covered."""
     out: set[NsName] = set()
-    ns = route.metadata.namespace
-
-    def walk(value: Any) -> None:
-        if isinstance(value, BackendObjectReference):
-            out.add((value.namespace or ns, value.name))
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
-    walk(route.spec)
+    _walk_refs(route.spec, route.metadata.namespace, out)
     return frozenset(out)
+
+
+def _walk_refs(value: Any, ns: str, out: set[NsName]) -> None:
+    # A module-level function, not a closure: a recursive closure is a reference cycle
+    # per call, garbage that only a full collection frees (see runtime `_collect`).
+    if isinstance(value, BackendObjectReference):
+        out.add((value.namespace or ns, value.name))
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _walk_refs(getattr(value, name), ns, out)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _walk_refs(item, ns, out)
 
 
 def _slice_service(eps: Resource | None) -> NsName | None:
@@ -101,8 +103,9 @@ class Builder:
         self._params: tuple[Any, ...] | None = None
         self._index: Index | None = None
         self._world: World | None = None
-        self._order: list[ObjectKey] = []  # route keys, sorted
+        self._finisher: Finisher | None = None  # the previous result, for `_world`
         self._memo: dict[ObjectKey, _Memo] = {}
+        self._stale: set[ObjectKey] = set()  # route keys to evaluate again
         self._dependents: dict[NsName, set[ObjectKey]] = {}
         self.reused = 0  # routes reused by the last build (for tests and benchmarks)
 
@@ -119,7 +122,6 @@ class Builder:
         objects = inputs.objects
         params = (
             inputs.values,
-            dict(inputs.previous_addresses),
             inputs.default_pool,
             inputs.unbindable_addresses,
         )
@@ -130,19 +132,12 @@ class Builder:
             index is None
             or world is None
             or params != self._params
+            or not _same_allocation(index, world, inputs)
             or any(key.kind not in LOCAL_KINDS for key in changed)
         ):
             self._reset()
             index = self._index = Index(objects)
             world = self._world = evaluate_world(index, inputs)
-            self._order = sorted(
-                ObjectKey(r.kind, r.metadata.namespace, r.metadata.name)
-                for r in (
-                    *index.http_routes.values(),
-                    *index.grpc_routes.values(),
-                    *index.tls_routes.values(),
-                )
-            )
         else:
             self._patch(index, changed, objects)
         self._objects = objects
@@ -150,32 +145,49 @@ class Builder:
 
         tls_policies = BackendTLSPolicies(index)
         if index.backend_tls_policies:
+            # Routes record their policies' ancestors while they resolve: all of them,
+            # in order, every time (only the index and the world are reused).
             self._memo.clear()
             self._dependents.clear()
-        outcomes: list[RouteOutcome | None] = []
-        memo, reused = self._memo, 0
-        for key in self._order:
-            route = _route(index, key)
-            entry = memo.get(key)
-            if entry is not None and entry.route is route:
-                reused += 1
-            else:
-                if entry is not None:
-                    self._forget(key, entry)
-                entry = _Memo(
-                    route,
-                    evaluate_route(index, world.gateways, route, tls_policies),
-                    backend_services(route),
-                )
-                memo[key] = entry
-                for svc in entry.services:
-                    self._dependents.setdefault(svc, set()).add(key)
-            outcomes.append(entry.outcome)
-        self.reused = reused
-        if index.backend_tls_policies:
+            self._finisher = None
+            outcomes = [
+                evaluate_route(index, world.gateways, _route(index, key), tls_policies)
+                for key in _route_keys(index)
+            ]
+            self.reused = 0
+            return finish(world, outcomes, tls_policies)
+
+        finisher = self._finisher
+        if finisher is None:
+            finisher = self._finisher = Finisher(world)
             self._memo.clear()
             self._dependents.clear()
-        return finish(world, outcomes, tls_policies)
+            stale: Iterable[ObjectKey] = _route_keys(index)
+        else:
+            stale = sorted(self._stale)
+        self._stale = set()
+        changes: list[tuple[ObjectKey, RouteOutcome | None]] = []
+        memo = self._memo
+        for key in stale:
+            entry = memo.pop(key, None)
+            if entry is not None:
+                self._forget(key, entry)
+            route = _route_or_none(index, key)
+            if route is None:
+                changes.append((key, None))
+                continue
+            entry = _Memo(
+                route,
+                evaluate_route(index, world.gateways, route, tls_policies),
+                backend_services(route),
+            )
+            memo[key] = entry
+            for svc in entry.services:
+                self._dependents.setdefault(svc, set()).add(key)
+            changes.append((key, entry.outcome))
+        self.reused = len(memo) - len(changes)
+        finisher.update(changes, tls_policies)
+        return finisher.result(tls_policies)
 
     def _forget(self, key: ObjectKey, entry: _Memo) -> None:
         for svc in entry.services:
@@ -188,10 +200,7 @@ class Builder:
     def _invalidate(self, svc: NsName | None) -> None:
         if svc is None:
             return
-        for key in list(self._dependents.get(svc, ())):
-            entry = self._memo.pop(key, None)
-            if entry is not None:
-                self._forget(key, entry)
+        self._stale.update(self._dependents.get(svc, ()))
 
     def _patch(
         self, index: Index, changed: Iterable[ObjectKey], objects: Mapping[ObjectKey, Resource]
@@ -208,19 +217,11 @@ class Builder:
                     if key.kind == "GRPCRoute"
                     else index.tls_routes
                 )
-                pos = bisect_left(self._order, key)
-                present = pos < len(self._order) and self._order[pos] == key
                 if isinstance(new, HTTPRoute | GRPCRoute | TLSRoute):
                     table[nsname] = new
-                    if not present:
-                        insort(self._order, key)
                 else:
                     table.pop(nsname, None)
-                    if present:
-                        del self._order[pos]
-                    entry = self._memo.pop(key, None)
-                    if entry is not None:
-                        self._forget(key, entry)
+                self._stale.add(key)
             elif key.kind == "Service":
                 if isinstance(new, Service):
                     index.services[nsname] = new
@@ -242,6 +243,42 @@ class Builder:
                     index.slices[after] = group
                 self._invalidate(before)
                 self._invalidate(after)
+
+
+def _same_allocation(index: Index, world: World, inputs: Inputs) -> bool:
+    """Previous addresses are read only by address allocation: when they change but
+    allocate the same addresses (the usual case: they are the addresses this world
+    allocated, now reported back by the statuses), the world stays valid."""
+    requests = [s.address_request for s in world.gateways.values() if s.address_request is not None]
+    allocations = allocate(
+        requests,
+        pools_from(index.ip_pools, inputs.default_pool),
+        inputs.previous_addresses,
+        unbindable=inputs.unbindable_addresses,
+    )
+    return all(allocations.get(s.gateway.key) == s.allocation for s in world.gateways.values())
+
+
+def _route_keys(index: Index) -> list[ObjectKey]:
+    return sorted(
+        ObjectKey(r.kind, r.metadata.namespace, r.metadata.name)
+        for r in (
+            *index.http_routes.values(),
+            *index.grpc_routes.values(),
+            *index.tls_routes.values(),
+        )
+    )
+
+
+def _route_or_none(index: Index, key: ObjectKey) -> AnyRoute | None:
+    nsname = (key.namespace, key.name)
+    if key.kind == "HTTPRoute":
+        return index.http_routes.get(nsname)
+    if key.kind == "GRPCRoute":
+        return index.grpc_routes.get(nsname)
+    if key.kind == "TLSRoute":
+        return index.tls_routes.get(nsname)
+    return None
 
 
 def _route(index: Index, key: ObjectKey) -> AnyRoute:

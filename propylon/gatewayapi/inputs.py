@@ -47,3 +47,10 @@ class BuildResult:
     addresses: Mapping[ObjectKey, str]
     model: Model
     diagnostics: tuple[Diagnostic, ...] = ()
+    # From an incremental `Builder`: the keys whose status may differ (added, changed or
+    # gone) from those in `since` (its previous result's `statuses`); every other status
+    # is the very same object. None: unknown, compare everything.
+    changed: frozenset[ObjectKey] | None = field(default=None, compare=False, repr=False)
+    since: Mapping[ObjectKey, dict[str, Any]] | None = field(
+        default=None, compare=False, repr=False
+    )

@@ -85,7 +85,9 @@ def evaluate(
     diagnostics = [
         *changeset.diagnostics,
         *_build_diagnostics(result.diagnostics, snapshot),
-        *(conditions or ConditionDiagnostics())(result.statuses, snapshot),
+        *(conditions or ConditionDiagnostics())(
+            result.statuses, snapshot, changed=result.changed, since=result.since
+        ),
     ]
     return Evaluation(snapshot, result, resources, tuple(diagnostics))
 
@@ -186,24 +188,47 @@ def _status_diagnostics(
 class ConditionDiagnostics:
     """`condition_diagnostics` with memory: a status that is the same object as in the
     previous call (the incremental Builder reuses unchanged routes' statuses), from the
-    same origin, gives the same diagnostics without being walked again."""
+    same origin, gives the same diagnostics without being walked again. With `changed`
+    (the keys whose status may differ from `since`, the statuses of the previous call)
+    only those keys, and those with problems, are looked at."""
 
     def __init__(self) -> None:
         self._memo: dict[ObjectKey, tuple[Mapping[str, Any], Origin | None, list[Diagnostic]]] = {}
+        self._seen: Mapping[ObjectKey, Mapping[str, Any]] | None = None
+        self._bad: list[ObjectKey] = []  # sorted: keys with diagnostics
 
     def __call__(
-        self, statuses: Mapping[ObjectKey, Mapping[str, Any]], snapshot: Snapshot
+        self,
+        statuses: Mapping[ObjectKey, Mapping[str, Any]],
+        snapshot: Snapshot,
+        *,
+        changed: Iterable[ObjectKey] | None = None,
+        since: Mapping[ObjectKey, Mapping[str, Any]] | None = None,
     ) -> list[Diagnostic]:
-        memo: dict[ObjectKey, tuple[Mapping[str, Any], Origin | None, list[Diagnostic]]] = {}
-        out: list[Diagnostic] = []
         previous = self._memo
-        for key in sorted(statuses):
-            status = statuses[key]
+        if changed is None or since is None or since is not self._seen:
+            memo: dict[ObjectKey, tuple[Mapping[str, Any], Origin | None, list[Diagnostic]]] = {}
+            keys: Iterable[ObjectKey] = statuses
+        else:
+            memo = previous  # patched in place
+            keys = {*changed, *self._bad}
+        for key in keys:
+            status = statuses.get(key)
+            if status is None:
+                memo.pop(key, None)
+                continue
             origin = _origin(snapshot, key)
             entry = previous.get(key)
             if entry is None or entry[0] is not status or entry[1] != origin:
                 entry = (status, origin, _status_diagnostics(key, status, origin))
             memo[key] = entry
-            out.extend(entry[2])
-        self._memo = memo
+        self._memo, self._seen = memo, statuses
+        if keys is statuses:
+            self._bad = sorted(k for k, e in memo.items() if e[2])
+        else:
+            self._bad = sorted({*self._bad, *(k for k in keys if k in memo and memo[k][2])})
+            self._bad = [k for k in self._bad if k in memo and memo[k][2]]
+        out: list[Diagnostic] = []
+        for key in self._bad:
+            out.extend(memo[key][2])
         return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,13 +360,24 @@ class FileSource:
         self._cache: dict[str, FileResult] = {}
         self._origins: dict[ObjectKey, Origin] = {}
         self._cluster_scoped: frozenset[str] | None = None
+        # What `update` patches (all set by `load`): see `_Tree` and `_Assembly`.
+        self._tree: _Tree | None = None
+        self._assembly: _Assembly | None = None
+        self._last: ChangeSet | None = None
 
     # -- discovery -----------------------------------------------------------------
 
     def discover(self) -> tuple[list[str], list[Diagnostic]]:
         """Manifest files under the paths (sorted, each once) and problems with paths."""
+        files, problems, _ = self._discover()
+        return files, problems
+
+    def _discover(self) -> tuple[list[str], list[Diagnostic], _Tree | None]:
+        """`discover`, plus a `_Tree` when every path exists and no symlink was met below
+        a directory path (then `update` can map watch events to files on its own)."""
         found: dict[str, str] = {}  # real path -> display path
         problems: list[Diagnostic] = []
+        plain = True
         for root in self.paths:
             if root.is_dir():
                 visited: set[str] = set()
@@ -373,13 +385,17 @@ class FileSource:
                     real = os.path.realpath(dirpath)
                     if real in visited:  # a symlink loop or a second way to the same dir
                         dirnames[:] = []
+                        plain = False
                         continue
                     visited.add(real)
                     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                    if plain and any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+                        plain = False
                     for name, is_file, is_link in _entries(dirpath, filenames):
                         if name.startswith(".") or not name.lower().endswith(MANIFEST_SUFFIXES):
                             continue
                         full = os.path.join(dirpath, name)
+                        plain = plain and not is_link
                         if is_file:
                             # A plain file's real path is its real directory + its name
                             # (realpath costs a syscall per component, per file).
@@ -387,9 +403,13 @@ class FileSource:
                             found.setdefault(path, full)
             elif root.exists():
                 found.setdefault(os.path.realpath(root), str(root))
+                plain = plain and not os.path.islink(root)
             else:
                 problems.append(error("no such file or directory", file=str(root)))
-        return sorted(found.values()), problems
+                plain = False
+        files = sorted(found.values())
+        tree = _Tree(self.paths, files, found) if plain and not problems else None
+        return files, problems, tree
 
     def is_relevant(self, changed_path: str | Path) -> bool:
         """Could a change at this (absolute or relative) path matter to this source?"""
@@ -443,40 +463,69 @@ class FileSource:
         if self._cluster_scoped is None:
             self._cluster_scoped = _cluster_scoped_kinds()
         forced = {os.path.abspath(p) for p in changed}
-        files, diagnostics = self.discover()
+        files, problems, tree = self._discover()
         results: dict[str, FileResult] = {}
         for path in files:
             results[path] = self._load_file(path, force=os.path.abspath(path) in forced)
         self._cache = results
-
         previous_origins = self._origins if known is None else known
-        chosen: dict[ObjectKey, StoredObject] = {}
-        candidates: dict[ObjectKey, list[Origin]] = {}
-        resources: dict[tuple[ObjectKey, Origin], Resource] = {}
-        for path in files:
-            result = results[path]
-            diagnostics.extend(result.diagnostics)
-            for obj in result.objects:
-                origin = Origin(path, obj.document)
-                candidates.setdefault(obj.key, []).append(origin)
-                resources[(obj.key, origin)] = obj.resource
-        for key, origins in candidates.items():
-            winner = _pick(origins, previous_origins.get(key))
-            chosen[key] = StoredObject(resources[(key, winner)], winner)
-            for other in origins:
-                if other != winner:
-                    diagnostics.append(
-                        error(
-                            f"duplicate object: already defined at {winner}; "
-                            f"this definition is ignored",
-                            file=other.file,
-                            document=other.document,
-                            object=str(key),
-                        )
-                    )
-        self._origins = {key: stored.origin for key, stored in chosen.items() if stored.origin}
-        diagnostics.sort(key=_position)
-        return ChangeSet(chosen, tuple(diagnostics), self.source)
+        assembly = _Assembly(problems)
+        assembly.full(files, results, previous_origins)
+        self._origins = assembly.origins
+        self._tree, self._assembly = tree, assembly
+        self._last = assembly.changeset(self.source, None, frozenset())
+        return self._last
+
+    def update(self, changed: Iterable[str | Path]) -> ChangeSet:
+        """`load(changed)` driven by watch events: re-read only the files named by
+        `changed` and patch the previous result, instead of finding and stat-ing every
+        file. Falls back to `load(changed)` whenever an event is not simply a manifest
+        file created, modified or removed (a directory, a symlink, a path given on the
+        command line, or no previous `load`); the watcher's periodic `load()` remains the
+        safety net for missed events. Returns the previous ChangeSet object itself when
+        nothing changed."""
+        paths = [os.path.abspath(p) for p in changed]
+        tree, assembly, last = self._tree, self._assembly, self._last
+        if tree is None or assembly is None or last is None or not paths:
+            return self.load(paths)
+        touched: dict[str, FileResult | None] = {}
+        for path in paths:
+            verdict = tree.classify(path)
+            if verdict is None:
+                continue
+            if verdict is _RESCAN:
+                return self.load(paths)
+            display, exists = verdict
+            if exists:
+                touched[display] = self._load_file(display, force=True)
+            elif display in self._cache:
+                touched[display] = None
+        changes: dict[str, tuple[FileResult | None, FileResult | None]] = {}
+        for display, result in touched.items():
+            before = self._cache.get(display)
+            if result is not None:
+                self._cache[display] = result
+                if before is not None and _same_yield(before, result):
+                    continue  # re-read, same objects: only the signature is news
+            changes[display] = (before, result)
+        if not changes:
+            return last
+        keys: set[ObjectKey] = set()
+        for before, result in changes.values():
+            for r in (before, result):
+                if r is not None:
+                    keys.update(obj.key for obj in r.objects)
+        old_origins = {k: o for k in keys if (o := self._origins.get(k)) is not None}
+        for display, (before, result) in changes.items():
+            if result is None:
+                self._cache.pop(display, None)
+                tree.remove(display)
+            elif before is None:
+                tree.add(display)
+            assembly.replace(display, before, result, old_origins)
+        self._origins = assembly.origins
+        self._last = assembly.changeset(self.source, last, frozenset(keys))
+        return self._last
 
     def _load_file(self, path: str, *, force: bool) -> FileResult:
         cached = self._cache.get(path)
@@ -514,6 +563,186 @@ class FileSource:
             signature=signature,
             cluster_scoped=self._cluster_scoped,
         )
+
+
+_RESCAN = ("", False)  # `_Tree.classify`: only a full `load` can tell
+
+
+class _Tree:
+    """The manifest files of a `load` whose directory paths had no symlink inside: there
+    a watch event's path names the file itself, so `update` needs no discovery."""
+
+    def __init__(self, roots: Sequence[Path], files: list[str], found: Mapping[str, str]) -> None:
+        self.roots = [(os.path.abspath(r), str(r), r.is_dir()) for r in roots]
+        self.bases = {base for base, _, _ in self.roots}
+        self.files = set(files)
+        self.displays = {os.path.abspath(d): d for d in files}
+        self.reals = set(found)
+
+    def classify(self, path: str) -> tuple[str, bool] | None:
+        """For an absolute changed path: (display path, exists) of the manifest file it
+        is; None when it cannot matter (outside the paths, a hidden entry, not a manifest
+        name, gone without having been read); `_RESCAN` when in doubt."""
+        display = self.displays.get(path)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        if display is not None:
+            if st is None:
+                return (display, False) if path not in self.bases else _RESCAN
+            return (display, True) if stat.S_ISREG(st.st_mode) else _RESCAN
+        for base, given, is_dir in self.roots:
+            if path == base:
+                return _RESCAN  # a path given on the command line appeared or changed type
+            if not is_dir or not path.startswith(base.rstrip(os.sep) + os.sep):
+                continue
+            rel = os.path.relpath(path, base)
+            if any(part.startswith(".") for part in Path(rel).parts):
+                return None  # skipped by discovery (a plain tree has no symlinks to follow)
+            if st is None:
+                return None  # created and gone again, never read
+            if not stat.S_ISREG(st.st_mode):
+                return _RESCAN  # a directory moved in, a symlink: discover again
+            if not path.lower().endswith(MANIFEST_SUFFIXES):
+                return None
+            if os.path.realpath(path) in self.reals:
+                return _RESCAN  # a second name for a file already read
+            return os.path.join(given, rel), True
+        return None
+
+    def add(self, display: str) -> None:
+        self.files.add(display)
+        self.displays[os.path.abspath(display)] = display
+        self.reals.add(os.path.realpath(display))
+
+    def remove(self, display: str) -> None:
+        self.files.discard(display)
+        self.displays.pop(os.path.abspath(display), None)
+        self.reals.discard(os.path.realpath(display))
+
+
+class _Assembly:
+    """The complete desired set built from per-file results (what `load` returns), kept
+    so that `update` can patch it for a few files: the objects chosen, every definition
+    of each object (to settle duplicates), and the diagnostics by where they come from.
+    The result is the same as assembling from scratch (tests/sources check it)."""
+
+    def __init__(self, problems: list[Diagnostic]) -> None:
+        self.problems = problems  # about the paths themselves
+        self.results: dict[str, FileResult] = {}
+        self.candidates: dict[ObjectKey, list[Origin]] = {}
+        self.chosen: dict[ObjectKey, StoredObject] = {}
+        self.origins: dict[ObjectKey, Origin] = {}
+        self.duplicates: dict[ObjectKey, list[Diagnostic]] = {}
+        self.noisy: set[str] = set()  # files with diagnostics of their own
+
+    def full(
+        self,
+        files: list[str],
+        results: Mapping[str, FileResult],
+        previous_origins: Mapping[ObjectKey, Origin],
+    ) -> None:
+        for path in files:
+            result = results[path]
+            self.results[path] = result
+            if result.diagnostics:
+                self.noisy.add(path)
+            for obj in result.objects:
+                self.candidates.setdefault(obj.key, []).append(Origin(path, obj.document))
+        for key in self.candidates:
+            self._choose(key, previous_origins.get(key))
+
+    def replace(
+        self,
+        path: str,
+        before: FileResult | None,
+        after: FileResult | None,
+        previous_origins: Mapping[ObjectKey, Origin],
+    ) -> None:
+        """Swap one file's result, and choose again among the definitions of its keys."""
+        keys = {obj.key for obj in before.objects} if before is not None else set()
+        if after is None:
+            self.results.pop(path, None)
+        else:
+            self.results[path] = after
+            keys.update(obj.key for obj in after.objects)
+        if after is not None and after.diagnostics:
+            self.noisy.add(path)
+        else:
+            self.noisy.discard(path)
+        for key in sorted(keys):
+            kept = [o for o in self.candidates.get(key, ()) if o.file != path]
+            if after is not None:
+                mine = [Origin(path, obj.document) for obj in after.objects if obj.key == key]
+                at = next((i for i, o in enumerate(kept) if o.file > path), len(kept))
+                kept[at:at] = mine
+            if kept:
+                self.candidates[key] = kept
+                self._choose(key, previous_origins.get(key))
+            else:
+                self.candidates.pop(key, None)
+                self.chosen.pop(key, None)
+                self.origins.pop(key, None)
+                self.duplicates.pop(key, None)
+
+    def _choose(self, key: ObjectKey, before: Origin | None) -> None:
+        origins = self.candidates[key]
+        winner = _pick(origins, before)
+        resource = None
+        for obj in self.results[winner.file].objects:  # the last definition at the origin
+            if obj.key == key and obj.document == winner.document:
+                resource = obj.resource
+        assert resource is not None
+        current = self.chosen.get(key)
+        if current is None or current.resource is not resource or current.origin != winner:
+            self.chosen[key] = StoredObject(resource, winner)
+        self.origins[key] = winner
+        dups = [
+            error(
+                f"duplicate object: already defined at {winner}; this definition is ignored",
+                file=other.file,
+                document=other.document,
+                object=str(key),
+            )
+            for other in origins
+            if other != winner
+        ]
+        if dups:
+            self.duplicates[key] = dups
+        else:
+            self.duplicates.pop(key, None)
+
+    def _first_seen(self, key: ObjectKey) -> tuple[str, int]:
+        """Where `load` meets this key first (the order its duplicate reports come in)."""
+        first = self.candidates[key][0]
+        for i, obj in enumerate(self.results[first.file].objects):
+            if obj.key == key:
+                return first.file, i
+        return first.file, 0  # pragma: no cover - a candidate always has its object
+
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        out = list(self.problems)
+        for path in sorted(self.noisy):
+            out.extend(self.results[path].diagnostics)
+        for key in sorted(self.duplicates, key=self._first_seen):
+            out.extend(self.duplicates[key])
+        out.sort(key=_position)
+        return tuple(out)
+
+    def changeset(
+        self, source: str, base: ChangeSet | None, touched: frozenset[ObjectKey]
+    ) -> ChangeSet:
+        """The current set; with `base`, marked as `base` changed at `touched` only."""
+        if base is None:
+            return ChangeSet(dict(self.chosen), self.diagnostics(), source)
+        return ChangeSet(
+            dict(self.chosen), self.diagnostics(), source, base=base.token, touched=touched
+        )
+
+
+def _same_yield(a: FileResult, b: FileResult) -> bool:
+    return a.objects == b.objects and a.diagnostics == b.diagnostics and a.failed == b.failed
 
 
 def _entries(dirpath: str, filenames: list[str]) -> list[tuple[str, bool, bool]]:

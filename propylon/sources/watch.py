@@ -2,8 +2,9 @@
 
 `watch()` yields the complete desired set first, then a new one after each batch of
 create/modify/delete/rename events that changed anything (objects, where they came from,
-or diagnostics). Only the files named by the events, and files whose stat changed, are
-read again.
+or diagnostics). Only the files named by the events are read again, without listing or
+stat-ing the others (`FileSource.update`); the periodic rescan reads every file whose
+stat changed.
 
 Directories given as paths are watched recursively; for a file path only its parent
 directory is watched, not recursively (so `-f ~/gw.yaml` does not watch all of `~`).
@@ -17,23 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from watchfiles import awatch
 
+from propylon.resources.meta import ObjectKey
 from propylon.sources.files import FileSource, ParseFn, WatchPlan
-from propylon.store import ChangeSet
+from propylon.store import ChangeSet, StoredObject
 
 
 def same_changeset(a: ChangeSet, b: ChangeSet) -> bool:
+    if a is b:
+        return True
     if a.diagnostics != b.diagnostics or a.objects.keys() != b.objects.keys():
         return False
-    return all(
-        a.objects[key].origin == b.objects[key].origin
-        and a.objects[key].resource == b.objects[key].resource
-        for key in a.objects
+    if b.base is a.token:  # b is a patched a: only its touched keys can differ
+        keys: Iterable[ObjectKey] = b.touched
+    else:
+        keys = a.objects
+    return all(_same_object(a.objects[key], b.objects[key]) for key in keys)
+
+
+def _same_object(x: StoredObject, y: StoredObject) -> bool:
+    return x is y or (
+        x.origin == y.origin and (x.resource is y.resource or x.resource == y.resource)
     )
 
 
@@ -128,7 +138,8 @@ async def watch(
         replan = False
         async with contextlib.aclosing(_events(plan, stop, options)) as events:
             async for changed in events:
-                current = files.load(changed)
+                # An empty batch is the rescan tick.
+                current = files.update(changed) if changed else files.load()
                 replan = files.watch_plan() != plan
                 if not same_changeset(current, last):
                     last = current

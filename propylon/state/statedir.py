@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,45 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class _Fragments:
+    """A JSON object written one member per line, each member's text kept while its
+    value is the very same object: saving thousands of statuses or records re-encodes
+    only those that changed (json.dump with indent is pure Python: ~300 ms at 5000
+    routes, on every save)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[Any, str]] = {}
+
+    def render(self, members: Iterable[tuple[str, Any]]) -> str:
+        cache = self._cache
+        fresh: dict[str, tuple[Any, str]] = {}
+        parts: list[str] = []
+        for name, value in members:
+            hit = cache.get(name)
+            if hit is None or hit[0] is not value:
+                plain = value if isinstance(value, dict) else dict(value)
+                hit = (value, f"{json.dumps(name)}: {json.dumps(plain, sort_keys=True)}")
+            fresh[name] = hit
+            parts.append(hit[1])
+        self._cache = fresh
+        return "{\n" + ",\n".join(parts) + "\n}" if parts else "{}"
+
+
 def read_json(path: Path) -> Any:
     """The file's JSON, or None when it is missing or unreadable (a corrupt state file
     must not stop Propylon from starting: it starts afresh)."""
@@ -64,6 +103,8 @@ def read_json(path: Path) -> Any:
 class StateDir:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser()
+        self._status_text = _Fragments()
+        self._record_text = _Fragments()
 
     def __repr__(self) -> str:
         return f"StateDir({str(self.path)!r})"
@@ -98,7 +139,10 @@ class StateDir:
         return {str(k): dict(v) for k, v in objects.items() if isinstance(v, dict)}
 
     def save_metadata(self, records: Mapping[str, Mapping[str, Any]]) -> None:
-        write_json_atomic(self.metadata_file, {"version": FORMAT_VERSION, "objects": dict(records)})
+        members = self._record_text.render((k, records[k]) for k in sorted(records))
+        write_text_atomic(
+            self.metadata_file, f'{{"objects": {members},\n"version": {FORMAT_VERSION}}}\n'
+        )
 
     # -- statuses -------------------------------------------------------------------
 
@@ -118,12 +162,9 @@ class StateDir:
         return out
 
     def save_statuses(self, statuses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
-        write_json_atomic(
-            self.status_file,
-            {
-                "version": FORMAT_VERSION,
-                "statuses": {key_to_str(k): dict(statuses[k]) for k in sorted(statuses)},
-            },
+        members = self._status_text.render((key_to_str(k), statuses[k]) for k in sorted(statuses))
+        write_text_atomic(
+            self.status_file, f'{{"statuses": {members},\n"version": {FORMAT_VERSION}}}\n'
         )
 
     # -- pid ------------------------------------------------------------------------

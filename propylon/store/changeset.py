@@ -38,11 +38,19 @@ class ChangeSet:
     `source` that the store holds and this set lacks is deleted.
 
     `diagnostics` are the source's current problems (bad files, invalid objects,
-    duplicates); they replace the source's previous diagnostics."""
+    duplicates); they replace the source's previous diagnostics.
+
+    A hint for the store, which it may ignore: `base` is the `token` of an earlier set of
+    the same source, and `touched` the keys whose entry may differ from that set's (any
+    other key maps to the same `StoredObject`). Then a store that applied that set last
+    need only look at `touched`."""
 
     objects: Mapping[ObjectKey, StoredObject] = field(default_factory=_empty)
     diagnostics: tuple[Diagnostic, ...] = ()
     source: str = "files"
+    base: object | None = field(default=None, compare=False, repr=False)
+    touched: frozenset[ObjectKey] = field(default=frozenset(), compare=False, repr=False)
+    token: object = field(default_factory=object, compare=False, repr=False)
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:

@@ -124,7 +124,15 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
     produced it changed. `updated` holds objects whose content changed (spec, labels,
     annotations, data...); a move to another file alone is not an update."""
 
-    __slots__ = ("_objects", "_sources", "added", "deleted", "diagnostics", "updated")
+    __slots__ = (
+        "_objects",
+        "_resources",
+        "_sources",
+        "added",
+        "deleted",
+        "diagnostics",
+        "updated",
+    )
 
     def __init__(
         self,
@@ -138,6 +146,7 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
     ) -> None:
         self._objects = dict(objects)
         self._sources = dict(sources or {})
+        self._resources: dict[ObjectKey, Resource] | None = None
         self.added = added
         self.updated = updated
         self.deleted = deleted
@@ -158,6 +167,23 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
             f"updated={len(self.updated)}, deleted={len(self.deleted)})"
         )
 
+    @classmethod
+    def _of(
+        cls,
+        objects: dict[ObjectKey, StoredObject],
+        sources: dict[ObjectKey, str],
+        resources: dict[ObjectKey, Resource],
+        **changes: Any,
+    ) -> Snapshot:
+        """A snapshot of dicts the caller made for it alone (no copies, no loop)."""
+        snap = cls.__new__(cls)
+        snap._objects, snap._sources, snap._resources = objects, sources, resources
+        snap.added = changes.get("added", frozenset())
+        snap.updated = changes.get("updated", frozenset())
+        snap.deleted = changes.get("deleted", frozenset())
+        snap.diagnostics = changes.get("diagnostics", ())
+        return snap
+
     @property
     def changed(self) -> frozenset[ObjectKey]:
         return self.added | self.updated | self.deleted
@@ -169,6 +195,8 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
     def resources(self, *, source: str | None = None) -> dict[ObjectKey, Resource]:
         """The objects as `gatewayapi.Inputs.objects` wants them (of one source only, when
         `source` is given)."""
+        if source is None and self._resources is not None:
+            return dict(self._resources)
         return {
             key: stored.resource
             for key, stored in self._objects.items()
@@ -205,6 +233,14 @@ class Store:
         self._now = now
         self._new_uid = new_uid
         self._entries: dict[ObjectKey, _Entry] = {}
+        # Mirrors of `_entries` that snapshots copy (a C-level dict copy, no loop).
+        self._stored: dict[ObjectKey, StoredObject] = {}
+        self._sources: dict[ObjectKey, str] = {}
+        self._resources: dict[ObjectKey, Resource] = {}
+        # Per source: the token of the ChangeSet applied last, if it left no conflict
+        # with another source (then the next set may say what it changed: `touched`).
+        self._applied: dict[str, object] = {}
+        self._exported: dict[ObjectKey, tuple[ObjectRecord, dict[str, Any]]] = {}
         # Records loaded from the state directory that no live object has claimed yet.
         self._persisted: dict[ObjectKey, ObjectRecord] = {}
         if records:
@@ -226,15 +262,18 @@ class Store:
         for live objects and for records no source has claimed or dropped yet."""
         out: dict[ObjectKey, ObjectRecord] = dict(self._persisted)
         out.update({key: entry.record for key, entry in self._entries.items()})
-        return {key_to_str(key): out[key].to_json() for key in sorted(out)}
+        # The same dict for the same record object, so writers can reuse its encoding.
+        cache, fresh = self._exported, {}
+        for key, record in out.items():
+            hit = cache.get(key)
+            fresh[key] = hit if hit is not None and hit[0] is record else (record, record.to_json())
+        self._exported = fresh
+        return {key_to_str(key): fresh[key][1] for key in sorted(out)}
 
     # -- reading -------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(
-            {key: entry.stored for key, entry in self._entries.items()},
-            sources={key: entry.record.source for key, entry in self._entries.items()},
-        )
+        return Snapshot._of(dict(self._stored), dict(self._sources), dict(self._resources))
 
     def get(self, key: ObjectKey) -> StoredObject | None:
         entry = self._entries.get(key)
@@ -243,14 +282,25 @@ class Store:
     # -- writing -------------------------------------------------------------------
 
     def apply(self, changeset: ChangeSet) -> Snapshot:
-        """Make the objects of `changeset.source` exactly `changeset.objects`."""
+        """Make the objects of `changeset.source` exactly `changeset.objects`.
+
+        When the set says it is the last applied set of its source changed at `touched`
+        only (`ChangeSet.base`), only those keys are looked at: the cost is that of the
+        change, not of the number of objects."""
         source = changeset.source
+        delta = changeset.base is not None and changeset.base is self._applied.get(source)
+        self._applied.pop(source, None)
         added: set[ObjectKey] = set()
         updated: set[ObjectKey] = set()
         diagnostics: list[Diagnostic] = []
         timestamp: str | None = None
+        objects = changeset.objects
+        keys = changeset.touched if delta else objects.keys()
 
-        for key, incoming in changeset.objects.items():
+        for key in keys:
+            incoming = objects.get(key)
+            if incoming is None:
+                continue  # a touched key that is gone: deleted below
             entry = self._entries.get(key)
             if entry is not None and entry.record.source != source:
                 origin = incoming.origin
@@ -266,7 +316,7 @@ class Store:
                 continue
             if entry is not None and entry.incoming is incoming.resource:
                 if incoming.origin != entry.stored.origin:
-                    entry.stored = replace(entry.stored, origin=incoming.origin)
+                    self._set_stored(key, entry, replace(entry.stored, origin=incoming.origin))
                 continue
             s_hash = spec_hash(incoming.resource)
             c_hash = content_hash(incoming.resource)
@@ -274,7 +324,7 @@ class Store:
                 record = entry.record
                 if c_hash == entry.content:
                     if incoming.origin != entry.stored.origin:
-                        entry.stored = replace(entry.stored, origin=incoming.origin)
+                        self._set_stored(key, entry, replace(entry.stored, origin=incoming.origin))
                     entry.incoming = incoming.resource
                     continue
                 if s_hash != record.spec_hash:
@@ -293,32 +343,49 @@ class Store:
                         timestamp = format_timestamp(self._now())
                     record = ObjectRecord(1, s_hash, timestamp, self._new_uid(), source)
                 added.add(key)
-            self._entries[key] = _Entry(
+            entry = _Entry(
                 StoredObject(_stamp(incoming.resource, record), incoming.origin),
                 record,
                 c_hash,
                 incoming.resource,
             )
+            self._entries[key] = entry
+            self._set_stored(key, entry, entry.stored)
 
         deleted = {
             key
-            for key, entry in self._entries.items()
-            if entry.record.source == source and key not in changeset.objects
+            for key in (changeset.touched if delta else self._entries)
+            if key not in objects
+            and (entry := self._entries.get(key)) is not None
+            and entry.record.source == source
         }
         for key in deleted:
             del self._entries[key]
+            del self._stored[key]
+            del self._sources[key]
+            del self._resources[key]
         # Objects of this source that vanished while we were down are gone for good.
-        for key in [k for k, r in self._persisted.items() if r.source == source]:
-            del self._persisted[key]
+        if self._persisted:
+            for key in [k for k, r in self._persisted.items() if r.source == source]:
+                del self._persisted[key]
+        if not diagnostics:
+            self._applied[source] = changeset.token
 
-        return Snapshot(
-            {key: entry.stored for key, entry in self._entries.items()},
+        return Snapshot._of(
+            dict(self._stored),
+            dict(self._sources),
+            dict(self._resources),
             added=frozenset(added),
             updated=frozenset(updated),
             deleted=frozenset(deleted),
             diagnostics=tuple(diagnostics),
-            sources={key: entry.record.source for key, entry in self._entries.items()},
         )
+
+    def _set_stored(self, key: ObjectKey, entry: _Entry, stored: StoredObject) -> None:
+        entry.stored = stored
+        self._stored[key] = stored
+        self._sources[key] = entry.record.source
+        self._resources[key] = stored.resource
 
 
 def _stamp(resource: Resource, record: ObjectRecord) -> Resource:

@@ -6,10 +6,11 @@ response carries differs (full sets vs. changes plus removals).
 
 Ordering (make before break), per stream:
 
-1. Clusters, then endpoints, then secrets, then listeners, then routes.
-2. A listener or route is sent only when clusters and endpoints are *settled*: the last
-   response of that type was acknowledged, there is nothing new to send, and Envoy
-   subscribed to the endpoints of every cluster (so it has warmed them).
+1. Clusters, then endpoints, then secrets, then listeners, then scoped routes, then
+   routes.
+2. A listener or route (scoped or not) is sent only when clusters and endpoints are
+   *settled*: the last response of that type was acknowledged, there is nothing new to
+   send, and Envoy subscribed to the endpoints of every cluster (so it has warmed them).
 3. Clusters (and their endpoints) that listeners/routes sent earlier may still
    reference are kept in the cluster set until the new listeners and routes are
    acknowledged; then a cluster update removes them.
@@ -22,26 +23,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from propylon.envoy import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    SCOPED_ROUTE_TYPE,
     SECRET_TYPE,
     Encoded,
     XdsResources,
 )
 
 log = logging.getLogger("propylon.xds")
+_VERSION = attrgetter("version")
 
-ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, SECRET_TYPE, LISTENER_TYPE, ROUTE_TYPE)
-WILDCARD_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
+ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, SECRET_TYPE, LISTENER_TYPE, SCOPED_ROUTE_TYPE, ROUTE_TYPE)
+# Envoy subscribes to scoped routes as a wildcard (all of them), like listeners, clusters.
+WILDCARD_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE, SCOPED_ROUTE_TYPE})
+# What references clusters: sent only once clusters and endpoints are settled.
+ROUTING_TYPES = frozenset({LISTENER_TYPE, SCOPED_ROUTE_TYPE, ROUTE_TYPE})
 SHORT = {
     CLUSTER_TYPE: "CDS",
     ENDPOINT_TYPE: "EDS",
     SECRET_TYPE: "SDS",
     LISTENER_TYPE: "LDS",
+    SCOPED_ROUTE_TYPE: "SRDS",
     ROUTE_TYPE: "RDS",
 }
 
@@ -102,6 +110,10 @@ class AdsStream:
         self._version = 0
         # Snapshots whose listeners/routes Envoy may be using; their clusters stay.
         self._live: list[Mapping[str, Mapping[str, Encoded]]] = []
+        # `_content` per type, until the snapshot, a subscription or `_live` changes:
+        # with thousands of resources a type, recomputing it per decision was most of
+        # the stream's time.
+        self._contents: dict[str, dict[str, Encoded]] = {}
         self._counter = 0
         self.acked_version = 0
         self.nacked_version = 0
@@ -125,6 +137,7 @@ class AdsStream:
     # --- events -----------------------------------------------------------------------
 
     def set_snapshot(self, resources: XdsResources, version: int) -> None:
+        self._contents.clear()
         self._desired = resources.by_type()
         self._version = version
         self._pump()
@@ -134,6 +147,7 @@ class AdsStream:
         if ts is None:
             log.debug("ignoring request for unknown type %s", req.type_url)
             return
+        self._contents.clear()
         if req.node_id and not self.node_id:
             self.node_id = req.node_id
         if req.nonce:
@@ -194,21 +208,34 @@ class AdsStream:
     # --- decisions --------------------------------------------------------------------
 
     def _content(self, type_url: str) -> dict[str, Encoded]:
+        """What Envoy should have of this type, by name, sorted (desired resources are
+        sorted by name already)."""
+        content = self._contents.get(type_url)
+        if content is not None:
+            return content
         assert self._desired is not None
         ts = self._types[type_url]
         out = dict(self._desired.get(type_url, {}))
+        merged = False
         if type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
             for snap in self._live:
+                if snap is self._desired:
+                    continue
                 for name, enc in snap.get(type_url, {}).items():
-                    out.setdefault(name, enc)
+                    if name not in out:
+                        out[name] = enc
+                        merged = True
         if not ts.wildcard:
             out = {n: e for n, e in out.items() if n in ts.names}
-        return dict(sorted(out.items()))
+        if merged:
+            out = dict(sorted(out.items()))
+        self._contents[type_url] = out
+        return out
 
     def _changed(self, type_url: str, content: Mapping[str, Encoded]) -> bool:
         sent = self._types[type_url].sent
-        return len(sent) != len(content) or any(
-            sent.get(n) != e.version for n, e in content.items()
+        return len(sent) != len(content) or sent != dict(
+            zip(content, map(_VERSION, content.values()), strict=True)
         )
 
     def _settled(self, type_url: str) -> bool:
@@ -221,7 +248,7 @@ class AdsStream:
             return False
         if self._changed(type_url, self._content(type_url)):
             return False
-        return ts.wildcard or all(n in ts.names for n in desired)
+        return ts.wildcard or ts.names.issuperset(desired)
 
     def _pump(self) -> None:
         if self._desired is None:
@@ -232,7 +259,7 @@ class AdsStream:
                 ts = self._types[type_url]
                 if not ts.requested or ts.pending is not None:
                     continue
-                if type_url in (LISTENER_TYPE, ROUTE_TYPE) and not (
+                if type_url in ROUTING_TYPES and not (
                     self._settled(CLUSTER_TYPE) and self._settled(ENDPOINT_TYPE)
                 ):
                     continue
@@ -240,15 +267,11 @@ class AdsStream:
                 if ts.must_respond or self._changed(type_url, content):
                     self._respond(type_url, content)
                     sent_any = True
-            lds, rds = self._types[LISTENER_TYPE], self._types[ROUTE_TYPE]
-            if (
-                self._settled(LISTENER_TYPE)
-                and self._settled(ROUTE_TYPE)
-                and lds.nack is None
-                and rds.nack is None
-                and (len(self._live) != 1 or self._live[0] is not self._desired)
+            if all(self._settled(t) and self._types[t].nack is None for t in ROUTING_TYPES) and (
+                len(self._live) != 1 or self._live[0] is not self._desired
             ):
                 self._live = [self._desired]
+                self._contents.clear()
                 continue  # retained clusters may go now
             if not sent_any:
                 break
@@ -279,11 +302,10 @@ class AdsStream:
         ts.pending = ts.last_nonce = nonce
         ts.must_respond = False
         ts.sent_version = self._version
-        if type_url in (LISTENER_TYPE, ROUTE_TYPE) and (
-            not self._live or self._live[-1] is not self._desired
-        ):
+        if type_url in ROUTING_TYPES and (not self._live or self._live[-1] is not self._desired):
             assert self._desired is not None
             self._live.append(self._desired)
+            self._contents.clear()
         self._send(
             Response(
                 type_url=type_url,

@@ -533,3 +533,65 @@ async def test_upstream_tls(plane: Plane, tmp_path: Path) -> None:
         await eventually(refused, what="SAN mismatch refused")
     finally:
         backend.close()
+
+
+async def test_scoped_routes_per_host(plane: Plane, backends: dict[str, Backend]) -> None:
+    """The connection manager with the most exact hostnames gets one scope per host
+    (scoped RDS): a host, and `host:port`, reach their routes; an unknown host gets 404;
+    another listener's hosts are not served here (the other, with a wildcard, keeps one
+    RouteConfiguration); adding, changing and removing one host touches one scope."""
+    a, b = free_address(), free_address()
+    cl = clusters(backends)
+    tr = Translator(scoped_min_hosts=2)
+
+    def vh(lst: tuple[str, int], host: str, cluster: str) -> m.VirtualHost:
+        return m.VirtualHost(f"{lst[1]}/{host}", (host,), (forward(host, cluster),))
+
+    def model(*hosts: str, cluster: str = "default:one:80") -> m.Model:
+        return m.Model(
+            listeners=(
+                m.Listener("default/a/1", a[0], a[1], http=tuple(vh(a, h, cluster) for h in hosts)),
+                m.Listener(
+                    "default/b/2",
+                    b[0],
+                    b[1],
+                    http=(vh(b, "only-b.test", "default:two:80"), vh(b, "*.wild.test", cluster)),
+                ),
+            ),
+            clusters=tuple(m.Cluster(c, (m.Endpoint(h, p),)) for c, (h, p) in sorted(cl.items())),
+        )
+
+    async def publish(mdl: m.Model) -> None:
+        res = tr.translate(mdl, OPTIONS)
+        assert set(res.routes) == {"default/b/2"}  # a's routes travel as scopes
+        await plane.xds.wait_acked(plane.xds.update(res), node_id=plane.envoy.node_id)
+
+    async def status(lst: tuple[str, int], host: str) -> tuple[int, str]:
+        async with httpx.AsyncClient(trust_env=False) as c:
+            r = await c.get(f"http://{lst[0]}:{lst[1]}/x", headers={"host": host})
+        return r.status_code, r.json()["backend"] if r.status_code == 200 else ""
+
+    await publish(model("h1.test", "h2.test"))
+
+    async def served() -> None:
+        assert await status(a, "h1.test") == (200, "one")
+
+    await eventually(served, what="scoped host")
+    assert await status(a, "h2.test:8080") == (200, "one")
+    assert (await status(a, "nope.test"))[0] == 404
+    assert (await status(a, "only-b.test"))[0] == 404  # listener isolation
+    assert await status(b, "only-b.test") == (200, "two")
+    assert await status(b, "x.wild.test:99") == (200, "one")
+    assert (await status(b, "h1.test"))[0] == 404
+
+    await publish(model("h1.test", "h2.test", "h3.test"))
+    assert await status(a, "h3.test") == (200, "one")
+    await publish(model("h1.test", "h3.test", cluster="default:two:80"))
+    assert await status(a, "h3.test") == (200, "two")
+    assert (await status(a, "h2.test"))[0] == 404
+    # Below the threshold: back to one RouteConfiguration, same answers.
+    res = tr.translate(model("h3.test"), OPTIONS)
+    assert "default/a/1" in res.routes and not res.scoped_routes
+    await plane.xds.wait_acked(plane.xds.update(res), node_id=plane.envoy.node_id)
+    assert await status(a, "h3.test") == (200, "one")
+    assert (await status(a, "h1.test"))[0] == 404

@@ -32,14 +32,51 @@ def fwd(*backends: m.WeightedBackend, path: m.PathMatch | None = None) -> m.Rout
     return m.Route("r", match, m.Forward(backends))
 
 
-def test_domains_include_any_port() -> None:
-    assert vhost(one_route(fwd(m.WeightedBackend("c")), ("a.test", "*.b.test")))["domains"] == [
-        "a.test",
-        "a.test:*",
-        "*.b.test",
-        "*.b.test:*",
-    ]
+def test_domains_ignore_the_port() -> None:
+    res = one_route(fwd(m.WeightedBackend("c")), ("a.test", "*.b.test"))
+    assert vhost(res)["domains"] == ["a.test", "*.b.test"]
+    # `host:port` matches by the host alone, wildcards included (`*.b.test:*` would not
+    # be a valid Envoy domain), and the Host header sent upstream keeps its port.
+    assert res.routes[L].ignore_port_in_host_matching  # type: ignore[attr-defined]
     assert vhost(one_route(fwd(m.WeightedBackend("c")), ("*",)))["domains"] == ["*"]
+
+
+def _listeners(*hosts_per_listener: tuple[str, ...]) -> m.Model:
+    def vh(port: int, h: str) -> m.VirtualHost:
+        return m.VirtualHost(f"ns/gw/{port}/{h}", (h,), (fwd(m.WeightedBackend("c")),))
+
+    return m.Model(
+        listeners=tuple(
+            m.Listener(
+                f"ns/gw/{80 + i}", "127.0.0.5", 80 + i, http=tuple(vh(80 + i, h) for h in hs)
+            )
+            for i, hs in enumerate(hosts_per_listener)
+        )
+    )
+
+
+def test_scoped_routes_only_for_the_biggest_all_exact_listener() -> None:
+    model = _listeners(("a.test", "b.test"), ("c.test", "d.test", "e.test"), ("x.test",))
+    res = translate(model, m.ProxyOptions(), scoped_min_hosts=2)
+    assert sorted(res.routes) == ["ns/gw/80", "ns/gw/82"]
+    assert sorted(res.scoped_routes) == ["ns/gw/81/c.test", "ns/gw/81/d.test", "ns/gw/81/e.test"]
+    scope: Any = res.scoped_routes["ns/gw/81/d.test"]
+    assert [f.string_key for f in scope.key.fragments] == ["d.test"]
+    assert [v.domains for v in scope.route_configuration.virtual_hosts] == [["d.test"]]
+    hcms = {
+        name: MessageToDict(lst, preserving_proto_field_name=True)["filter_chains"][0]["filters"][
+            0
+        ]["typed_config"]
+        for name, lst in res.listeners.items()
+    }
+    assert "scoped_routes" in hcms["ns/gw/81"] and "rds" not in hcms["ns/gw/81"]
+    assert "rds" in hcms["ns/gw/80"]
+    # Below the threshold, or with a wildcard or `*` host: one RouteConfiguration.
+    assert not translate(model, m.ProxyOptions(), scoped_min_hosts=4).scoped_routes
+    for other in ("*.w.test", "*"):
+        wild = _listeners(("a.test", "b.test", other))
+        assert not translate(wild, m.ProxyOptions(), scoped_min_hosts=1).scoped_routes
+    assert not translate(model, m.ProxyOptions()).scoped_routes  # default: 100 hosts
 
 
 def test_prefix_semantics() -> None:

@@ -14,7 +14,7 @@ from propylon.resources import ObjectKey, Resource, parse_object
 NAMESPACES = ("gw", "a", "b")
 
 
-def _gateway(hostname: str | None, second_port: bool) -> dict[str, Any]:
+def _gateway(hostname: str | None, second_port: bool, tls: bool = False) -> dict[str, Any]:
     http: dict[str, Any] = {
         "name": "http",
         "protocol": "HTTP",
@@ -34,6 +34,16 @@ def _gateway(hostname: str | None, second_port: bool) -> dict[str, Any]:
         )
     if second_port:
         listeners.append({"name": "alt", "protocol": "HTTP", "port": 8080})
+    if tls:
+        listeners.append(
+            {
+                "name": "tls",
+                "protocol": "TLS",
+                "port": 443,
+                "tls": {"mode": "Passthrough"},
+                "allowedRoutes": {"namespaces": {"from": "All"}},
+            }
+        )
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
@@ -42,8 +52,23 @@ def _gateway(hostname: str | None, second_port: bool) -> dict[str, Any]:
     }
 
 
+def _tls_route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+        "kind": "TLSRoute",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "parentRefs": [{"name": "gw", "namespace": "gw"}],
+            "hostnames": [rng.choice(("x.example.com", "*.example.com", "t.example.com"))],
+            "rules": [{"backendRefs": [{"name": f"s{rng.randrange(4)}", "port": 80}]}],
+        },
+    }
+
+
 def _route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
-    kind = rng.choice(("HTTPRoute", "HTTPRoute", "GRPCRoute"))
+    kind = rng.choice(("HTTPRoute", "HTTPRoute", "GRPCRoute", "TLSRoute"))
+    if kind == "TLSRoute":
+        return _tls_route(rng, ns, name)
     refs = [
         {
             "name": f"s{rng.randrange(4)}",
@@ -185,7 +210,8 @@ def _mutate(rng: random.Random, objects: dict[ObjectKey, Resource]) -> set[Objec
                 changed.add(_put(objects, _grant(ns)))
         else:
             host = rng.choice((None, "x.example.com", "*.example.com"))
-            changed.add(_put(objects, _gateway(host, rng.random() < 0.5)))
+            tls = rng.random() < 0.5
+            changed.add(_put(objects, _gateway(host, rng.random() < 0.5, tls)))
     return changed
 
 
@@ -205,10 +231,24 @@ def test_incremental_equals_full_build(seed: int, hinted: bool) -> None:
     objects = _base()
     builder = Builder()
     reused = 0
+    previous: dict[ObjectKey, str] = {}
+    last: Any = None
     for step in range(60):
         changed = _mutate(rng, objects)
-        inputs = Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",))
+        if rng.random() < 0.1:  # an address taken away (the world must be redone)
+            previous = {k: "127.1.0.9" for k in previous}
+        inputs = Inputs(
+            objects=dict(objects), default_pool=("127.1.0.0/24",), previous_addresses=previous
+        )
+        before = last.statuses if last is not None else {}
         incremental = builder.build(inputs, changed if hinted and step else None)
+        previous = dict(incremental.addresses)  # what the runtime feeds back
+        if incremental.changed is not None:  # the rest is the same objects as before
+            assert incremental.since is before
+            assert before.keys() ^ incremental.statuses.keys() <= incremental.changed
+            for key, status in incremental.statuses.items():
+                assert key in incremental.changed or before[key] is status
+        last = incremental
         reused += builder.reused
         _same(incremental, build(inputs))
     assert reused > 0  # the memo was exercised, not bypassed

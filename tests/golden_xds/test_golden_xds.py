@@ -12,13 +12,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from xds_golden_models import MODELS
+from xds_golden_models import MODELS, SCOPED_MIN
 
 from propylon import model as m
-from propylon.envoy import Translator, static_bootstrap, to_dicts, translate
+from propylon.envoy import SCOPED_MIN_HOSTS, Translator, XdsResources, static_bootstrap, to_dicts
 
 GOLDEN = Path(__file__).parent / "golden"
 OPTIONS = m.ProxyOptions(xff_num_trusted_hops=1)
+
+
+def translator(name: str) -> Translator:
+    return Translator(scoped_min_hosts=SCOPED_MIN.get(name, SCOPED_MIN_HOSTS))
+
+
+def translate(name: str) -> XdsResources:
+    return translator(name).translate(MODELS[name](), OPTIONS)
 
 
 def envoy_binary() -> Path:
@@ -33,7 +41,7 @@ def envoy_binary() -> Path:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_golden(name: str) -> None:
-    got = yaml.safe_dump(to_dicts(translate(MODELS[name](), OPTIONS)), sort_keys=True)
+    got = yaml.safe_dump(to_dicts(translate(name)), sort_keys=True)
     path = GOLDEN / f"{name}.yaml"
     if os.environ.get("PROPYLON_UPDATE_GOLDEN") == "1" or not path.exists():
         path.parent.mkdir(exist_ok=True)
@@ -44,7 +52,7 @@ def test_golden(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_envoy_accepts(name: str, tmp_path: Path) -> None:
     cfg = tmp_path / "static.json"
-    cfg.write_text(json.dumps(static_bootstrap(translate(MODELS[name](), OPTIONS))))
+    cfg.write_text(json.dumps(static_bootstrap(translate(name))))
     proc = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(cfg), "--log-level", "warn"],
         capture_output=True,
@@ -56,8 +64,8 @@ def test_envoy_accepts(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_deterministic_and_cached(name: str) -> None:
-    a = translate(MODELS[name](), OPTIONS)
-    tr = Translator()
+    a = translate(name)
+    tr = translator(name)
     b = tr.translate(MODELS[name](), OPTIONS)
     c = tr.translate(MODELS[name](), OPTIONS)  # served from the cache
     for x, y in ((a, b), (b, c)):

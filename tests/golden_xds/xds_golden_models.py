@@ -193,4 +193,46 @@ def tls() -> m.Model:
     )
 
 
-MODELS = {"http_features": http_features, "grpc": grpc, "tls": tls}
+def scoped() -> m.Model:
+    """Scoped RDS: the plain HTTP listener's hosts are all exact (one scope per hostname,
+    a virtual host with two hostnames gives two scopes); the HTTPS chain has a wildcard
+    and keeps its RouteConfiguration. Translated with `scoped_min_hosts=2`."""
+    fwd = m.Forward((m.WeightedBackend(SVC),))
+    https_l = "default/gw/443"
+    vhosts = (
+        m.VirtualHost(
+            f"{HTTP_L}/a.example.com",
+            ("a.example.com", "b.example.com"),
+            (m.Route("a", m.RouteMatch(), fwd),),
+        ),
+        m.VirtualHost(
+            f"{HTTP_L}/c.example.com",
+            ("c.example.com",),
+            (m.Route("c", m.RouteMatch(), m.DirectResponse(200, "c")),),
+        ),
+    )
+    term = m.TLSTermination(
+        ("a.example.com", "*.example.com"),
+        ("default/example-com",),
+        (
+            m.VirtualHost(
+                f"{https_l}/a.example.com", ("a.example.com",), (m.Route("s", m.RouteMatch(), fwd),)
+            ),
+            m.VirtualHost(
+                f"{https_l}/*.example.com", ("*.example.com",), (m.Route("w", m.RouteMatch(), fwd),)
+            ),
+        ),
+    )
+    return m.Model(
+        listeners=(
+            m.Listener(HTTP_L, "127.0.0.10", 80, http=vhosts),
+            m.Listener(https_l, "127.0.0.10", 443, https=(term,)),
+        ),
+        clusters=(_cluster(SVC),),
+        secrets=(m.Secret("default/example-com", CERT, KEY),),
+    )
+
+
+MODELS = {"http_features": http_features, "grpc": grpc, "tls": tls, "scoped": scoped}
+#: `scoped_min_hosts` per model (default: the translator's).
+SCOPED_MIN = {"scoped": 2}
