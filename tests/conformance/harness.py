@@ -41,7 +41,19 @@ import yaml
 from propylon.state import ApiClient, NoInstanceError
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "gateway-api" / "conformance"
+
+
+def _shared() -> Path:
+    """`$PROPYLON_SHARED`, else `shared/` beside the checkout (CI), else /work/shared
+    (the same rule as tests/shared_paths.py, which this package cannot import when run
+    with `python -m tests.conformance`)."""
+    for base in (os.environ.get("PROPYLON_SHARED"), REPO.parent / "shared", "/work/shared"):
+        if base and (Path(base) / "gateway-api").is_dir():
+            return Path(base)
+    return REPO.parent / "shared"  # absent: the runner fails naming this path
+
+
+SHARED = _shared() / "gateway-api" / "conformance"
 GATEWAY_CLASS = "propylon"
 CONTROLLER = "io.cilium/gateway-controller"
 NAMESPACES = (
