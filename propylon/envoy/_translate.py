@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from bisect import bisect_left, insort
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -123,6 +124,89 @@ class _Cache:
         self._used = 0
 
 
+_MESSAGE = attrgetter("message")
+_HOSTNAMES = attrgetter("hostnames")
+
+
+def _unscopable(vh: m.VirtualHost) -> bool:
+    """A virtual host that scoped RDS cannot serve: no hostname, or a wildcard."""
+    return not vh.hostnames or "*" in "".join(vh.hostnames)
+
+
+@dataclass(eq=False, slots=True)
+class _HostState:
+    """One route configuration's virtual hosts as of the last translation, by identity
+    (the entries keep them alive), with what scoped RDS eligibility needs, and its scopes
+    if its connection manager is the scoped one. Updated from the difference of the id
+    sets (C level), so the Python work per change is per changed virtual host."""
+
+    vhosts: tuple[m.VirtualHost, ...] = ()
+    by_id: dict[int, m.VirtualHost] = field(default_factory=dict)
+    hosts: int = 0  # hostnames, all virtual hosts
+    unscopable: int = 0  # virtual hosts without a hostname or with a wildcard
+    origin: tuple[str, int] | None = None  # of `scopes`
+    scopes_by_id: dict[int, dict[str, Encoded]] = field(default_factory=dict)
+    scopes: dict[str, Encoded] = field(default_factory=dict)
+
+    def update(self, vhosts: tuple[m.VirtualHost, ...]) -> None:
+        if vhosts is self.vhosts:
+            return
+        self.vhosts = vhosts
+        by_id = self.by_id
+        now = dict(zip(map(id, vhosts), vhosts, strict=True))
+        for gone in by_id.keys() - now.keys():
+            vh = by_id.pop(gone)
+            self.hosts -= len(vh.hostnames)
+            self.unscopable -= _unscopable(vh)
+        for new in now.keys() - by_id.keys():
+            vh = by_id[new] = now[new]
+            self.hosts += len(vh.hostnames)
+            self.unscopable += _unscopable(vh)
+
+    def drop_scopes(self) -> None:
+        if self.origin is None and not self.scopes_by_id:
+            return
+        self.origin = None
+        self.scopes_by_id = {}
+        self.scopes = {}
+
+
+class _SortedOut:
+    """The name-sorted output dicts (and their messages) of the last translation, per
+    type: an output equal to the last is the same object again, and a few names added or
+    removed are placed by bisection instead of sorting thousands of names."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[dict[str, Encoded], dict[str, Message]]] = {}
+
+    def __call__(
+        self, type_url: str, d: dict[str, Encoded]
+    ) -> tuple[dict[str, Encoded], dict[str, Message]]:
+        last = self._last.get(type_url)
+        if last is not None and d == last[0]:  # identity first: C level, no Encoded __eq__
+            return last
+        keys: Iterable[str]
+        if last is None:
+            keys = sorted(d)
+        elif d.keys() == last[0].keys():
+            keys = last[0]  # same names, some other values: the same order
+        else:
+            prev = last[0]
+            added, removed = d.keys() - prev.keys(), prev.keys() - d.keys()
+            if len(added) + len(removed) > 64:
+                keys = sorted(d)
+            else:
+                keys = list(prev)
+                for k in removed:
+                    del keys[bisect_left(keys, k)]
+                for k in added:
+                    insort(keys, k)
+        enc = dict(zip(keys, map(d.__getitem__, keys), strict=True))
+        out = (enc, dict(zip(keys, map(_MESSAGE, enc.values()), strict=True)))
+        self._last[type_url] = out
+        return out
+
+
 class Translator:
     """`translate` with memory: unchanged model fragments are not rebuilt or reserialized.
 
@@ -132,10 +216,9 @@ class Translator:
     def __init__(self, *, scoped_min_hosts: int = SCOPED_MIN_HOSTS) -> None:
         self._scoped_min_hosts = scoped_min_hosts
         self._scopes = _Cache()
-        # id(VirtualHost) -> (it, (rc name, origin), its scopes), for the last translation
-        # (the entries keep their VirtualHost alive) and for the one under way.
-        self._previous_scoped: dict[int, tuple[m.VirtualHost, Hashable, dict[str, Encoded]]] = {}
-        self._current_scoped: dict[int, tuple[m.VirtualHost, Hashable, dict[str, Encoded]]] = {}
+        # Route configuration name -> its virtual hosts (and scopes) as last translated.
+        self._hosts: dict[str, _HostState] = {}
+        self._out = _SortedOut()
         self._vhosts = _Cache()
         self._vhost_ids = _Cache()
         self._routes = _Cache(slack=0)
@@ -167,7 +250,7 @@ class Translator:
         routes: dict[str, Encoded] = {}
         scopes: dict[str, Encoded] = {}
         secret_names: set[str] = set()
-        scoped = _scoped_hcm(model, self._scoped_min_hosts)
+        scoped = self._scoped_hcm(model)
         for lst in model.listeners:
             own = scoped if scoped is not None and _owns(lst, scoped) else None
             listeners[lst.name] = self._listeners.get(
@@ -176,8 +259,9 @@ class Translator:
             for rc_name, vhosts in _route_configs(lst):
                 scheme = "http" if rc_name == lst.name else "https"
                 if rc_name == own:
-                    self._scoped_route_configs(scopes, rc_name, vhosts, (scheme, lst.port))
+                    self._scoped_route_configs(scopes, rc_name, (scheme, lst.port))
                 else:
+                    self._hosts[rc_name].drop_scopes()
                     routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
             for term in lst.https:
                 secret_names.update(term.certificates)
@@ -192,49 +276,67 @@ class Translator:
             del self._previous_vhosts[gone]
         for cache in self._caches:
             cache.rotate()
-        self._previous_scoped, self._current_scoped = self._current_scoped, {}
-        enc = {
-            CLUSTER_TYPE: _sorted(clusters),
-            ENDPOINT_TYPE: _sorted(endpoints),
-            SECRET_TYPE: _sorted(secrets),
-            LISTENER_TYPE: _sorted(listeners),
-            SCOPED_ROUTE_TYPE: _sorted(scopes),
-            ROUTE_TYPE: _sorted(routes),
+        out = {
+            CLUSTER_TYPE: self._out(CLUSTER_TYPE, clusters),
+            ENDPOINT_TYPE: self._out(ENDPOINT_TYPE, endpoints),
+            SECRET_TYPE: self._out(SECRET_TYPE, secrets),
+            LISTENER_TYPE: self._out(LISTENER_TYPE, listeners),
+            SCOPED_ROUTE_TYPE: self._out(SCOPED_ROUTE_TYPE, scopes),
+            ROUTE_TYPE: self._out(ROUTE_TYPE, routes),
         }
-
-        def msgs(type_url: str) -> dict[str, Message]:
-            return {n: e.message for n, e in enc[type_url].items()}
-
         return XdsResources(
-            listeners=msgs(LISTENER_TYPE),
-            routes=msgs(ROUTE_TYPE),
-            clusters=msgs(CLUSTER_TYPE),
-            endpoints=msgs(ENDPOINT_TYPE),
-            secrets=msgs(SECRET_TYPE),
-            scoped_routes=msgs(SCOPED_ROUTE_TYPE),
-            encoded=enc,
+            listeners=out[LISTENER_TYPE][1],
+            routes=out[ROUTE_TYPE][1],
+            clusters=out[CLUSTER_TYPE][1],
+            endpoints=out[ENDPOINT_TYPE][1],
+            secrets=out[SECRET_TYPE][1],
+            scoped_routes=out[SCOPED_ROUTE_TYPE][1],
+            encoded={type_url: pair[0] for type_url, pair in out.items()},
         )
 
+    def _scoped_hcm(self, model: m.Model) -> str | None:
+        """`_scoped_hcm` below, from the per-route-configuration host counts kept up to
+        date by identity (`_HostState`): no walk over every hostname per translation."""
+        best: tuple[int, str] | None = None
+        states = self._hosts
+        seen: set[str] = set()
+        for lst in model.listeners:
+            for rc_name, vhosts in _route_configs(lst):
+                seen.add(rc_name)
+                st = states.get(rc_name)
+                if st is None:
+                    st = states[rc_name] = _HostState()
+                st.update(vhosts)
+                if st.hosts < self._scoped_min_hosts or st.unscopable:
+                    continue
+                if best is None or st.hosts > best[0]:
+                    best = (st.hosts, rc_name)
+        for gone in states.keys() - seen:
+            del states[gone]
+        return best[1] if best is not None else None
+
     def _scoped_route_configs(
-        self,
-        out: dict[str, Encoded],
-        name: str,
-        vhosts: tuple[m.VirtualHost, ...],
-        origin: tuple[str, int],
+        self, out: dict[str, Encoded], name: str, origin: tuple[str, int]
     ) -> None:
         """One scope per hostname, `<name>/<hostname>`, carrying a RouteConfiguration of
         the same name with that host's virtual host only (inline: one resource).
 
-        A VirtualHost object of the last translation (the incremental build hands over
-        the same objects for unchanged hosts) reuses its scopes without any lookup."""
-        previous, current = self._previous_scoped, self._current_scoped
-        where = (name, origin)
-        for vh in vhosts:
-            hit = previous.get(id(vh))
-            if hit is None or hit[1] != where:
-                hit = (vh, where, self._scopes_of(name, vh, origin))
-            current[id(vh)] = hit
-            out.update(hit[2])
+        Only virtual hosts that are not the very objects of the last translation (the
+        incremental build hands over the same objects for unchanged hosts) are looked
+        at: the others keep their scopes, found by a C-level difference of id sets."""
+        st = self._hosts[name]
+        if st.origin != origin:
+            st.drop_scopes()
+            st.origin = origin
+        have, scopes = st.scopes_by_id, st.scopes
+        for gone in have.keys() - st.by_id.keys():
+            for scope, enc in have.pop(gone).items():
+                if scopes.get(scope) is enc:
+                    del scopes[scope]
+        for new in st.by_id.keys() - have.keys():
+            own = have[new] = self._scopes_of(name, st.by_id[new], origin)
+            scopes.update(own)
+        out.update(scopes)
 
     def _scopes_of(
         self, name: str, vh: m.VirtualHost, origin: tuple[str, int]
@@ -290,7 +392,7 @@ class Translator:
         previous = self._previous_clusters  # id -> (Cluster, cluster, endpoints)
         ids = list(map(id, model_clusters))
         hits: list[tuple[m.Cluster, Encoded, Encoded] | None] = list(map(previous.get, ids))
-        for i in [i for i, hit in enumerate(hits) if hit is None]:
+        for i in [i for i, hit in enumerate(hits) if hit is None] if None in hits else ():
             c = model_clusters[i]
             hits[i] = (c, *self._cluster(c))
         found = cast(list[tuple[m.Cluster, Encoded, Encoded]], hits)
@@ -371,9 +473,6 @@ def _scoped_hcm(model: m.Model, min_hosts: int) -> str | None:
             if best is None or len(hosts) > best[0]:
                 best = (len(hosts), rc_name)
     return best[1] if best is not None else None
-
-
-_HOSTNAMES = attrgetter("hostnames")
 
 
 def _scope(name: str, host: str, vhost: Encoded) -> tuple[Encoded, Encoded]:

@@ -11,6 +11,11 @@ Ordering (make before break), per stream:
 2. A listener or route (scoped or not) is sent only when clusters and endpoints are
    *settled*: the last response of that type was acknowledged, there is nothing new to
    send, and Envoy subscribed to the endpoints of every cluster (so it has warmed them).
+   Delta streams take a shortcut for clusters that are *new* to Envoy (not updates,
+   not removals): their endpoints go right behind them, before Envoy subscribes, and
+   routes may follow at once, on the same stream, without waiting for ACKs. Envoy
+   handles one stream's responses in order: the cluster (and its endpoint watch) is
+   created, its endpoints warm it, then the route that uses it arrives.
 3. Clusters (and their endpoints) that listeners/routes sent earlier may still
    reference are kept in the cluster set until the new listeners and routes are
    acknowledged; then a cluster update removes them.
@@ -91,6 +96,9 @@ class _TypeState:
     must_respond: bool = False
     nack: str | None = None
     sent_version: int = 0  # snapshot version of the last response
+    # Delta: the unacknowledged response only added resources Envoy never had (CDS), or
+    # only carried endpoints pushed ahead of their subscription (EDS).
+    pending_fresh: bool = False
 
 
 class AdsStream:
@@ -114,6 +122,8 @@ class AdsStream:
         # with thousands of resources a type, recomputing it per decision was most of
         # the stream's time.
         self._contents: dict[str, dict[str, Encoded]] = {}
+        # Delta: endpoint names pushed with their new cluster, before Envoy subscribed.
+        self._ahead: set[str] = set()
         self._counter = 0
         self.acked_version = 0
         self.nacked_version = 0
@@ -192,16 +202,19 @@ class AdsStream:
     def _delta_subscribe(self, req: Request, ts: _TypeState, first: bool) -> None:
         if first and req.type_url in WILDCARD_TYPES and not req.subscribe:
             ts.wildcard = True
+        ahead = self._ahead if req.type_url == ENDPOINT_TYPE else set()
         for n in req.subscribe:
             if n == "*":
                 ts.wildcard = True
             else:
                 ts.names.add(n)
+                ahead.discard(n)
         for n in req.unsubscribe:
             if n == "*":
                 ts.wildcard = False
             else:
                 ts.names.discard(n)
+                ahead.discard(n)
                 if not ts.wildcard:
                     ts.sent.pop(n, None)
 
@@ -226,7 +239,11 @@ class AdsStream:
                         out[name] = enc
                         merged = True
         if not ts.wildcard:
-            out = {n: e for n, e in out.items() if n in ts.names}
+            wanted = ts.names
+            if type_url == ENDPOINT_TYPE and self._ahead:
+                self._ahead.intersection_update(out)  # clusters gone before a subscription
+                wanted = wanted | self._ahead
+            out = {n: e for n, e in out.items() if n in wanted}
         if merged:
             out = dict(sorted(out.items()))
         self._contents[type_url] = out
@@ -250,6 +267,40 @@ class AdsStream:
             return False
         return ts.wildcard or ts.names.issuperset(desired)
 
+    def _routable(self) -> bool:
+        """May listeners and routes go out? When clusters and endpoints are settled; on
+        a Delta stream also when the only thing not settled is clusters new to Envoy
+        whose endpoints were pushed right behind them (unacknowledged, unsubscribed)."""
+        if self._settled(CLUSTER_TYPE) and self._settled(ENDPOINT_TYPE):
+            return True
+        if not self.delta:
+            return False
+        assert self._desired is not None
+        for type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+            ts = self._types[type_url]
+            if not ts.requested or ts.must_respond:
+                return False
+            if ts.pending is not None and not ts.pending_fresh:
+                return False
+            if self._changed(type_url, self._content(type_url)):
+                return False
+        eds = self._types[ENDPOINT_TYPE]
+        desired = self._desired.get(ENDPOINT_TYPE, {})
+        return eds.wildcard or all(n in eds.names or n in self._ahead for n in desired)
+
+    def _push_ahead(self, added: list[str]) -> None:
+        """Delta: endpoints of clusters new to Envoy go right behind them. Only while
+        Envoy watches some endpoints (it drops responses of a type it has no watch for:
+        they would never be resent)."""
+        eds = self._types[ENDPOINT_TYPE]
+        if not self.delta or not eds.requested or not (eds.wildcard or eds.names):
+            return
+        have = self._desired.get(ENDPOINT_TYPE, {}) if self._desired is not None else {}
+        new = [n for n in added if n in have and n not in eds.names]
+        if new:
+            self._ahead.update(new)
+            self._contents.pop(ENDPOINT_TYPE, None)
+
     def _pump(self) -> None:
         if self._desired is None:
             return
@@ -259,9 +310,7 @@ class AdsStream:
                 ts = self._types[type_url]
                 if not ts.requested or ts.pending is not None:
                     continue
-                if type_url in ROUTING_TYPES and not (
-                    self._settled(CLUSTER_TYPE) and self._settled(ENDPOINT_TYPE)
-                ):
+                if type_url in ROUTING_TYPES and not self._routable():
                     continue
                 content = self._content(type_url)
                 if ts.must_respond or self._changed(type_url, content):
@@ -291,6 +340,15 @@ class AdsStream:
             removed = tuple(sorted(n for n in ts.sent if n not in content))
         else:
             resources, removed = content, ()
+        fresh = False
+        if self.delta and not removed:
+            if type_url == CLUSTER_TYPE:
+                fresh = not any(n in ts.sent for n in resources)
+                if fresh:
+                    self._push_ahead(list(resources))
+            elif type_url == ENDPOINT_TYPE:
+                fresh = all(n in self._ahead for n in resources)
+        ts.pending_fresh = fresh
         if type_url == CLUSTER_TYPE:
             # An updated cluster warms again and waits for its endpoints: resend them
             # even if they did not change.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import http.client
 import os
 import signal
 import socket
@@ -595,3 +596,61 @@ async def test_scoped_routes_per_host(plane: Plane, backends: dict[str, Backend]
     await plane.xds.wait_acked(plane.xds.update(res), node_id=plane.envoy.node_id)
     assert await status(a, "h3.test") == (200, "one")
     assert (await status(a, "h1.test"))[0] == 404
+
+
+@pytest.mark.parametrize("scoped", [True, False], ids=["scoped", "one-rc"])
+async def test_new_routes_to_new_clusters_never_fail(
+    plane: Plane, backends: dict[str, Backend], scoped: bool
+) -> None:
+    """Each change adds a host whose route uses a cluster new to Envoy (over Delta its
+    endpoints and the route follow the cluster at once, without waiting for ACKs): a
+    client polling the new host sees 404 until the route is there, then 200, never a
+    500/503 of a route that arrived before its cluster or endpoints."""
+    lst = free_address()
+    one = backends["one"]
+    tr = Translator(scoped_min_hosts=2 if scoped else 10_000)
+    hosts: list[str] = []
+
+    def model() -> m.Model:
+        vhosts = tuple(
+            m.VirtualHost(f"{lst[1]}/{h}", (h,), (forward(h, f"default:{h}:80"),)) for h in hosts
+        )
+        return m.Model(
+            listeners=(m.Listener("default/gw/1", lst[0], lst[1], http=vhosts),),
+            clusters=tuple(
+                m.Cluster(f"default:{h}:80", (m.Endpoint(one.host, one.port),)) for h in hosts
+            ),
+        )
+
+    def get(conn: http.client.HTTPConnection, host: str) -> int:
+        conn.request("GET", "/x", headers={"host": host})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+
+    hosts += ["h0.test", "h1.test"]
+    await plane.xds.wait_acked(plane.xds.update(tr.translate(model(), OPTIONS)), timeout=10)
+
+    async def first() -> None:
+        c = http.client.HTTPConnection(lst[0], lst[1], timeout=5)
+        try:
+            assert await asyncio.to_thread(get, c, "h0.test") == 200
+        finally:
+            c.close()
+
+    await eventually(first, what="first host")
+    conn = http.client.HTTPConnection(lst[0], lst[1], timeout=5)  # keep-alive from here
+    for i in range(2, 14):
+        host = f"h{i}.test"
+        hosts.append(host)
+        version = plane.xds.update(tr.translate(model(), OPTIONS))
+        seen: dict[int, int] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = await asyncio.to_thread(get, conn, host)
+            seen[status] = seen.get(status, 0) + 1
+            if status == 200:
+                break
+        assert set(seen) <= {404, 200} and 200 in seen, (host, seen)
+        await plane.xds.wait_acked(version, timeout=10)
+    conn.close()
