@@ -650,6 +650,10 @@ def main() -> int:
             ),
             flush=True,
         )
+        # Others may have written other tables meanwhile: merge into the file as it is now.
+        fresh = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        fresh.update({"machine": results["machine"], f"{name}@{args.tag}" if args.tag else name: r})
+        results = fresh
         RESULTS.write_text(json.dumps(results, indent=1, default=str))
     if not args.no_report:
         from bench.report import write_report

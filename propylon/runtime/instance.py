@@ -46,8 +46,11 @@ GC_IDLE_S = 5.0
 # churn, shortly after a reconcile once this long has passed.
 GC_FULL_GROWTH = 0.1
 GC_MAX_INTERVAL_S = 600.0
-# The watcher hands over a batch once no new event came for this long.
+# The watcher hands over a batch once no new event came for this long, or, while events
+# keep coming, this long after the first. A burst read meanwhile is coalesced (see
+# `propylon.sources.watch`): one reconcile for the whole burst when reading is slower.
 WATCH_STEP_MS = 2
+WATCH_DEBOUNCE_MS = 20
 # Events re-read only the files they name; a full rescan (a stat of every file), the
 # safety net for missed events, runs after this long without events.
 RESCAN_INTERVAL_S = 10.0
@@ -129,6 +132,7 @@ class Instance:
                 source=self._source,
                 stop_event=self._stop,
                 step_ms=WATCH_STEP_MS,
+                debounce_ms=WATCH_DEBOUNCE_MS,
                 rescan_interval=RESCAN_INTERVAL_S,
             ):
                 await self.reconcile(changeset)

@@ -35,6 +35,60 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
         result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return result
 
+    def construct_document(self, node: yaml.Node) -> Any:
+        # PyYAML's constructor (Python even with the C parser) is most of the time it
+        # takes to read a manifest; plain trees of maps, lists and scalars are built
+        # here directly, anything else (aliases, merge keys, other tags) the usual way.
+        try:
+            return _plain(self, node, set())
+        except _NotPlain:
+            return super().construct_document(node)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_SCALARS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null"))
+
+
+def _plain(loader: _Loader, node: yaml.Node, seen: set[int]) -> Any:
+    if id(node) in seen:  # an alias: the same node twice (maybe recursive)
+        raise _NotPlain
+    seen.add(id(node))
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        if tag == _STR:
+            return node.value
+        if tag in _SCALARS:
+            return loader.yaml_constructors[tag](loader, node)
+        raise _NotPlain
+    if isinstance(node, yaml.MappingNode) and tag == _MAP:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _KEY_TAGS:
+                raise _NotPlain  # merge keys ("<<"), complex keys
+            key = _plain(loader, key_node, seen)
+            if key in out:
+                first = next(k for k, _ in node.value if _plain(loader, k, set()) == key)
+                raise yaml.constructor.ConstructorError(
+                    f"first defined at line {first.start_mark.line + 1}",
+                    node.start_mark,
+                    f"mapping key {key!r} is defined twice",
+                    key_node.start_mark,
+                )
+            out[key] = _plain(loader, value_node, seen)
+        return out
+    if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
+        return [_plain(loader, child, seen) for child in node.value]
+    raise _NotPlain
+
+
+_KEY_TAGS = _SCALARS | {_STR}
+
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]

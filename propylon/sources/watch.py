@@ -2,9 +2,11 @@
 
 `watch()` yields the complete desired set first, then a new one after each batch of
 create/modify/delete/rename events that changed anything (objects, where they came from,
-or diagnostics). Only the files named by the events are read again, without listing or
-stat-ing the others (`FileSource.update`); the periodic rescan reads every file whose
-stat changed.
+or diagnostics). When a batch took long to read (a burst of writes), the events that
+came meanwhile are read into the same `ChangeSet` (see `COALESCE_S`): one reconcile for
+the burst, without a fixed debounce for small changes. Only the files named by the
+events are read again, without listing or stat-ing the others (`FileSource.update`);
+the periodic rescan reads every file whose stat changed.
 
 Directories given as paths are watched recursively; for a file path only its parent
 directory is watched, not recursively (so `-f ~/gw.yaml` does not watch all of `~`).
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,12 @@ from watchfiles import awatch
 from propylon.resources.meta import ObjectKey
 from propylon.sources.files import FileSource, ParseFn, WatchPlan
 from propylon.store import ChangeSet, StoredObject
+
+# Events that arrived while a batch was read are read into the same ChangeSet for at
+# most this long (a steady stream of writes must not hold the ChangeSet back forever).
+COALESCE_S = 2.0
+# ... but only after a batch that took this long to read (some tens of files).
+BUSY_S = 0.02
 
 
 def same_changeset(a: ChangeSet, b: ChangeSet) -> bool:
@@ -47,59 +56,83 @@ def _same_object(x: StoredObject, y: StoredObject) -> bool:
     )
 
 
-async def _events(
-    plan: WatchPlan, stop_event: asyncio.Event, options: dict[str, Any]
-) -> AsyncGenerator[set[str], None]:
+class _Events:
     """Batches of changed paths from one or two watchers (recursive and flat), merged;
-    an empty batch on each rescan tick."""
-    queue: asyncio.Queue[set[str] | None] = asyncio.Queue()  # None: a watcher ended
-    # awatch sets the stop event it is given when it is cancelled: give it one of ours,
-    # so that replacing the watchers does not stop the caller's watch.
-    inner = asyncio.Event()
+    an empty batch on each rescan tick. `next()` waits for one; `ready()` takes, without
+    waiting, what the watchers found meanwhile (e.g. while a batch was being read)."""
 
-    async def pump(roots: tuple[Path, ...], recursive: bool, ticks: bool) -> None:
+    def __init__(self, plan: WatchPlan, stop_event: asyncio.Event, options: dict[str, Any]):
+        self._queue: asyncio.Queue[set[str] | None] = asyncio.Queue()  # None: a watcher ended
+        # awatch sets the stop event it is given when it is cancelled: give it one of
+        # ours, so that replacing the watchers does not stop the caller's watch.
+        self._inner = asyncio.Event()
+        self._arrived = asyncio.Event()  # set on each put
+        self._stop_event = stop_event
+        groups = [(r, rec) for r, rec in ((plan.recursive, True), (plan.flat, False)) if r]
+        self._tasks = [
+            asyncio.create_task(self._pump(roots, rec, i == 0, options))
+            for i, (roots, rec) in enumerate(groups)
+        ]
+        self._relay = asyncio.create_task(self._relay_stop())
+        self._running = len(self._tasks)
+
+    async def _pump(
+        self, roots: tuple[Path, ...], recursive: bool, ticks: bool, options: dict[str, Any]
+    ) -> None:
         try:
             async for changes in awatch(
                 *roots,
-                stop_event=inner,
+                stop_event=self._inner,
                 recursive=recursive,
                 yield_on_timeout=ticks,
                 **options,
             ):
-                await queue.put({path for _, path in changes})
+                await self._queue.put({path for _, path in changes})
+                self._arrived.set()
         finally:
-            await queue.put(None)
+            await self._queue.put(None)
+            self._arrived.set()
 
-    async def relay() -> None:
-        await stop_event.wait()
-        inner.set()
+    async def _relay_stop(self) -> None:
+        await self._stop_event.wait()
+        self._inner.set()
 
-    groups = [(roots, rec) for roots, rec in ((plan.recursive, True), (plan.flat, False)) if roots]
-    tasks = [
-        asyncio.create_task(pump(roots, rec, ticks=i == 0)) for i, (roots, rec) in enumerate(groups)
-    ]
-    relay_task = asyncio.create_task(relay())
-    running = len(tasks)
-    try:
-        while running:
-            item = await queue.get()
+    def _drain(self, batch: set[str]) -> set[str]:
+        while not self._queue.empty():
+            extra = self._queue.get_nowait()
+            if extra is None:
+                self._running -= 1
+            else:
+                batch |= extra
+        return batch
+
+    async def next(self) -> set[str] | None:
+        """The next batch (what is queued behind it merged in); None once the watchers
+        have ended."""
+        while self._running:
+            item = await self._queue.get()
             if item is None:
-                running -= 1
+                self._running -= 1
                 continue
-            batch = set(item)
-            while not queue.empty():  # merge what the other watcher has ready
-                extra = queue.get_nowait()
-                if extra is None:
-                    running -= 1
-                else:
-                    batch |= extra
-            yield batch
-    finally:
-        inner.set()
-        relay_task.cancel()
+            return self._drain(set(item))
+        return None
+
+    async def ready(self, wait: float = 0.0) -> set[str]:
+        """The paths the watchers reported since the last batch. Events that came while
+        the loop was busy are only handed over once a watcher thread has been called
+        again and seen a quiet `step`: `wait` (seconds) gives it that long."""
+        if self._queue.empty() and wait > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait)
+        return self._drain(set())
+
+    async def aclose(self) -> None:
+        self._inner.set()
+        self._relay.cancel()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-        for task in tasks:
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+        for task in self._tasks:
             task.cancel()
 
 
@@ -115,6 +148,7 @@ async def watch(
     rescan_interval: float = 2.0,
     stop_event: asyncio.Event | None = None,
     initial: bool = True,
+    coalesce_s: float = COALESCE_S,
 ) -> AsyncIterator[ChangeSet]:
     """Yield ChangeSets for `paths` until `stop_event` is set (or the consumer stops).
 
@@ -130,21 +164,43 @@ async def watch(
         "rust_timeout": max(1, int(rescan_interval * 1000)),
         "ignore_permission_denied": True,
     }
+    # A watcher hands over what accumulated once it saw `step_ms` without events, or,
+    # while events keep coming, `debounce_ms` after the first: how long `ready()` waits
+    # after a batch that took more than `busy_s` to read (a burst; not for small changes).
+    wait_s = (debounce_ms + 2 * step_ms + 5) / 1000
+    busy_s = BUSY_S
     last = files.load()
     if initial:
         yield last
     while not stop.is_set():
         plan = files.watch_plan()
         replan = False
-        async with contextlib.aclosing(_events(plan, stop, options)) as events:
-            async for changed in events:
+        events = _Events(plan, stop, options)
+        try:
+            while (changed := await events.next()) is not None:
                 # An empty batch is the rescan tick.
+                began = time.monotonic()
                 current = files.update(changed) if changed else files.load()
                 replan = files.watch_plan() != plan
+                # Reading a burst of files takes a while; what was written meanwhile is
+                # read too before the consumer reconciles (one reconcile for a burst,
+                # not one per batch), for at most `coalesce_s`. Only after a batch that
+                # took long to read: a small change goes on at once.
+                read_s = time.monotonic() - began
+                while not replan and read_s > busy_s and time.monotonic() - began < coalesce_s:
+                    t = time.monotonic()
+                    more = await events.ready(wait_s)
+                    if not more:
+                        break
+                    current = files.update(more)
+                    read_s = time.monotonic() - t
+                    replan = files.watch_plan() != plan
                 if not same_changeset(current, last):
                     last = current
                     yield current
                 if replan:
                     break
+        finally:
+            await events.aclose()
         if not replan:
             return

@@ -3,8 +3,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +49,7 @@ async def watching(path: Path, **kwargs: object) -> AsyncIterator[Collector]:
     collector = Collector()
     task = asyncio.create_task(
         collector.run(
-            watch([path], parse=fake_parse, stop_event=stop, rescan_interval=0.5, **kwargs)  # type: ignore[arg-type]
+            watch([path], stop_event=stop, rescan_interval=0.5, **{"parse": fake_parse, **kwargs})  # type: ignore[arg-type]
         )
     )
     try:
@@ -141,3 +144,28 @@ async def test_missing_directory_appears_later(tmp_path: Path) -> None:
         (target / "x" / "y").mkdir(parents=True)
         (target / "x" / "y" / "b.yaml").write_text(GW.format(name="b"))
         await w.until(lambda cs: set(cs.objects) == {key("a"), key("b")})
+
+
+async def test_burst_read_slowly_is_one_changeset(tmp_path: Path) -> None:
+    """Files written while a batch is being read go into the same ChangeSet (one
+    reconcile for a burst), without a fixed debounce."""
+
+    def slow_parse(doc: Any) -> Any:
+        time.sleep(0.04)  # reading blocks the loop, as parsing many manifests does
+        return fake_parse(doc)
+
+    def writer() -> None:
+        for i in range(10):
+            (tmp_path / f"g{i}.yaml").write_text(GW.format(name=f"g{i}"))
+            time.sleep(0.02)
+
+    async with watching(tmp_path, parse=slow_parse, debounce_ms=20, step_ms=2) as w:
+        before = len(w.sets)
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            await w.until(lambda cs: len(cs.objects) == 10)
+        finally:
+            thread.join()
+        # Without coalescing: 4 or more (each batch read while the next is written).
+        assert len(w.sets) - before <= 2
