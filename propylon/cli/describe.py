@@ -117,25 +117,18 @@ def _conditions_table(lines: _Lines, depth: int, conditions: Sequence[Any]) -> N
 
 
 def _value(lines: _Lines, depth: int, label: str, value: Any) -> None:
-    if label == "Conditions" and isinstance(value, list):
-        if not value:
-            lines.key(depth, label, "<none>")
-            return
-        lines.key(depth, label)
-        _conditions_table(lines, depth + 1, value)
+    if not isinstance(value, (Mapping, list)):
+        lines.key(depth, label, _scalar(value))
         return
+    if not value:
+        lines.key(depth, label, "<none>")
+        return
+    lines.key(depth, label)
     if isinstance(value, Mapping):
-        if not value:
-            lines.key(depth, label, "<none>")
-            return
-        lines.key(depth, label)
         _mapping(lines, depth + 1, value)
-        return
-    if isinstance(value, list):
-        if not value:
-            lines.key(depth, label, "<none>")
-            return
-        lines.key(depth, label)
+    elif label == "Conditions":
+        _conditions_table(lines, depth + 1, value)
+    else:
         for item in value:
             if isinstance(item, Mapping):
                 _mapping(lines, depth + 1, item)
@@ -143,8 +136,6 @@ def _value(lines: _Lines, depth: int, label: str, value: Any) -> None:
                 _value(lines, depth + 1, "-", item)
             else:
                 lines.raw(f"{INDENT * (depth + 1)}{_scalar(item)}")
-        return
-    lines.key(depth, label, _scalar(value))
 
 
 def _mapping(lines: _Lines, depth: int, mapping: Mapping[str, Any]) -> None:

@@ -41,7 +41,7 @@ from propylon.resources import (
     TLSRoute,
     parse_duration_ms,
 )
-from propylon.resources.routes import HTTPPathModifier
+from propylon.resources.routes import HTTPPathModifier, HTTPRouteTimeouts
 
 UNSUPPORTED_FILTERS = ("ExtensionRef", "ExternalAuth")
 
@@ -222,11 +222,42 @@ def _grpc_match(m: GRPCRouteMatch) -> RouteMatch:
     return RouteMatch(path=path, headers=headers, grpc=True)
 
 
+def _ordered(
+    route: HTTPRoute | GRPCRoute,
+    i: int,
+    j: int,
+    match: RouteMatch,
+    action: RouteAction,
+    flt: _Filters,
+    timeouts: HTTPRouteTimeouts | None = None,
+) -> OrderedRoute:
+    """One match of one rule as a model Route, with the key that orders it."""
+    ns, name = route.metadata.namespace, route.metadata.name
+    return OrderedRoute(
+        sort_key(match, route, i, j),
+        Route(
+            name=f"{route.kind}/{ns}/{name}/rule/{i}/match/{j}",
+            match=match,
+            action=action,
+            request_headers=flt.request_headers,
+            response_headers=flt.response_headers,
+            rewrite=flt.rewrite,
+            mirrors=flt.mirrors,
+            cors=flt.cors,
+            timeout_ms=parse_duration_ms(timeouts.request)
+            if timeouts and timeouts.request
+            else None,
+            backend_timeout_ms=parse_duration_ms(timeouts.backend_request)
+            if timeouts and timeouts.backend_request
+            else None,
+        ),
+    )
+
+
 def http_routes(
     route: HTTPRoute, clusters: Clusters, problems: BackendProblems
 ) -> list[OrderedRoute]:
     out: list[OrderedRoute] = []
-    ns, name = route.metadata.namespace, route.metadata.name
     for i, rule in enumerate(route.spec.rules):
         flt = _filters(rule.filters, route, clusters, problems)
         action: RouteAction
@@ -234,31 +265,8 @@ def http_routes(
             action = flt.redirect
         else:
             action = _backends(rule.backend_refs, route, clusters, problems, None)
-        timeouts = rule.timeouts
-        matches = rule.matches or [HTTPRouteMatch()]
-        for j, m in enumerate(matches):
-            rm = _http_match(m)
-            out.append(
-                OrderedRoute(
-                    sort_key(rm, route, i, j),
-                    Route(
-                        name=f"HTTPRoute/{ns}/{name}/rule/{i}/match/{j}",
-                        match=rm,
-                        action=action,
-                        request_headers=flt.request_headers,
-                        response_headers=flt.response_headers,
-                        rewrite=flt.rewrite,
-                        mirrors=flt.mirrors,
-                        cors=flt.cors,
-                        timeout_ms=parse_duration_ms(timeouts.request)
-                        if timeouts and timeouts.request
-                        else None,
-                        backend_timeout_ms=parse_duration_ms(timeouts.backend_request)
-                        if timeouts and timeouts.backend_request
-                        else None,
-                    ),
-                )
-            )
+        for j, m in enumerate(rule.matches or [HTTPRouteMatch()]):
+            out.append(_ordered(route, i, j, _http_match(m), action, flt, rule.timeouts))
     return out
 
 
@@ -266,26 +274,11 @@ def grpc_routes(
     route: GRPCRoute, clusters: Clusters, problems: BackendProblems
 ) -> list[OrderedRoute]:
     out: list[OrderedRoute] = []
-    ns, name = route.metadata.namespace, route.metadata.name
-    rules = route.spec.rules
-    for i, rule in enumerate(rules):
+    for i, rule in enumerate(route.spec.rules):
         flt = _filters(rule.filters, route, clusters, problems)
         action = _backends(rule.backend_refs, route, clusters, problems, AppProtocol.H2C)
         for j, m in enumerate(rule.matches or [GRPCRouteMatch()]):
-            rm = _grpc_match(m)
-            out.append(
-                OrderedRoute(
-                    sort_key(rm, route, i, j),
-                    Route(
-                        name=f"GRPCRoute/{ns}/{name}/rule/{i}/match/{j}",
-                        match=rm,
-                        action=action,
-                        request_headers=flt.request_headers,
-                        response_headers=flt.response_headers,
-                        mirrors=flt.mirrors,
-                    ),
-                )
-            )
+            out.append(_ordered(route, i, j, _grpc_match(m), action, flt))
     return out
 
 
