@@ -36,6 +36,7 @@ from bench.manifests import (
     route_docs,
     write_atomic,
 )
+from bench.simulated_envoy import SimulatedEnvoy
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -399,20 +400,16 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.change_routes):
             (big / f"r{i}.yaml").write_text(dump(route_docs(i, 9000)))
 
-        class FakeXds:
-            version = 0
-
-            def update(self, _resources: Any) -> int:
-                self.version += 1
-                return self.version
-
         async def run() -> dict[str, Any]:
             inst = Instance(RunOptions(paths=(big,), state_dir=root / "state"))
             inst.state.ensure()
-            inst._xds = FakeXds()
+            envoy = SimulatedEnvoy()
+            inst._xds = envoy.server
             source = FileSource([big])
             await inst.reconcile(source.load())
+            envoy.start()
             steps: list[float] = []
+            acks: list[float] = []
             load_ms: list[float] = []
             for n in range(args.changes):
                 path = big / f"r{n}.yaml"
@@ -422,8 +419,12 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
                 t1 = time.perf_counter()
                 await inst.reconcile(cs)
                 t2 = time.perf_counter()
+                envoy.answer_all()
+                t3 = time.perf_counter()
+                assert envoy.stream.acked_version == inst.xds_version, envoy.stream.describe()
                 load_ms.append((t1 - t0) * 1000)
                 steps.append((t2 - t1) * 1000)
+                acks.append((t3 - t2) * 1000)
             flush = getattr(inst, "flush_state", None)
             if flush is not None:
                 flush()
@@ -431,6 +432,7 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
                 "routes": args.change_routes,
                 "changes": args.changes,
                 "reconcile_ms": summary_ms(steps),
+                "acks_ms": summary_ms(acks),
                 "file_load_ms": summary_ms(load_ms),
             }
 
@@ -444,14 +446,17 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
             async def one() -> None:
                 inst = Instance(RunOptions(paths=(big,), state_dir=root / "state2"))
                 inst.state.ensure()
-                inst._xds = FakeXds()
+                envoy = SimulatedEnvoy()
+                inst._xds = envoy.server
                 source = FileSource([big])
                 await inst.reconcile(source.load())
+                envoy.start()
                 for n in range(5):
                     path = big / f"r{n}.yaml"
                     write_atomic(path, dump(route_docs(n, 9002)))
                     cs = source.update([str(path)])
                     await inst.reconcile(cs)
+                    envoy.answer_all()
 
             cProfile.runctx(
                 "asyncio.run(one())", globals(), {"one": one, "asyncio": asyncio}, str(prof_path)

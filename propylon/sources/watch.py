@@ -28,6 +28,7 @@ from typing import Any
 from watchfiles import awatch
 
 from propylon.resources.meta import ObjectKey
+from propylon.sources import inotify
 from propylon.sources.files import FileSource, ParseFn, WatchPlan
 from propylon.store import ChangeSet, StoredObject
 
@@ -69,10 +70,24 @@ class _Events:
         self._arrived = asyncio.Event()  # set on each put
         self._stop_event = stop_event
         groups = [(r, rec) for r, rec in ((plan.recursive, True), (plan.flat, False)) if r]
-        self._tasks = [
-            asyncio.create_task(self._pump(roots, rec, i == 0, options))
-            for i, (roots, rec) in enumerate(groups)
-        ]
+        self._last_report = asyncio.get_running_loop().time()
+        if inotify.available() and not options["force_polling"]:
+            # Armed here, synchronously: nothing written from now on goes unreported.
+            self._tasks = [
+                asyncio.create_task(
+                    self._pump_inotify(
+                        inotify.InotifyWatch(roots, recursive=rec, report=self._report),
+                        i == 0,
+                        options,
+                    )
+                )
+                for i, (roots, rec) in enumerate(groups)
+            ]
+        else:
+            self._tasks = [
+                asyncio.create_task(self._pump(roots, rec, i == 0, options))
+                for i, (roots, rec) in enumerate(groups)
+            ]
         self._relay = asyncio.create_task(self._relay_stop())
         self._running = len(self._tasks)
 
@@ -90,6 +105,30 @@ class _Events:
                 await self._queue.put({path for _, path in changes})
                 self._arrived.set()
         finally:
+            await self._queue.put(None)
+            self._arrived.set()
+
+    def _report(self, paths: set[str]) -> None:
+        self._last_report = asyncio.get_running_loop().time()
+        self._queue.put_nowait(paths)
+        self._arrived.set()
+
+    async def _pump_inotify(
+        self, watcher: inotify.InotifyWatch, ticks: bool, options: dict[str, Any]
+    ) -> None:
+        """`_pump` with inotify read on the loop: no thread hop, no quiet step."""
+        loop = asyncio.get_running_loop()
+        try:
+            watcher.start()
+            quiet = options["rust_timeout"] / 1000
+            while not self._inner.is_set():
+                left = self._last_report + quiet - loop.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._inner.wait(), max(left, 0.001))
+                if ticks and not self._inner.is_set() and loop.time() - self._last_report >= quiet:
+                    self._report(set())  # the rescan tick, after `quiet` s without events
+        finally:
+            watcher.close()
             await self._queue.put(None)
             self._arrived.set()
 
@@ -169,14 +208,14 @@ async def watch(
     # after a batch that took more than `busy_s` to read (a burst; not for small changes).
     wait_s = (debounce_ms + 2 * step_ms + 5) / 1000
     busy_s = BUSY_S
-    last = files.load()
-    if initial:
-        yield last
-    while not stop.is_set():
-        plan = files.watch_plan()
-        replan = False
-        events = _Events(plan, stop, options)
-        try:
+    plan = files.watch_plan()
+    events = _Events(plan, stop, options)  # before the load: no write falls in between
+    try:
+        last = files.load()
+        if initial:
+            yield last
+        while True:
+            replan = False
             while (changed := await events.next()) is not None:
                 # An empty batch is the rescan tick.
                 began = time.monotonic()
@@ -200,7 +239,14 @@ async def watch(
                     yield current
                 if replan:
                     break
-        finally:
             await events.aclose()
-        if not replan:
-            return
+            if not replan or stop.is_set():
+                return
+            plan = files.watch_plan()
+            events = _Events(plan, stop, options)
+            current = files.load()  # what changed while the watches were replaced
+            if not same_changeset(current, last):
+                last = current
+                yield current
+    finally:
+        await events.aclose()

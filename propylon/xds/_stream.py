@@ -99,6 +99,16 @@ class _TypeState:
     # Delta: the unacknowledged response only added resources Envoy never had (CDS), or
     # only carried endpoints pushed ahead of their subscription (EDS).
     pending_fresh: bool = False
+    # Names whose wanted content may differ from `sent`. Every name outside it is in
+    # step (both absent, or the same version), so a decision costs O(changes), not
+    # O(resources): thousands of clusters and scopes must not be compared per ACK.
+    dirty: set[str] = field(default_factory=set)
+    # Desired names Envoy has not subscribed to (for types it does not watch whole).
+    missing: set[str] = field(default_factory=set)
+
+
+_RETAINED_TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE)
+_EMPTY: Mapping[str, Encoded] = {}
 
 
 class AdsStream:
@@ -115,13 +125,15 @@ class AdsStream:
         self._on_change = on_change
         self._types = {t: _TypeState() for t in ORDER}
         self._desired: Mapping[str, Mapping[str, Encoded]] | None = None
+        self._serial: int | None = None  # `XdsResources.serial` of `_desired`
         self._version = 0
-        # Snapshots whose listeners/routes Envoy may be using; their clusters stay.
-        self._live: list[Mapping[str, Mapping[str, Encoded]]] = []
-        # `_content` per type, until the snapshot, a subscription or `_live` changes:
-        # with thousands of resources a type, recomputing it per decision was most of
-        # the stream's time.
-        self._contents: dict[str, dict[str, Encoded]] = {}
+        # Clusters and endpoints gone from the desired state that listeners or routes
+        # Envoy may still be using can reference: kept (as last desired) until the
+        # routing types are settled on a newer state (make before break).
+        self._retained: dict[str, dict[str, Encoded]] = {t: {} for t in _RETAINED_TYPES}
+        # Envoy's listeners and routes are known to be those of `_desired`: nothing
+        # needs to be retained for them.
+        self._routes_current = False
         # Delta: endpoint names pushed with their new cluster, before Envoy subscribed.
         self._ahead: set[str] = set()
         self._counter = 0
@@ -147,17 +159,76 @@ class AdsStream:
     # --- events -----------------------------------------------------------------------
 
     def set_snapshot(self, resources: XdsResources, version: int) -> None:
-        self._contents.clear()
-        self._desired = resources.by_type()
+        old, new = self._desired, resources.by_type()
+        changes = getattr(resources, "changes", None)
+        base = getattr(resources, "base", None)
+        if (
+            old is None
+            or changes is None
+            or base is None
+            or base != self._serial
+            or any(t not in changes for t in ORDER)
+        ):
+            changes = None
+        self._desired = new
+        self._serial = getattr(resources, "serial", None)
         self._version = version
+        self._routes_current = False
+        if changes is None:
+            self._resync(old)
+        else:
+            for t in ORDER:
+                self._apply_changes(t, changes[t], old.get(t, _EMPTY) if old else _EMPTY)
         self._pump()
+
+    def _apply_changes(self, t: str, names: frozenset[str], before: Mapping[str, Encoded]) -> None:
+        if not names:
+            return
+        ts = self._types[t]
+        now = self._want(t)
+        ts.dirty |= names
+        retained = self._retained.get(t)
+        for n in names:
+            if n in now:
+                if n in ts.names:
+                    ts.missing.discard(n)
+                else:
+                    ts.missing.add(n)
+                if retained:
+                    retained.pop(n, None)
+            else:
+                ts.missing.discard(n)
+                if retained is not None and n in ts.sent and n in before:
+                    retained[n] = before[n]
+
+    def _resync(self, old: Mapping[str, Mapping[str, Encoded]] | None) -> None:
+        """Everything may have changed: recompute the bookkeeping (O(resources))."""
+        for t in ORDER:
+            now = self._want(t)
+            retained = self._retained.get(t)
+            if retained is not None:
+                for n in list(retained):
+                    if n in now:
+                        del retained[n]
+                if old is not None:
+                    for n, enc in old.get(t, _EMPTY).items():
+                        if n not in now and n in self._types[t].sent:
+                            retained.setdefault(n, enc)
+            self._full_dirty(t)
+
+    def _full_dirty(self, t: str) -> None:
+        ts = self._types[t]
+        now = self._want(t)
+        ts.dirty = set(now).union(ts.sent, self._retained.get(t, _EMPTY))
+        if t == ENDPOINT_TYPE:
+            ts.dirty |= self._ahead
+        ts.missing = {n for n in now if n not in ts.names}
 
     def on_request(self, req: Request) -> None:
         ts = self._types.get(req.type_url)
         if ts is None:
             log.debug("ignoring request for unknown type %s", req.type_url)
             return
-        self._contents.clear()
         if req.node_id and not self.node_id:
             self.node_id = req.node_id
         if req.nonce:
@@ -185,87 +256,104 @@ class AdsStream:
             ts.must_respond = True
             if self.delta:
                 ts.sent = dict(req.initial_versions)
+                if self._desired is not None:
+                    self._full_dirty(req.type_url)
         first = not ts.requested
         ts.requested = True
         if self.delta:
             self._delta_subscribe(req, ts, first)
         else:
             names = set(req.names)
+            wildcard = ts.wildcard
             if req.type_url in WILDCARD_TYPES:
-                ts.wildcard = not names or "*" in names
-            ts.names = names - {"*"}
-            if not ts.wildcard:
-                for gone in [n for n in ts.sent if n not in ts.names]:
-                    del ts.sent[gone]
+                wildcard = not names or "*" in names
+            names.discard("*")
+            if names != ts.names or wildcard != ts.wildcard:
+                ts.wildcard, ts.names = wildcard, names
+                if not ts.wildcard:
+                    for gone in [n for n in ts.sent if n not in ts.names]:
+                        del ts.sent[gone]
+                if self._desired is not None:
+                    self._full_dirty(req.type_url)
         self._pump()
 
     def _delta_subscribe(self, req: Request, ts: _TypeState, first: bool) -> None:
-        if first and req.type_url in WILDCARD_TYPES and not req.subscribe:
+        t = req.type_url
+        wildcard = ts.wildcard
+        if first and t in WILDCARD_TYPES and not req.subscribe:
             ts.wildcard = True
-        ahead = self._ahead if req.type_url == ENDPOINT_TYPE else set()
+        ahead = self._ahead if t == ENDPOINT_TYPE else set()
+        now = self._want(t)
         for n in req.subscribe:
             if n == "*":
                 ts.wildcard = True
             else:
                 ts.names.add(n)
                 ahead.discard(n)
+                ts.missing.discard(n)
+                ts.dirty.add(n)
         for n in req.unsubscribe:
             if n == "*":
                 ts.wildcard = False
             else:
                 ts.names.discard(n)
                 ahead.discard(n)
+                if n in now:
+                    ts.missing.add(n)
+                ts.dirty.add(n)
                 if not ts.wildcard:
                     ts.sent.pop(n, None)
+        if ts.wildcard != wildcard and self._desired is not None:
+            self._full_dirty(t)
 
     # --- decisions --------------------------------------------------------------------
 
-    def _content(self, type_url: str) -> dict[str, Encoded]:
-        """What Envoy should have of this type, by name, sorted (desired resources are
-        sorted by name already)."""
-        content = self._contents.get(type_url)
-        if content is not None:
-            return content
-        assert self._desired is not None
-        ts = self._types[type_url]
-        out = dict(self._desired.get(type_url, {}))
-        merged = False
-        if type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
-            for snap in self._live:
-                if snap is self._desired:
-                    continue
-                for name, enc in snap.get(type_url, {}).items():
-                    if name not in out:
-                        out[name] = enc
-                        merged = True
-        if not ts.wildcard:
-            wanted = ts.names
-            if type_url == ENDPOINT_TYPE and self._ahead:
-                self._ahead.intersection_update(out)  # clusters gone before a subscription
-                wanted = wanted | self._ahead
-            out = {n: e for n, e in out.items() if n in wanted}
-        if merged:
-            out = dict(sorted(out.items()))
-        self._contents[type_url] = out
-        return out
+    def _want(self, t: str) -> Mapping[str, Encoded]:
+        return self._desired.get(t, _EMPTY) if self._desired is not None else _EMPTY
 
-    def _changed(self, type_url: str, content: Mapping[str, Encoded]) -> bool:
-        sent = self._types[type_url].sent
-        return len(sent) != len(content) or sent != dict(
-            zip(content, map(_VERSION, content.values()), strict=True)
-        )
+    def _get(self, t: str, name: str) -> Encoded | None:
+        """What Envoy should have under this name, if anything."""
+        ts = self._types[t]
+        if not (ts.wildcard or name in ts.names or (t == ENDPOINT_TYPE and name in self._ahead)):
+            return None
+        enc = self._want(t).get(name)
+        if enc is None and t in self._retained:
+            enc = self._retained[t].get(name)
+        return enc
+
+    def _content(self, t: str) -> dict[str, Encoded]:
+        """Everything Envoy should have of this type, sorted by name (SotW responses)."""
+        out = {n: e for n, e in self._want(t).items() if self._get(t, n) is e}
+        for n, e in self._retained.get(t, _EMPTY).items():
+            if n not in out and self._get(t, n) is e:
+                out[n] = e
+        return dict(sorted(out.items()))
+
+    def _changed(self, t: str) -> bool:
+        """Does what Envoy has differ from what it should have? Names found in step are
+        dropped from `dirty` on the way."""
+        ts = self._types[t]
+        if not ts.dirty:
+            return False
+        sent, clean, found = ts.sent, [], False
+        for n in ts.dirty:
+            enc = self._get(t, n)
+            if sent.get(n) != (enc.version if enc is not None else None):
+                found = True
+                break
+            clean.append(n)
+        ts.dirty.difference_update(clean)
+        return found
 
     def _settled(self, type_url: str) -> bool:
-        assert self._desired is not None
         ts = self._types[type_url]
-        desired = self._desired.get(type_url, {})
         if not ts.requested:
-            return not desired
+            return not self._want(type_url)
         if ts.pending is not None or ts.must_respond:
             return False
-        if self._changed(type_url, self._content(type_url)):
+        if self._changed(type_url):
             return False
-        return ts.wildcard or ts.names.issuperset(desired)
+        return ts.wildcard or not ts.missing
 
     def _routable(self) -> bool:
         """May listeners and routes go out? When clusters and endpoints are settled; on
@@ -275,18 +363,16 @@ class AdsStream:
             return True
         if not self.delta:
             return False
-        assert self._desired is not None
-        for type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+        for type_url in _RETAINED_TYPES:
             ts = self._types[type_url]
             if not ts.requested or ts.must_respond:
                 return False
             if ts.pending is not None and not ts.pending_fresh:
                 return False
-            if self._changed(type_url, self._content(type_url)):
+            if self._changed(type_url):
                 return False
         eds = self._types[ENDPOINT_TYPE]
-        desired = self._desired.get(ENDPOINT_TYPE, {})
-        return eds.wildcard or all(n in eds.names or n in self._ahead for n in desired)
+        return eds.wildcard or eds.missing <= self._ahead
 
     def _push_ahead(self, added: list[str]) -> None:
         """Delta: endpoints of clusters new to Envoy go right behind them. Only while
@@ -295,11 +381,19 @@ class AdsStream:
         eds = self._types[ENDPOINT_TYPE]
         if not self.delta or not eds.requested or not (eds.wildcard or eds.names):
             return
-        have = self._desired.get(ENDPOINT_TYPE, {}) if self._desired is not None else {}
+        have = self._want(ENDPOINT_TYPE)
         new = [n for n in added if n in have and n not in eds.names]
         if new:
             self._ahead.update(new)
-            self._contents.pop(ENDPOINT_TYPE, None)
+            eds.dirty.update(new)
+
+    def _release(self) -> None:
+        """The routing types are settled on the desired state: what was retained for
+        older listeners and routes may go."""
+        for t, retained in self._retained.items():
+            if retained:
+                self._types[t].dirty.update(retained)
+                retained.clear()
 
     def _pump(self) -> None:
         if self._desired is None:
@@ -312,38 +406,50 @@ class AdsStream:
                     continue
                 if type_url in ROUTING_TYPES and not self._routable():
                     continue
-                content = self._content(type_url)
-                if ts.must_respond or self._changed(type_url, content):
-                    self._respond(type_url, content)
+                if ts.must_respond or self._changed(type_url):
+                    self._respond(type_url)
                     sent_any = True
-            if all(self._settled(t) and self._types[t].nack is None for t in ROUTING_TYPES) and (
-                len(self._live) != 1 or self._live[0] is not self._desired
+            if not self._routes_current and all(
+                self._settled(t) and self._types[t].nack is None for t in ROUTING_TYPES
             ):
-                self._live = [self._desired]
-                self._contents.clear()
+                self._routes_current = True
+                self._release()
                 continue  # retained clusters may go now
             if not sent_any:
                 break
-        if all(self._settled(t) and self._types[t].nack is None for t in ORDER) and (
-            not self._live or (len(self._live) == 1 and self._live[0] is self._desired)
+        if self._routes_current and all(
+            self._settled(t) and self._types[t].nack is None for t in ORDER
         ):
             self.acked_version = max(self.acked_version, self._version)
         if self._on_change is not None:
             self._on_change(self)
 
-    def _respond(self, type_url: str, content: dict[str, Encoded]) -> None:
+    def _respond(self, type_url: str) -> None:
         ts = self._types[type_url]
         self._counter += 1
         nonce = str(self._counter)
+        sent = ts.sent
+        resources: dict[str, Encoded]
+        removed: tuple[str, ...] = ()
         if self.delta:
-            resources = {n: e for n, e in content.items() if ts.sent.get(n) != e.version}
-            removed = tuple(sorted(n for n in ts.sent if n not in content))
+            resources, gone = {}, []
+            for n in sorted(ts.dirty):
+                enc = self._get(type_url, n)
+                if enc is None:
+                    if n in sent:
+                        gone.append(n)
+                elif sent.get(n) != enc.version:
+                    resources[n] = enc
+            removed = tuple(gone)
+            updated = [n for n in resources if n in sent]
         else:
-            resources, removed = content, ()
+            resources = self._content(type_url)
+            updated = [n for n, e in resources.items() if n in sent and sent[n] != e.version]
+        ts.dirty.clear()
         fresh = False
         if self.delta and not removed:
             if type_url == CLUSTER_TYPE:
-                fresh = not any(n in ts.sent for n in resources)
+                fresh = not updated
                 if fresh:
                     self._push_ahead(list(resources))
             elif type_url == ENDPOINT_TYPE:
@@ -352,18 +458,19 @@ class AdsStream:
         if type_url == CLUSTER_TYPE:
             # An updated cluster warms again and waits for its endpoints: resend them
             # even if they did not change.
-            eds_sent = self._types[ENDPOINT_TYPE].sent
-            for n, e in content.items():
-                if n in ts.sent and ts.sent[n] != e.version:
-                    eds_sent.pop(n, None)
-        ts.sent = {n: e.version for n, e in content.items()}
+            eds = self._types[ENDPOINT_TYPE]
+            for n in updated:
+                if eds.sent.pop(n, None) is not None:
+                    eds.dirty.add(n)
+        if self.delta:
+            for n in removed:
+                del sent[n]
+            sent.update(zip(resources, map(_VERSION, resources.values()), strict=True))
+        else:
+            ts.sent = dict(zip(resources, map(_VERSION, resources.values()), strict=True))
         ts.pending = ts.last_nonce = nonce
         ts.must_respond = False
         ts.sent_version = self._version
-        if type_url in ROUTING_TYPES and (not self._live or self._live[-1] is not self._desired):
-            assert self._desired is not None
-            self._live.append(self._desired)
-            self._contents.clear()
         self._send(
             Response(
                 type_url=type_url,

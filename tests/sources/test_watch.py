@@ -49,7 +49,9 @@ async def watching(path: Path, **kwargs: object) -> AsyncIterator[Collector]:
     collector = Collector()
     task = asyncio.create_task(
         collector.run(
-            watch([path], stop_event=stop, rescan_interval=0.5, **{"parse": fake_parse, **kwargs})  # type: ignore[arg-type]
+            watch(
+                [path], stop_event=stop, **{"parse": fake_parse, "rescan_interval": 0.5, **kwargs}
+            )  # type: ignore[arg-type]
         )
     )
     try:
@@ -169,3 +171,39 @@ async def test_burst_read_slowly_is_one_changeset(tmp_path: Path) -> None:
             thread.join()
         # Without coalescing: 4 or more (each batch read while the next is written).
         assert len(w.sets) - before <= 2
+
+
+# --- inotify (Linux): events alone, the periodic rescan pushed out of the way ----------
+
+needs_inotify = pytest.mark.skipif(
+    not __import__("propylon.sources.inotify", fromlist=["available"]).available(),
+    reason="inotify is Linux-only",
+)
+
+
+@needs_inotify
+async def test_inotify_reports_a_file_only_once_written(tmp_path: Path) -> None:
+    async with watching(tmp_path, rescan_interval=60) as w:
+        with (tmp_path / "a.yaml").open("w") as f:
+            f.write("apiVersion: gateway.networking.k8s.io/v1\nkind: Gate")
+            f.flush()
+            # Time for a watcher that reacts to creation or partial writes to do so.
+            await asyncio.sleep(0.05)
+            f.write("way\nmetadata:\n  name: a\n")
+        await w.until(lambda cs: set(cs.objects) == {key("a")})
+        assert not any(cs.diagnostics for cs in w.sets), [cs.diagnostics for cs in w.sets]
+
+
+@needs_inotify
+async def test_inotify_new_and_moved_directories(tmp_path: Path) -> None:
+    async with watching(tmp_path, rescan_interval=60) as w:
+        sub = tmp_path / "team"
+        sub.mkdir()
+        (sub / "a.yaml").write_text(GW.format(name="a"))
+        await w.until(lambda cs: set(cs.objects) == {key("a")})
+        nested = sub / "nested"
+        nested.mkdir()
+        (nested / "b.yaml").write_text(GW.format(name="b"))  # watched since mkdir
+        await w.until(lambda cs: set(cs.objects) == {key("a"), key("b")})
+        os.rename(sub, tmp_path.parent / f"{tmp_path.name}-away")  # files go, no events
+        await w.until(lambda cs: cs.objects == {})
