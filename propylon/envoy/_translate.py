@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
-from bisect import bisect_left, insort
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
@@ -50,10 +50,16 @@ def encode(message: Message) -> Encoded:
     return Encoded(message, data, hashlib.blake2b(data, digest_size=8).hexdigest())
 
 
+_serials = itertools.count(1)
+
+
 @dataclass(frozen=True)
 class XdsResources:
     """Every resource Envoy needs, by name. `encoded` holds the same resources serialized
-    (deterministically) with a content version, by type URL then name."""
+    (deterministically) with a content version, by type URL then name.
+
+    No mapping here is in any particular order (sort at the point of output): a
+    translation is the previous one's dicts patched, not thousands of names re-sorted."""
 
     listeners: Mapping[str, Message] = field(default_factory=dict)
     routes: Mapping[str, Message] = field(default_factory=dict)
@@ -64,6 +70,15 @@ class XdsResources:
     encoded: Mapping[str, Mapping[str, Encoded]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: Unique per translation (a process-wide counter, so two Translators never collide).
+    serial: int = field(default=0, compare=False, repr=False)
+    #: The serial of the translation `changes` is relative to (the same Translator's
+    #: previous one), or None.
+    base: int | None = field(default=None, compare=False, repr=False)
+    #: Per type URL (all six type URLs present as keys when not None): the names whose
+    #: encoded resource is not the identical `Encoded` object of translation `base`
+    #: (added, changed or removed). None: unknown, compare all.
+    changes: Mapping[str, frozenset[str]] | None = field(default=None, compare=False, repr=False)
 
     def by_type(self) -> Mapping[str, Mapping[str, Encoded]]:
         """Type URL -> name -> encoded resource (computed here if not given)."""
@@ -82,6 +97,95 @@ class XdsResources:
         yield LISTENER_TYPE, self.listeners
         yield SCOPED_ROUTE_TYPE, self.scoped_routes
         yield ROUTE_TYPE, self.routes
+
+
+TYPE_URLS = (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    SECRET_TYPE,
+    LISTENER_TYPE,
+    SCOPED_ROUTE_TYPE,
+    ROUTE_TYPE,
+)
+
+
+class _Messages(Mapping[str, Message]):
+    """The messages of a name -> Encoded dict, without building a second dict."""
+
+    __slots__ = ("_encoded",)
+
+    def __init__(self, encoded: Mapping[str, Encoded]) -> None:
+        self._encoded = encoded
+
+    def __getitem__(self, name: str) -> Message:
+        return self._encoded[name].message
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._encoded)
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+class _Output:
+    """One type's output: the previous translation's dict (handed out, so never
+    written), copied on the first change, and the names whose Encoded object changed.
+    A resource equal in bytes to the one it replaces keeps the old object, so a
+    consumer comparing identities sends nothing for it."""
+
+    __slots__ = ("changed", "last", "new")
+
+    def __init__(self, last: dict[str, Encoded]) -> None:
+        self.last = last
+        self.new: dict[str, Encoded] | None = None
+        self.changed: set[str] = set()
+
+    def set(self, name: str, enc: Encoded | None) -> None:
+        """Put (None: remove) one resource."""
+        out = self.new if self.new is not None else self.last
+        cur = out.get(name)
+        if cur is enc or (cur is not None and enc is not None and cur.data == enc.data):
+            return
+        before = self.last.get(name)
+        if before is not None and enc is not None and before is not cur and before.data == enc.data:
+            enc = before  # back to what the previous translation had
+        if self.new is None:
+            out = self.new = self.last.copy()
+        if enc is None:
+            del out[name]
+        else:
+            out[name] = enc
+        if enc is before:
+            self.changed.discard(name)
+        else:
+            self.changed.add(name)
+
+    def update(self, changes: Mapping[str, Encoded | None]) -> None:
+        if not self.last and self.new is None:  # a first translation: no comparisons
+            self.new = {k: v for k, v in changes.items() if v is not None}
+            self.changed = set(self.new)
+            return
+        for name, enc in changes.items():
+            self.set(name, enc)
+
+    def replace(self, full: Mapping[str, Encoded]) -> None:
+        """Make the output exactly `full`."""
+        if not self.last and self.new is None:
+            self.new = dict(full)
+            self.changed = set(full)
+            return
+        for name, enc in full.items():
+            self.set(name, enc)
+        out = self.new if self.new is not None else self.last
+        if len(out) != len(full):
+            for name in [n for n in out if n not in full]:
+                self.set(name, None)
+
+    def result(self) -> dict[str, Encoded]:
+        return self.new if self.new is not None else self.last
 
 
 class _Cache:
@@ -124,7 +228,7 @@ class _Cache:
         self._used = 0
 
 
-_MESSAGE = attrgetter("message")
+_NAME = attrgetter("name")
 _HOSTNAMES = attrgetter("hostnames")
 
 
@@ -137,80 +241,78 @@ def _unscopable(vh: m.VirtualHost) -> bool:
 class _HostState:
     """One route configuration's virtual hosts as of the last translation, by identity
     (the entries keep them alive), with what scoped RDS eligibility needs, and its scopes
-    if its connection manager is the scoped one. Updated from the difference of the id
-    sets (C level), so the Python work per change is per changed virtual host."""
+    if its connection manager is the scoped one. `update` learns what changed from the
+    model's hint (`Delta.virtual_hosts`) or else from the difference of the id sets (C
+    level), so the Python work per change is per changed virtual host."""
 
     vhosts: tuple[m.VirtualHost, ...] = ()
     by_id: dict[int, m.VirtualHost] = field(default_factory=dict)
     hosts: int = 0  # hostnames, all virtual hosts
     unscopable: int = 0  # virtual hosts without a hostname or with a wildcard
+    # What the last `update` took away and added.
+    gone: list[m.VirtualHost] = field(default_factory=list)
+    new: list[m.VirtualHost] = field(default_factory=list)
+    # The scopes, kept up to date (valid) only while this is the scoped configuration.
+    valid: bool = False
     origin: tuple[str, int] | None = None  # of `scopes`
     scopes_by_id: dict[int, dict[str, Encoded]] = field(default_factory=dict)
     scopes: dict[str, Encoded] = field(default_factory=dict)
 
-    def update(self, vhosts: tuple[m.VirtualHost, ...]) -> None:
+    def update(self, vhosts: tuple[m.VirtualHost, ...], hint: m.VirtualHostChanges | None) -> None:
+        """`hint`: (before, after) pairs from the previous translation's virtual hosts to
+        these (checked as far as is cheap; otherwise the id sets are compared)."""
         if vhosts is self.vhosts:
+            self.gone, self.new = [], []
             return
-        self.vhosts = vhosts
         by_id = self.by_id
-        now = dict(zip(map(id, vhosts), vhosts, strict=True))
-        for gone in by_id.keys() - now.keys():
-            vh = by_id.pop(gone)
+        if hint is not None and self._fits(hint, len(vhosts)):
+            gone = [vh for vh, _ in hint if vh is not None]
+            new = [vh for _, vh in hint if vh is not None]
+            for vh in gone:
+                del by_id[id(vh)]
+            for vh in new:
+                by_id[id(vh)] = vh
+        else:
+            now = dict(zip(map(id, vhosts), vhosts, strict=True))
+            gone = [by_id[i] for i in by_id.keys() - now.keys()]
+            new = [now[i] for i in now.keys() - by_id.keys()]
+            self.by_id = now
+        for vh in gone:
             self.hosts -= len(vh.hostnames)
             self.unscopable -= _unscopable(vh)
-        for new in now.keys() - by_id.keys():
-            vh = by_id[new] = now[new]
+        for vh in new:
             self.hosts += len(vh.hostnames)
             self.unscopable += _unscopable(vh)
+        self.vhosts, self.gone, self.new = vhosts, gone, new
+
+    def _fits(self, hint: m.VirtualHostChanges, size: int) -> bool:
+        by_id = self.by_id
+        n = len(by_id)
+        for before, after in hint:
+            if before is not None:
+                if by_id.get(id(before)) is not before:
+                    return False
+                n -= 1
+            if after is not None:
+                n += 1
+        return n == size
 
     def drop_scopes(self) -> None:
-        if self.origin is None and not self.scopes_by_id:
+        if not self.valid and not self.scopes_by_id:
             return
+        self.valid = False
         self.origin = None
         self.scopes_by_id = {}
         self.scopes = {}
 
 
-class _SortedOut:
-    """The name-sorted output dicts (and their messages) of the last translation, per
-    type: an output equal to the last is the same object again, and a few names added or
-    removed are placed by bisection instead of sorting thousands of names."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[dict[str, Encoded], dict[str, Message]]] = {}
-
-    def __call__(
-        self, type_url: str, d: dict[str, Encoded]
-    ) -> tuple[dict[str, Encoded], dict[str, Message]]:
-        last = self._last.get(type_url)
-        if last is not None and d == last[0]:  # identity first: C level, no Encoded __eq__
-            return last
-        keys: Iterable[str]
-        if last is None:
-            keys = sorted(d)
-        elif d.keys() == last[0].keys():
-            keys = last[0]  # same names, some other values: the same order
-        else:
-            prev = last[0]
-            added, removed = d.keys() - prev.keys(), prev.keys() - d.keys()
-            if len(added) + len(removed) > 64:
-                keys = sorted(d)
-            else:
-                keys = list(prev)
-                for k in removed:
-                    del keys[bisect_left(keys, k)]
-                for k in added:
-                    insort(keys, k)
-        enc = dict(zip(keys, map(d.__getitem__, keys), strict=True))
-        out = (enc, dict(zip(keys, map(_MESSAGE, enc.values()), strict=True)))
-        self._last[type_url] = out
-        return out
-
-
 class Translator:
-    """`translate` with memory: unchanged model fragments are not rebuilt or reserialized.
+    """`translate` with memory: unchanged model fragments are not rebuilt or reserialized,
+    and each result says what changed since the previous one (`XdsResources.changes`).
 
     Keep one per data plane (the runtime does); `translate()` below uses a fresh one.
+    With a model whose `delta` is relative to the model translated last, the work is in
+    proportion to the change; without, unchanged fragments are found by identity.
     """
 
     def __init__(self, *, scoped_min_hosts: int = SCOPED_MIN_HOSTS) -> None:
@@ -218,19 +320,23 @@ class Translator:
         self._scopes = _Cache()
         # Route configuration name -> its virtual hosts (and scopes) as last translated.
         self._hosts: dict[str, _HostState] = {}
-        self._out = _SortedOut()
         self._vhosts = _Cache()
         self._vhost_ids = _Cache()
         self._routes = _Cache(slack=0)
         self._listeners = _Cache()
         self._clusters = _Cache()
         self._cluster_ids = _Cache()
-        # The last translation's virtual hosts per route configuration, and clusters,
-        # by id (each entry keeps its VirtualHost or Cluster alive).
+        # The last translation's virtual hosts per (unscoped) route configuration by id
+        # (each entry keeps its VirtualHost alive), and its RouteConfiguration.
         self._previous_vhosts: dict[
             str, tuple[tuple[str, int], dict[int, tuple[m.VirtualHost, Encoded]]]
         ] = {}
-        self._previous_clusters: dict[int, tuple[m.Cluster, Encoded, Encoded]] = {}
+        self._previous_routes: dict[
+            str, tuple[tuple[m.VirtualHost, ...], tuple[str, int], Encoded]
+        ] = {}
+        # The model's clusters as last translated: the tuple, and by name.
+        self._cluster_tuple: tuple[m.Cluster, ...] | None = None
+        self._cluster_objs: dict[str, m.Cluster] = {}
         self._endpoints = _Cache()
         self._secrets = _Cache()
         self._caches = (
@@ -244,99 +350,132 @@ class Translator:
             self._endpoints,
             self._secrets,
         )
+        self._last: dict[str, dict[str, Encoded]] = {t: {} for t in TYPE_URLS}
+        self._serial: int | None = None  # of the last translation
+        self._model_serial = 0  # of the model translated last
 
     def translate(self, model: m.Model, options: m.ProxyOptions) -> XdsResources:
+        try:
+            return self._translate(model, options)
+        except BaseException:
+            # Never reuse a half-updated state: start again (the next result has no base).
+            self.__init__(scoped_min_hosts=self._scoped_min_hosts)  # type: ignore[misc]
+            raise
+
+    def _translate(self, model: m.Model, options: m.ProxyOptions) -> XdsResources:
+        delta = model.delta
+        hint = delta if delta is not None and delta.base == self._model_serial != 0 else None
+        outs = {t: _Output(self._last[t]) for t in TYPE_URLS}
         listeners: dict[str, Encoded] = {}
         routes: dict[str, Encoded] = {}
-        scopes: dict[str, Encoded] = {}
         secret_names: set[str] = set()
-        scoped = self._scoped_hcm(model)
+        scoped = self._scoped_hcm(model, hint)
         for lst in model.listeners:
             own = scoped if scoped is not None and _owns(lst, scoped) else None
             listeners[lst.name] = self._listeners.get(
                 (_listener_shape(lst), options, own), partial(_listener, lst, options, own)
             )
-            for rc_name, vhosts in _route_configs(lst):
+            for rc_name, _, vhosts in _route_configs(lst):
                 scheme = "http" if rc_name == lst.name else "https"
                 if rc_name == own:
-                    self._scoped_route_configs(scopes, rc_name, (scheme, lst.port))
+                    self._scoped_route_configs(outs[SCOPED_ROUTE_TYPE], rc_name, (scheme, lst.port))
                 else:
                     self._hosts[rc_name].drop_scopes()
                     routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
             for term in lst.https:
                 secret_names.update(term.certificates)
-        clusters, endpoints = self._all_clusters(model.clusters)
+        if scoped is None:
+            outs[SCOPED_ROUTE_TYPE].replace({})
+        self._all_clusters(model.clusters, hint, outs[CLUSTER_TYPE], outs[ENDPOINT_TYPE])
         secrets: dict[str, Encoded] = {}
         for s in model.secrets:
             if s.name in secret_names:
                 secrets[s.name] = self._secrets.get(
                     s, partial(pb.tls_secret, s.name, s.certificate_chain, s.private_key)
                 )
+        outs[LISTENER_TYPE].replace(listeners)
+        outs[ROUTE_TYPE].replace(routes)
+        outs[SECRET_TYPE].replace(secrets)
         for gone in self._previous_vhosts.keys() - routes.keys():
             del self._previous_vhosts[gone]
+        for gone in self._previous_routes.keys() - routes.keys():
+            del self._previous_routes[gone]
         for cache in self._caches:
             cache.rotate()
-        out = {
-            CLUSTER_TYPE: self._out(CLUSTER_TYPE, clusters),
-            ENDPOINT_TYPE: self._out(ENDPOINT_TYPE, endpoints),
-            SECRET_TYPE: self._out(SECRET_TYPE, secrets),
-            LISTENER_TYPE: self._out(LISTENER_TYPE, listeners),
-            SCOPED_ROUTE_TYPE: self._out(SCOPED_ROUTE_TYPE, scopes),
-            ROUTE_TYPE: self._out(ROUTE_TYPE, routes),
-        }
+        encoded = {t: outs[t].result() for t in TYPE_URLS}
+        base = self._serial
+        serial = next(_serials)
+        self._last, self._serial, self._model_serial = encoded, serial, model.serial
         return XdsResources(
-            listeners=out[LISTENER_TYPE][1],
-            routes=out[ROUTE_TYPE][1],
-            clusters=out[CLUSTER_TYPE][1],
-            endpoints=out[ENDPOINT_TYPE][1],
-            secrets=out[SECRET_TYPE][1],
-            scoped_routes=out[SCOPED_ROUTE_TYPE][1],
-            encoded={type_url: pair[0] for type_url, pair in out.items()},
+            listeners=_Messages(encoded[LISTENER_TYPE]),
+            routes=_Messages(encoded[ROUTE_TYPE]),
+            clusters=_Messages(encoded[CLUSTER_TYPE]),
+            endpoints=_Messages(encoded[ENDPOINT_TYPE]),
+            secrets=_Messages(encoded[SECRET_TYPE]),
+            scoped_routes=_Messages(encoded[SCOPED_ROUTE_TYPE]),
+            encoded=encoded,
+            serial=serial,
+            base=base,
+            changes=None if base is None else {t: frozenset(outs[t].changed) for t in TYPE_URLS},
         )
 
-    def _scoped_hcm(self, model: m.Model) -> str | None:
+    def _scoped_hcm(self, model: m.Model, hint: m.Delta | None) -> str | None:
         """`_scoped_hcm` below, from the per-route-configuration host counts kept up to
-        date by identity (`_HostState`): no walk over every hostname per translation."""
+        date (`_HostState`): no walk over every hostname per translation."""
         best: tuple[int, str] | None = None
         states = self._hosts
         seen: set[str] = set()
         for lst in model.listeners:
-            for rc_name, vhosts in _route_configs(lst):
-                seen.add(rc_name)
+            for rc_name, key, vhosts in _route_configs(lst):
                 st = states.get(rc_name)
+                changes = None
                 if st is None:
                     st = states[rc_name] = _HostState()
-                st.update(vhosts)
+                elif hint is not None and rc_name not in seen:
+                    # A state that exists was updated from the hint's base model.
+                    changes = hint.virtual_hosts.get(key)
+                seen.add(rc_name)
+                st.update(vhosts, changes)
                 if st.hosts < self._scoped_min_hosts or st.unscopable:
                     continue
                 if best is None or st.hosts > best[0]:
                     best = (st.hosts, rc_name)
-        for gone in states.keys() - seen:
-            del states[gone]
+        if len(states) != len(seen):
+            for gone in states.keys() - seen:
+                del states[gone]
         return best[1] if best is not None else None
 
-    def _scoped_route_configs(
-        self, out: dict[str, Encoded], name: str, origin: tuple[str, int]
-    ) -> None:
+    def _scoped_route_configs(self, out: _Output, name: str, origin: tuple[str, int]) -> None:
         """One scope per hostname, `<name>/<hostname>`, carrying a RouteConfiguration of
         the same name with that host's virtual host only (inline: one resource).
 
-        Only virtual hosts that are not the very objects of the last translation (the
-        incremental build hands over the same objects for unchanged hosts) are looked
-        at: the others keep their scopes, found by a C-level difference of id sets."""
+        While this configuration stays the scoped one with the same origin, only the
+        virtual hosts that `_HostState.update` found gone or new are looked at; the
+        output is patched by the scope names they touch."""
         st = self._hosts[name]
-        if st.origin != origin:
-            st.drop_scopes()
+        if not st.valid or st.origin != origin:
             st.origin = origin
+            have = st.scopes_by_id = {}
+            scopes = st.scopes = {}
+            for vh in st.vhosts:  # in order: a hostname given twice goes to the last
+                own = have[id(vh)] = self._scopes_of(name, vh, origin)
+                scopes.update(own)
+            st.valid = True
+            out.replace(scopes)
+            return
         have, scopes = st.scopes_by_id, st.scopes
-        for gone in have.keys() - st.by_id.keys():
-            for scope, enc in have.pop(gone).items():
+        touched: set[str] = set()
+        for vh in st.gone:
+            for scope, enc in have.pop(id(vh)).items():
                 if scopes.get(scope) is enc:
                     del scopes[scope]
-        for new in st.by_id.keys() - have.keys():
-            own = have[new] = self._scopes_of(name, st.by_id[new], origin)
+                touched.add(scope)
+        for vh in st.new:
+            own = have[id(vh)] = self._scopes_of(name, vh, origin)
             scopes.update(own)
-        out.update(scopes)
+            touched.update(own)
+        for scope in touched:
+            out.set(scope, scopes.get(scope))
 
     def _scopes_of(
         self, name: str, vh: m.VirtualHost, origin: tuple[str, int]
@@ -383,25 +522,50 @@ class Translator:
         return tuple(map(itemgetter(1), found))
 
     def _all_clusters(
-        self, model_clusters: tuple[m.Cluster, ...]
-    ) -> tuple[dict[str, Encoded], dict[str, Encoded]]:
-        """Clusters and endpoints by name. Cluster objects of the previous translation
-        are matched by identity with C-level operations (map, zip, dict), so thousands
-        of unchanged clusters cost no Python-level lookup each; only new Cluster objects
-        go through the caches (`_cluster`)."""
-        previous = self._previous_clusters  # id -> (Cluster, cluster, endpoints)
-        ids = list(map(id, model_clusters))
-        hits: list[tuple[m.Cluster, Encoded, Encoded] | None] = list(map(previous.get, ids))
-        for i in [i for i, hit in enumerate(hits) if hit is None] if None in hits else ():
-            c = model_clusters[i]
-            hits[i] = (c, *self._cluster(c))
-        found = cast(list[tuple[m.Cluster, Encoded, Encoded]], hits)
-        self._previous_clusters = dict(zip(ids, found, strict=True))
-        names = list(map(attrgetter("name"), model_clusters))
-        return (
-            dict(zip(names, map(itemgetter(1), found), strict=True)),
-            dict(zip(names, map(itemgetter(2), found), strict=True)),
-        )
+        self,
+        clusters: tuple[m.Cluster, ...],
+        hint: m.Delta | None,
+        cluster_out: _Output,
+        endpoint_out: _Output,
+    ) -> None:
+        """Clusters and endpoints by name, patched for the names the hint gives, or else
+        for those whose Cluster object is not the one translated last (found by C-level
+        set operations, so thousands of unchanged clusters cost no Python-level step)."""
+        if clusters is self._cluster_tuple:
+            return
+        objs = self._cluster_objs
+        touched: Iterable[str] | None = None
+        if hint is not None and self._cluster_tuple is not None:
+            size = len(objs)
+            for name, c in hint.clusters.items():
+                size += (c is not None) - (name in objs)
+            if size == len(clusters):
+                touched = hint.clusters
+                for name, c in hint.clusters.items():
+                    if c is None:
+                        objs.pop(name, None)
+                    else:
+                        objs[name] = c
+        if touched is None:
+            by_name = dict(zip(map(_NAME, clusters), clusters, strict=True))
+            if objs:
+                now = dict(zip(by_name, map(id, by_name.values()), strict=True))
+                was = dict(zip(objs, map(id, objs.values()), strict=True))
+                touched = set(map(itemgetter(0), now.items() ^ was.items()))
+            else:
+                touched = by_name
+            objs = self._cluster_objs = by_name
+        self._cluster_tuple = clusters
+        cluster_changes: dict[str, Encoded | None] = {}
+        endpoint_changes: dict[str, Encoded | None] = {}
+        for name in touched:
+            c = objs.get(name)
+            if c is None:
+                cluster_changes[name] = endpoint_changes[name] = None
+            else:
+                cluster_changes[name], endpoint_changes[name] = self._cluster(c)
+        cluster_out.update(cluster_changes)
+        endpoint_out.update(endpoint_changes)
 
     def _cluster(self, c: m.Cluster) -> tuple[Encoded, Encoded]:
         # First by identity (the incremental Builder hands over the same Cluster objects
@@ -423,12 +587,17 @@ class Translator:
     def _route_config(
         self, name: str, vhosts: tuple[m.VirtualHost, ...], origin: tuple[str, int]
     ) -> Encoded:
+        last = self._previous_routes.get(name)
+        if last is not None and last[0] is vhosts and last[1] == origin:
+            return last[2]
         parts = self._virtual_hosts(name, vhosts, origin)
         # Encoded entries hash by identity, so this key is cheap to hash and compare.
-        return self._routes.get(
+        enc = self._routes.get(
             (name, *(id(p) for p in parts)),
             lambda: pb.route_configuration(name, (p.message for p in parts)),
         )
+        self._previous_routes[name] = (vhosts, origin, enc)
+        return enc
 
 
 def translate(
@@ -465,7 +634,7 @@ def _scoped_hcm(model: m.Model, min_hosts: int) -> str | None:
     that one RouteConfiguration costs Envoy little; ties: the first name)."""
     best: tuple[int, str] | None = None
     for lst in model.listeners:
-        for rc_name, vhosts in _route_configs(lst):
+        for rc_name, _, vhosts in _route_configs(lst):
             per_vhost = list(map(_HOSTNAMES, vhosts))
             hosts = list(chain.from_iterable(per_vhost))
             if len(hosts) < min_hosts or not all(per_vhost) or "*" in "".join(hosts):
@@ -481,14 +650,21 @@ def _scope(name: str, host: str, vhost: Encoded) -> tuple[Encoded, Encoded]:
 
 
 def _owns(lst: m.Listener, rc_name: str) -> bool:
-    return any(name == rc_name for name, _ in _route_configs(lst))
+    return any(name == rc_name for name, _, _ in _route_configs(lst))
 
 
-def _route_configs(lst: m.Listener) -> Iterable[tuple[str, tuple[m.VirtualHost, ...]]]:
+def _route_configs(
+    lst: m.Listener,
+) -> Iterable[tuple[str, m.VirtualHostSet, tuple[m.VirtualHost, ...]]]:
+    """(route configuration name, the model's name for the set, its virtual hosts)."""
     if lst.http is not None:
-        yield lst.name, lst.http
+        yield lst.name, (lst.name, None), lst.http
     for term in lst.https:
-        yield https_route_config_name(lst.name, term), term.virtual_hosts
+        yield (
+            https_route_config_name(lst.name, term),
+            (lst.name, term.server_names),
+            term.virtual_hosts,
+        )
 
 
 # --- listeners ------------------------------------------------------------------------

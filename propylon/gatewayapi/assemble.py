@@ -23,6 +23,8 @@ from propylon.model import (
     TLSPassthrough,
     TLSTermination,
     VirtualHost,
+    VirtualHostChanges,
+    VirtualHostSet,
     WeightedBackend,
 )
 from propylon.resources import ObjectKey, TLSRoute
@@ -77,6 +79,9 @@ class HostTable:
         self.hosts: list[VirtualHost] = []
         self.dirty: set[str] = set()
         self.result: tuple[VirtualHost, ...] | None = None
+        # host -> (VirtualHost in the last result taken by `take_changes`, now): the
+        # model's hint (`Delta.virtual_hosts`), so its consumer need not diff the tuple.
+        self.changes: dict[str, tuple[VirtualHost | None, VirtualHost | None]] = {}
         # A listener hostname that a less specific peer also covers gets a host of its
         # own even without routes (404 there instead of the peer's routes).
         self.own_hosts = {
@@ -114,18 +119,22 @@ class HostTable:
         for host in self.dirty | {h for h in self.own_hosts if h not in self.made}:
             feeds = self.feeds.get(host)
             if feeds is None and host not in self.own_hosts:
-                if self.made.pop(host, None) is not None:
+                gone = self.made.pop(host, None)
+                if gone is not None:
                     at = bisect_left(self.order, (_host_order(host), host))
                     del self.order[at], self.hosts[at]
+                    self._changed(host, gone, None)
                 continue
             # Routes in attachment order (route key order), one per name, then by
             # precedence (a stable sort, as the whole-build assembly does).
             chosen = {r.route.name: r for key in sorted(feeds or ()) for r in routes[key]}
+            before = self.made.get(host)
             made = self.made[host] = VirtualHost(
                 name=f"{self.name}/{host}",
                 hostnames=(host,),
                 routes=tuple(r.route for r in sorted(chosen.values(), key=lambda r: r.key)),
             )
+            self._changed(host, before, made)
             entry = (_host_order(host), host)
             at = bisect_left(self.order, entry)
             if at < len(self.order) and self.order[at] == entry:
@@ -136,6 +145,20 @@ class HostTable:
         self.dirty.clear()
         self.result = tuple(self.hosts)
         return self.result
+
+    def _changed(self, host: str, before: VirtualHost | None, after: VirtualHost | None) -> None:
+        first = self.changes.get(host)
+        if first is not None:
+            before = first[0]  # relative to the last result taken
+        if before is None and after is None:
+            self.changes.pop(host, None)  # made and dropped in between
+        else:
+            self.changes[host] = (before, after)
+
+    def take_changes(self) -> VirtualHostChanges:
+        out = tuple(self.changes.values())
+        self.changes.clear()
+        return out
 
 
 def _passthrough(
@@ -200,8 +223,10 @@ class GatewayAssembly:
         attachments: Sequence[Attachment],
         http_routes: Mapping[ObjectKey, list[OrderedRoute]],
         tls_backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
+        changes: VirtualHostDelta | None = None,
     ) -> tuple[tuple[Listener, ...], tuple[Secret, ...]]:
-        """`attachments` are read only for TLS passthrough (TLSRoutes' attachments do)."""
+        """`attachments` are read only for TLS passthrough (TLSRoutes' attachments do).
+        `changes` collects each virtual host set's changes since the previous call."""
         address = self.state.address
         if address is None:
             return (), ()
@@ -211,6 +236,8 @@ class GatewayAssembly:
             http = self.tables.get((port, -1))
             if http is not None:
                 vhosts = http.virtual_hosts(http_routes)
+                if changes is not None:
+                    changes.take((name, None), http)
                 listeners.append(Listener(name=name, address=address, port=port, http=vhosts))
                 continue
             chains: list[TLSTermination] = []
@@ -219,13 +246,17 @@ class GatewayAssembly:
                 key=lambda p: _host_order(p[1].spec.hostname or "*"),
             ):
                 secrets.extend(li.certificates)
+                server_names = (li.spec.hostname,) if li.spec.hostname else ()
+                table = self.tables[(port, i)]
                 chains.append(
                     TLSTermination(
-                        server_names=(li.spec.hostname,) if li.spec.hostname else (),
+                        server_names=server_names,
                         certificates=tuple(s.name for s in li.certificates),
-                        virtual_hosts=self.tables[(port, i)].virtual_hosts(http_routes),
+                        virtual_hosts=table.virtual_hosts(http_routes),
                     )
                 )
+                if changes is not None:
+                    changes.take((name, server_names), table)
             passthrough = _passthrough(
                 name,
                 [li for li in group if li.spec.protocol == "TLS"],
@@ -243,3 +274,17 @@ class GatewayAssembly:
                 )
             )
         return tuple(listeners), tuple(secrets)
+
+
+class VirtualHostDelta:
+    """What `GatewayAssembly.listeners` collects for the model's `Delta.virtual_hosts`:
+    every set's changes since its previous call (empty when the set did not change)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[VirtualHostSet, VirtualHostChanges] = {}
+        self.ambiguous = False  # two sets by one key: the hint could not tell them apart
+
+    def take(self, key: VirtualHostSet, table: HostTable) -> None:
+        if key in self.sets:
+            self.ambiguous = True
+        self.sets[key] = table.take_changes()

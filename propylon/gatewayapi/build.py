@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import allocate, pools_from
-from propylon.gatewayapi.assemble import GatewayAssembly
+from propylon.gatewayapi.assemble import GatewayAssembly, VirtualHostDelta
 from propylon.gatewayapi.backends import _PROTOCOL_RANK, BackendProblems, Clusters
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
@@ -25,7 +25,7 @@ from propylon.gatewayapi.rules import (
     tls_backends,
     unsupported_filters,
 )
-from propylon.model import Cluster, Listener, Model, Secret, WeightedBackend
+from propylon.model import Cluster, Delta, Listener, Model, Secret, WeightedBackend, next_serial
 from propylon.resources import GRPCRoute, HTTPRoute, ObjectKey, Service, TLSRoute
 
 
@@ -166,8 +166,13 @@ class Finisher:
     """`finish` with memory, for one World: `update` takes the routes whose outcome
     changed (in any order), `result` gives what `finish` would give for all current
     outcomes, at a cost in proportion to the change (plus the Gateways): listeners'
-    attached routes, merged clusters, virtual hosts (`GatewayAssembly`) and the sorted
-    statuses are patched, not rebuilt. Unchanged parts keep their identity."""
+    attached routes, merged clusters, virtual hosts (`GatewayAssembly`) and the
+    statuses are patched, not rebuilt. Unchanged parts keep their identity, and each
+    model after the first says what changed since the previous one (`Model.delta`).
+
+    The first result's statuses are sorted by key; later ones are the previous dict
+    patched (new keys last): sorting thousands of keys per change cost more than the
+    rest of a one-route change."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -185,11 +190,12 @@ class Finisher:
         self.cluster_names: list[str] = []  # sorted
         self.cluster_list: list[Cluster] = []  # alongside `cluster_names`
         self.cluster_tuple: tuple[Cluster, ...] | None = None
+        # cluster name -> the merged cluster now (None: gone), since the last model
+        self.cluster_changes: dict[str, Cluster | None] = {}
         self.statuses: dict[ObjectKey, dict[str, Any]] = dict(world.statuses)
-        self.status_keys: list[ObjectKey] = sorted(self.statuses)
-        self.sorted_statuses: dict[ObjectKey, dict[str, Any]] | None = None
         self.changed_statuses: set[ObjectKey] = set()
         self.last: dict[ObjectKey, dict[str, Any]] | None = None  # statuses given last
+        self.serial = 0  # of the last model
 
     def update(
         self,
@@ -242,17 +248,10 @@ class Finisher:
             self._merge_cluster(name)
 
     def _set_status(self, key: ObjectKey, status: dict[str, Any] | None) -> None:
-        present = key in self.statuses
         if status is None:
-            if present:
-                del self.statuses[key]
-                del self.status_keys[bisect_left(self.status_keys, key)]
+            self.statuses.pop(key, None)
         else:
             self.statuses[key] = status
-            if not present:
-                insort(self.status_keys, key)
-        if present != (status is not None):
-            self.sorted_statuses = None  # the set of keys changed
         self.changed_statuses.add(key)
 
     def _merge_cluster(self, name: str) -> None:
@@ -272,6 +271,7 @@ class Finisher:
                 at = bisect_left(self.cluster_names, name)
                 del self.cluster_names[at], self.cluster_list[at]
                 self.cluster_tuple = None
+                self.cluster_changes[name] = None
             return
         if before is not after:
             at = bisect_left(self.cluster_names, name)
@@ -282,28 +282,29 @@ class Finisher:
                 self.cluster_list[at] = after
             self.clusters[name] = after
             self.cluster_tuple = None
+            self.cluster_changes[name] = after
 
     def result(self, tls_policies: BackendTLSPolicies) -> BuildResult:
         gateways = self.world.gateways
         extra = tls_policies.statuses()
         gateway_statuses = {state.gateway.key: state.status() for state in gateways.values()}
-        if extra or any(k not in self.statuses for k in gateway_statuses):
-            self.sorted_statuses = None
         for key, status in (*extra.items(), *gateway_statuses.items()):
-            if key not in self.statuses:
-                insort(self.status_keys, key)
             self.statuses[key] = status
             self.changed_statuses.add(key)
         since = self.last
-        if self.sorted_statuses is None:
-            statuses = {k: self.statuses[k] for k in self.status_keys}
+        if since is None:
+            statuses = {k: self.statuses[k] for k in sorted(self.statuses)}
         else:
-            statuses = dict(self.sorted_statuses)
+            statuses = since.copy()
             for key in self.changed_statuses:
-                statuses[key] = self.statuses[key]
-        changed = frozenset(self.changed_statuses) if self.last is not None else None
+                now = self.statuses.get(key)
+                if now is None:
+                    statuses.pop(key, None)
+                else:
+                    statuses[key] = now
+        changed = frozenset(self.changed_statuses) if since is not None else None
         self.changed_statuses.clear()
-        self.sorted_statuses = self.last = statuses
+        self.last = statuses
 
         tls_attachments = [
             a for key in sorted(self.tls_attachments) for a in self.tls_attachments[key]
@@ -312,6 +313,7 @@ class Finisher:
         secrets: dict[str, Secret] = {}
         services: list[Service] = []
         addresses: dict[ObjectKey, str] = {}
+        vhost_changes = VirtualHostDelta()
         for gw_name in sorted(gateways):
             state = gateways[gw_name]
             if state.class_state.accepted:
@@ -319,7 +321,7 @@ class Finisher:
             if state.address is not None:
                 addresses[state.gateway.key] = state.address
             gw_listeners, gw_secrets = self.assemblies[gw_name].listeners(
-                tls_attachments, self.ordered, self.passthrough
+                tls_attachments, self.ordered, self.passthrough, vhost_changes
             )
             listeners.extend(gw_listeners)
             for s in gw_secrets:
@@ -327,11 +329,18 @@ class Finisher:
 
         if self.cluster_tuple is None:
             self.cluster_tuple = tuple(self.cluster_list)
+        delta = None
+        if self.serial and not vhost_changes.ambiguous:
+            delta = Delta(self.serial, self.cluster_changes, vhost_changes.sets)
+        self.cluster_changes = {}
         model = Model(
             listeners=tuple(listeners),
             clusters=self.cluster_tuple,
             secrets=tuple(secrets[k] for k in sorted(secrets)),
+            serial=next_serial(),
+            delta=delta,
         )
+        self.serial = model.serial
         return BuildResult(
             statuses=statuses,  # never changed afterwards: the next result copies it
             services=tuple(services),

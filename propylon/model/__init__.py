@@ -14,7 +14,9 @@ Naming (stable and documented, so users can find things in Envoy's config_dump):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -243,11 +245,47 @@ class Secret:
     private_key: str  # PEM
 
 
+#: Where a tuple of virtual hosts lives in a Model: (Listener name, None) for the
+#: Listener's `http`, (Listener name, server_names) for one of its `https` terminations.
+VirtualHostSet = tuple[str, tuple[str, ...] | None]
+#: (before, after) of virtual hosts added (before None), replaced, or removed (after None).
+VirtualHostChanges = tuple[tuple[VirtualHost | None, VirtualHost | None], ...]
+
+_serials = itertools.count(1)
+
+
+def next_serial() -> int:
+    """A serial for a new Model, unique in this process (a producer may hand models to
+    any consumer, so per-producer counters could collide)."""
+    return next(_serials)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A hint from the producer of a Model: how it differs from the Model whose `serial`
+    is `base` (the same producer's previous one), so a consumer that handled `base` last
+    can work in proportion to the change. Everything not named here is the very same
+    object as in `base`. Only a hint: a consumer may ignore it and compare everything.
+    """
+
+    base: int
+    #: Cluster name -> the Cluster now (None: gone), for every cluster added, replaced
+    #: or removed (more names are allowed: their value is then the unchanged object).
+    clusters: Mapping[str, Cluster | None] = field(default_factory=dict)
+    #: Per virtual host set whose tuple is not the same object as in `base` (others may
+    #: be here too): its changes, which applied to the set's virtual hosts in `base`
+    #: give the set's virtual hosts now (as a set of objects; the tuple has the order).
+    virtual_hosts: Mapping[VirtualHostSet, VirtualHostChanges] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     listeners: tuple[Listener, ...] = ()
     clusters: tuple[Cluster, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    #: `next_serial()` for a model that a later `Delta` may refer to; 0: none.
+    serial: int = field(default=0, compare=False, repr=False)
+    delta: Delta | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from propylon.resources.meta import ObjectKey
@@ -192,11 +193,11 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
         """The `ChangeSet.source` an object came from."""
         return self._sources.get(key)
 
-    def resources(self, *, source: str | None = None) -> dict[ObjectKey, Resource]:
+    def resources(self, *, source: str | None = None) -> Mapping[ObjectKey, Resource]:
         """The objects as `gatewayapi.Inputs.objects` wants them (of one source only, when
-        `source` is given)."""
+        `source` is given). A read-only view: no copy of thousands of entries per change."""
         if source is None and self._resources is not None:
-            return dict(self._resources)
+            return MappingProxyType(self._resources)
         return {
             key: stored.resource
             for key, stored in self._objects.items()

@@ -160,8 +160,7 @@ class AdsStream:
 
     def set_snapshot(self, resources: XdsResources, version: int) -> None:
         old, new = self._desired, resources.by_type()
-        changes = getattr(resources, "changes", None)
-        base = getattr(resources, "base", None)
+        changes, base = resources.changes, resources.base
         if (
             old is None
             or changes is None
@@ -171,7 +170,7 @@ class AdsStream:
         ):
             changes = None
         self._desired = new
-        self._serial = getattr(resources, "serial", None)
+        self._serial = resources.serial
         self._version = version
         self._routes_current = False
         if changes is None:

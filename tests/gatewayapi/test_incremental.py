@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from propylon import model as m
 from propylon.gatewayapi import Builder, Inputs, build
 from propylon.resources import ObjectKey, Resource, parse_object
 
@@ -217,8 +218,9 @@ def _mutate(rng: random.Random, objects: dict[ObjectKey, Resource]) -> set[Objec
 
 def _same(a: Any, b: Any) -> None:
     assert a.model == b.model
+    # Only the first result's statuses are sorted: later ones are patched (new keys last).
     assert dict(a.statuses) == dict(b.statuses)
-    assert list(a.statuses) == list(b.statuses)
+    assert list(b.statuses) == sorted(b.statuses)
     assert a.services == b.services
     assert dict(a.addresses) == dict(b.addresses)
     assert a.diagnostics == b.diagnostics
@@ -233,6 +235,7 @@ def test_incremental_equals_full_build(seed: int, hinted: bool) -> None:
     reused = 0
     previous: dict[ObjectKey, str] = {}
     last: Any = None
+    hints = 0
     for step in range(60):
         changed = _mutate(rng, objects)
         if rng.random() < 0.1:  # an address taken away (the world must be redone)
@@ -248,10 +251,54 @@ def test_incremental_equals_full_build(seed: int, hinted: bool) -> None:
             assert before.keys() ^ incremental.statuses.keys() <= incremental.changed
             for key, status in incremental.statuses.items():
                 assert key in incremental.changed or before[key] is status
+        if last is not None:
+            hints += _check_delta(last.model, incremental.model)
         last = incremental
         reused += builder.reused
         _same(incremental, build(inputs))
     assert reused > 0  # the memo was exercised, not bypassed
+    assert hints > 0
+
+
+def _vhost_sets(model: m.Model) -> dict[m.VirtualHostSet, tuple[m.VirtualHost, ...]]:
+    out: dict[m.VirtualHostSet, tuple[m.VirtualHost, ...]] = {}
+    for lst in model.listeners:
+        if lst.http is not None:
+            out[(lst.name, None)] = lst.http
+        for term in lst.https:
+            out[(lst.name, term.server_names)] = term.virtual_hosts
+    return out
+
+
+def _check_delta(before: m.Model, after: m.Model) -> int:
+    """`after.delta`, if any, says exactly how `after` differs from `before`."""
+    assert after.serial and after.serial != before.serial
+    delta = after.delta
+    if delta is None:
+        return 0
+    assert delta.base == before.serial
+    old = {c.name: c for c in before.clusters}
+    new = {c.name: c for c in after.clusters}
+    for name in old.keys() | new.keys():
+        if old.get(name) is not new.get(name):
+            assert name in delta.clusters, name
+    for name, cluster in delta.clusters.items():
+        assert new.get(name) is cluster, name
+    old_sets, new_sets = _vhost_sets(before), _vhost_sets(after)
+    for key, vhosts in new_sets.items():
+        was = old_sets.get(key)
+        if was is None or was is vhosts:
+            continue
+        assert key in delta.virtual_hosts, key
+        ids = {id(vh): vh for vh in was}
+        for gone, made in delta.virtual_hosts[key]:
+            if gone is not None:
+                assert ids.pop(id(gone)) is gone
+            if made is not None:
+                assert id(made) not in ids
+                ids[id(made)] = made
+        assert ids == {id(vh): vh for vh in vhosts}
+    return 1
 
 
 def test_unchanged_routes_are_the_same_objects() -> None:

@@ -1,0 +1,103 @@
+"""Where a new route's propagation time goes, stage by stage.
+
+    python bench/propagation_trace.py [--prefill 3000] [--routes 30]
+
+Like table 1 of bench/run.py (routes added one at a time, each host probed until 404
+turns into 200; probing every 1 ms here), with `propylon run` instrumented by
+bench/trace/sitecustomize.py: for each route, the times from the file's rename to the
+watcher's read, the reconcile, each xDS response sent, and the first 200. Prints the
+mean of each stage as a Markdown table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import harness as h
+from bench.manifests import GATEWAY, PORT, dump, hostname, route_docs, write_atomic
+from bench.run import Env
+
+MARKS = (
+    "read-start",
+    "read-end",
+    "reconcile-start",
+    "send CDS",
+    "send EDS",
+    "send SRDS",
+    "send RDS",
+    "reconcile-end",
+    "first 200",
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefill", type=int, default=3000)
+    parser.add_argument("--routes", type=int, default=30)
+    args = parser.parse_args()
+    trace = Path(tempfile.mkstemp(prefix="propylon-trace-")[1])
+    os.environ["PROPYLON_BENCH_TRACE"] = str(trace)
+    site = str(Path(__file__).resolve().parent / "trace")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
+    env = Env(["ok"])
+    windows: list[tuple[float, float]] = []
+    try:
+        p = env.start()
+        backend = env.backends.ports[0]
+        for i in range(args.prefill):
+            write_atomic(env.manifests / f"r{i}.yaml", dump(route_docs(i, backend)))
+        addr = p.address(GATEWAY)
+        h.wait_for(lambda: p.attached(GATEWAY) == args.prefill, timeout=600, what="prefill")
+        h.wait_for(p.synced, timeout=120, what="sync")
+        prober = h.Prober(addr, PORT)
+        for i in range(args.prefill, args.prefill + args.routes):
+            text = dump(route_docs(i, backend))
+            t0 = time.monotonic()
+            write_atomic(env.manifests / f"r{i}.yaml", text)
+            while prober.get(hostname(i))[0] != 200:
+                time.sleep(0.001)
+            t1 = time.monotonic()
+            windows.append((t0, t1))
+            # Let the ACKs of this change be handled before the next one starts.
+            h.wait_for(p.synced, timeout=30, what="sync")
+    finally:
+        env.close()
+    events = [line.split(None, 1) for line in trace.read_text().splitlines()]
+    trace.unlink()
+    stages: dict[str, list[float]] = {m: [] for m in MARKS}
+    for t0, t1 in windows:
+        seen: dict[str, float] = {}
+        for stamp, what in events:
+            t = float(stamp)
+            if t0 <= t <= t1 + 0.05:
+                what = (
+                    what.split(" ", 1)[0] if what.startswith(("read", "ack", "request")) else what
+                )
+                seen.setdefault(what, t)
+        seen["first 200"] = t1
+        for mark in MARKS:
+            if mark in seen and seen[mark] <= t1 + 0.05:
+                stages[mark].append((seen[mark] - t0) * 1000)
+    print(f"{len(windows)} routes added with {args.prefill} in place; ms after the rename:\n")
+    print("| stage | mean | p50 | max | seen |")
+    print("|---|---|---|---|---|")
+    for mark in MARKS:
+        v = stages[mark]
+        if v:
+            print(
+                f"| {mark} | {statistics.fmean(v):.1f} | {statistics.median(v):.1f} | "
+                f"{max(v):.1f} | {len(v)} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Loaded by `propylon run` started from bench/propagation_trace.py (PYTHONPATH): wraps
+the stages of one change with CLOCK_MONOTONIC timestamps (the same clock in every
+process here), written to $PROPYLON_BENCH_TRACE. Does nothing in any other process."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+_PATH = os.environ.get("PROPYLON_BENCH_TRACE")
+if _PATH and "propylon.cli" in " ".join(getattr(sys, "orig_argv", [])):
+    from propylon.runtime import instance
+    from propylon.sources import files
+    from propylon.xds import _stream
+
+    _out = open(_PATH, "a", buffering=1)  # noqa: SIM115 (open for the process's life)
+
+    def _event(*parts: object) -> None:
+        _out.write(f"{time.monotonic():.6f} {' '.join(map(str, parts))}\n")
+
+    _update = files.FileSource.update
+
+    def update(self: Any, changed: Any) -> Any:
+        changed = list(changed)
+        _event("read-start", len(changed))
+        try:
+            return _update(self, changed)
+        finally:
+            _event("read-end")
+
+    _reconcile = instance.Instance.reconcile
+
+    async def reconcile(self: Any, changeset: Any) -> None:
+        _event("reconcile-start")
+        try:
+            await _reconcile(self, changeset)
+        finally:
+            _event("reconcile-end")
+
+    _respond = _stream.AdsStream._respond
+
+    def respond(self: Any, type_url: str) -> None:
+        _event("send", _stream.SHORT[type_url])
+        _respond(self, type_url)
+
+    _on_request = _stream.AdsStream.on_request
+
+    def on_request(self: Any, req: Any) -> None:
+        ack = "ack" if req.nonce else "request"
+        _event(f"{ack}-start", _stream.SHORT.get(req.type_url, "?"))
+        try:
+            _on_request(self, req)
+        finally:
+            _event(f"{ack}-end", _stream.SHORT.get(req.type_url, "?"))
+
+    files.FileSource.update = update  # type: ignore[method-assign]
+    instance.Instance.reconcile = reconcile  # type: ignore[method-assign]
+    _stream.AdsStream._respond = respond  # type: ignore[method-assign]
+    _stream.AdsStream.on_request = on_request  # type: ignore[method-assign]
