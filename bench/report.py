@@ -46,7 +46,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     out.append("## Machine\n")
     out.append(
         f"{m.get('cores')} cores, {m.get('cpu')}, {m.get('memory_gib')} GiB RAM, "
-        f"kernel {m.get('kernel')}; Python {m.get('python')}, Envoy {m.get('envoy')}.\n"
+        f"kernel {m.get('kernel')}; Python {m.get('python')}, Envoy {m.get('envoy')}. "
+        f"Manifests and state directories: {m.get('manifests_on', 'system temp dir')}.\n"
     )
 
     rows = [results[k] for k in sorted(results) if k.split("@")[0] == "propagation"]

@@ -37,6 +37,9 @@ from propylon.store import ChangeSet, StoredObject
 COALESCE_S = 2.0
 # ... but only after a batch that took this long to read (some tens of files).
 BUSY_S = 0.02
+# How long to wait for more of a burst when events are reported as they happen
+# (inotify): a writer still going writes a file far faster than this.
+IMMEDIATE_WAIT_S = 0.005
 
 
 def same_changeset(a: ChangeSet, b: ChangeSet) -> bool:
@@ -71,7 +74,9 @@ class _Events:
         self._stop_event = stop_event
         groups = [(r, rec) for r, rec in ((plan.recursive, True), (plan.flat, False)) if r]
         self._last_report = asyncio.get_running_loop().time()
-        if inotify.available() and not options["force_polling"]:
+        # inotify reports each event as it happens; watchfiles after a quiet `step`.
+        self.immediate = inotify.available() and not options["force_polling"]
+        if self.immediate:
             # Armed here, synchronously: nothing written from now on goes unreported.
             self._tasks = [
                 asyncio.create_task(
@@ -228,7 +233,7 @@ async def watch(
                 read_s = time.monotonic() - began
                 while not replan and read_s > busy_s and time.monotonic() - began < coalesce_s:
                     t = time.monotonic()
-                    more = await events.ready(wait_s)
+                    more = await events.ready(IMMEDIATE_WAIT_S if events.immediate else wait_s)
                     if not more:
                         break
                     current = files.update(more)

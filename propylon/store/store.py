@@ -73,21 +73,29 @@ def _dump(resource: Resource) -> dict[str, Any]:
 def spec_hash(resource: Resource) -> str:
     """Hash of what drives `metadata.generation`: `spec`, or for kinds without a spec
     everything except apiVersion, kind, metadata and status."""
-    doc = _dump(resource)
-    if "spec" in doc:
-        return _digest(doc["spec"])
-    return _digest({k: v for k, v in doc.items() if k not in _NOT_CONTENT})
+    return hashes(resource)[0]
 
 
 def content_hash(resource: Resource) -> str:
     """Hash of everything a user controls (spec, labels, annotations, ...), i.e. all but
     status and the metadata fields the store owns."""
+    return hashes(resource)[1]
+
+
+def hashes(resource: Resource) -> tuple[str, str]:
+    """(`spec_hash`, `content_hash`) from one dump; the content hash covers the spec
+    through its digest, so the spec is encoded once."""
     doc = _dump(resource)
+    if "spec" in doc:
+        s_hash = _digest(doc.pop("spec"))
+    else:
+        s_hash = _digest({k: v for k, v in doc.items() if k not in _NOT_CONTENT})
     doc.pop("status", None)
     meta = doc.get("metadata")
     if isinstance(meta, dict):
         doc["metadata"] = {k: v for k, v in meta.items() if k not in _STORE_OWNED_METADATA}
-    return _digest(doc)
+    doc["spec"] = s_hash
+    return s_hash, _digest(doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +327,7 @@ class Store:
                 if incoming.origin != entry.stored.origin:
                     self._set_stored(key, entry, replace(entry.stored, origin=incoming.origin))
                 continue
-            s_hash = spec_hash(incoming.resource)
-            c_hash = content_hash(incoming.resource)
+            s_hash, c_hash = hashes(incoming.resource)
             if entry is not None:
                 record = entry.record
                 if c_hash == entry.content:
