@@ -203,21 +203,26 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             "Same backend, same run, both Envoys with `--concurrency 2`; wrk against "
             "Propylon's listener (one route among the Gateway's config) and against a "
             "minimal static config (one listener, one route, one STATIC cluster). Each "
-            f"row alternates the two twice and averages. {r.get('wrk', '')}. {_mode(r)}\n"
+            f"row is {r.get('rounds', 2)} pairs of {r.get('seconds')} s wrk runs back to "
+            "back, which Envoy goes first alternating; rps and latencies are means, the "
+            "ratio is the median of the pairs' ratios (their range in the next column). "
+            f"{r.get('wrk', '')}. {_mode(r)}\n"
         )
         if "error" in r:
             out.append(f"error: `{r['error']}`\n")
         else:
             out.append(
-                "| connections | Propylon rps | p50 | p99 | static rps | p50 | p99 | ratio (rps) | non-2xx | target |"
+                "| connections | Propylon rps | p50 | p99 | static rps | p50 | p99 | ratio (rps) "
+                "| pairs | non-2xx | target |"
             )
-            out.append("|---|---|---|---|---|---|---|---|---|---|")
+            out.append("|---|---|---|---|---|---|---|---|---|---|---|")
             for row in r["rows"]:
                 pr, st = row["propylon"], row["static"]
                 out.append(
                     f"| {row['connections']} | {_f(pr['rps'], 0)} | {_f(pr['p50_ms'], 2)} ms | "
                     f"{_f(pr['p99_ms'], 2)} ms | {_f(st['rps'], 0)} | {_f(st['p50_ms'], 2)} ms | "
-                    f"{_f(st['p99_ms'], 2)} ms | **{_f(row['ratio_rps'], 3)}x** | {row['non_2xx']} | >= 0.97x |"
+                    f"{_f(st['p99_ms'], 2)} ms | **{_f(row['ratio_rps'], 3)}x** | "
+                    f"{_range(row.get('pair_ratios'))} | {row['non_2xx']} | >= 0.97x |"
                 )
             out.append("")
     if NOTES.exists():
@@ -244,3 +249,9 @@ def _change_rows(c: dict[str, Any], mode: str) -> list[str]:
         f"| one route change {at}: **total** | - | {_f(total)} ms | - | - | - | <= 5 ms (at 5000) |"
     )
     return rows
+
+
+def _range(values: list[float] | None) -> str:
+    if not values:
+        return "-"
+    return f"{min(values):.3f}-{max(values):.3f}"

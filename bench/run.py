@@ -7,6 +7,7 @@ benchmark). Sizes are flags; `--quick` shrinks all of them. See BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -338,10 +339,24 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     times, result = [], None
     for _ in range(repeat):
         gc.collect()
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
+        with _serving_gc():
+            t0 = time.perf_counter()
+            result = fn()
+            times.append((time.perf_counter() - t0) * 1000)
     return times, result
+
+
+@contextlib.contextmanager
+def _serving_gc() -> Iterator[None]:
+    """Garbage collection as `propylon run` has it: no automatic collections (the
+    runtime freezes what each reconcile leaves and collects on a timer)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
@@ -421,6 +436,29 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
             steps: list[float] = []
             acks: list[float] = []
             load_ms: list[float] = []
+            gc.collect()
+            gc.freeze()
+            with _serving_gc():
+                await changes(inst, envoy, source, steps, acks, load_ms)
+            flush = getattr(inst, "flush_state", None)
+            if flush is not None:
+                flush()
+            return {
+                "routes": args.change_routes,
+                "changes": args.changes,
+                "reconcile_ms": summary_ms(steps),
+                "acks_ms": summary_ms(acks),
+                "file_load_ms": summary_ms(load_ms),
+            }
+
+        async def changes(
+            inst: Instance,
+            envoy: SimulatedEnvoy,
+            source: FileSource,
+            steps: list[float],
+            acks: list[float],
+            load_ms: list[float],
+        ) -> None:
             for n in range(args.changes):
                 path = big / f"r{n}.yaml"
                 write_atomic(path, dump(route_docs(n, 9001, header=f"h{n}")))
@@ -435,16 +473,6 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
                 load_ms.append((t1 - t0) * 1000)
                 steps.append((t2 - t1) * 1000)
                 acks.append((t3 - t2) * 1000)
-            flush = getattr(inst, "flush_state", None)
-            if flush is not None:
-                flush()
-            return {
-                "routes": args.change_routes,
-                "changes": args.changes,
-                "reconcile_ms": summary_ms(steps),
-                "acks_ms": summary_ms(acks),
-                "file_load_ms": summary_ms(load_ms),
-            }
 
         out["change"] = asyncio.run(run())
         if args.profile:
@@ -546,29 +574,33 @@ def bench_dataplane(args: argparse.Namespace) -> dict[str, Any]:
         prober.close()
         rows = []
         for conns in (1, 64):
-            # Alternate, twice each, so drift hits both equally.
+            # Pairs back to back, which one goes first alternating (ABBA...), so drift
+            # hits both alike; the ratio is the median of the pairs' ratios (one run of a
+            # few seconds varies by +-5 % here, whichever Envoy it measures).
             prop, stat = [], []
-            for _ in range(2):
-                prop.append(_wrk(f"http://{addr}:{PORT}/", hostname(0), conns, args.wrk_seconds))
-                stat.append(
-                    _wrk(
-                        f"http://127.0.0.1:{static.ports[0]}/", hostname(0), conns, args.wrk_seconds
-                    )
-                )
+            for i in range(args.rounds):
+                runs = [
+                    (prop, f"http://{addr}:{PORT}/"),
+                    (stat, f"http://127.0.0.1:{static.ports[0]}/"),
+                ]
+                for out, url in runs if i % 2 == 0 else runs[::-1]:
+                    out.append(_wrk(url, hostname(0), conns, args.wrk_seconds))
 
             def avg(rs: list[dict[str, float]], k: str) -> float:
                 return statistics.fmean(r[k] for r in rs)
 
+            ratios = [a["rps"] / b["rps"] for a, b in zip(prop, stat, strict=True)]
             rows.append(
                 {
                     "connections": conns,
                     "propylon": {k: avg(prop, k) for k in ("rps", "p50_ms", "p99_ms")},
                     "static": {k: avg(stat, k) for k in ("rps", "p50_ms", "p99_ms")},
-                    "ratio_rps": avg(prop, "rps") / avg(stat, "rps"),
+                    "ratio_rps": statistics.median(ratios),
+                    "pair_ratios": ratios,
                     "non_2xx": sum(int(r["non_2xx"]) for r in prop + stat),
                 }
             )
-        return {"wrk": wrk_note, "seconds": args.wrk_seconds, "rows": rows}
+        return {"wrk": wrk_note, "seconds": args.wrk_seconds, "rounds": args.rounds, "rows": rows}
     finally:
         static.stop()
         env.close()
@@ -627,7 +659,8 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile one change")
-    parser.add_argument("--wrk-seconds", type=int, help="seconds per wrk run (10)")
+    parser.add_argument("--wrk-seconds", type=int, help="seconds per wrk run (4)")
+    parser.add_argument("--rounds", type=int, help="data plane: pairs of wrk runs (10)")
     parser.add_argument("--tag", help="store results as NAME@TAG (an extra row)")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument(
@@ -645,7 +678,8 @@ def main() -> int:
         "per_namespace": 20 if q else 100,
         "churn_seconds": 30 if q else 300,
         "change_routes": 1000 if q else 5000,
-        "wrk_seconds": 3 if q else 10,
+        "wrk_seconds": 2 if q else 4,
+        "rounds": 2 if q else 10,
     }
     for k, v in defaults.items():
         if getattr(args, k) is None:

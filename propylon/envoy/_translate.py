@@ -196,16 +196,20 @@ class _Cache:
     over was most of the memory growth under churn)."""
 
     def __init__(self, slack: int = 64) -> None:
-        self._entries: dict[Hashable, list[Any]] = {}  # key -> [value, generation]
+        self._entries: dict[Hashable, list[Any]] = {}  # key -> [value, generation, key]
         self._generation = 0
-        self._used = 0  # distinct entries used in the current generation
+        # Entries used in the current generation, so a sweep costs what was used, not
+        # what is cached: a translation that follows a change touches a few entries of
+        # thousands, and the first one after a full translation would otherwise walk
+        # them all.
+        self._touched: list[list[Any]] = []
         self._slack = slack
 
     def entry(self, key: Hashable, make: Callable[[], Any]) -> list[Any]:
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = [make(), self._generation]
-            self._used += 1
+            entry = self._entries[key] = [make(), self._generation, key]
+            self._touched.append(entry)
         else:
             self.touch(entry)
         return entry
@@ -214,18 +218,18 @@ class _Cache:
         """Mark an entry (found another way) as used by this translation."""
         if entry[1] != self._generation:
             entry[1] = self._generation
-            self._used += 1
+            self._touched.append(entry)
 
     def get(self, key: Hashable, build: Callable[[], Message]) -> Encoded:
         return cast(Encoded, self.entry(key, lambda: encode(build()))[0])
 
     def rotate(self) -> None:
-        stale = len(self._entries) - self._used
-        if stale > self._slack and stale * 4 > self._used:
-            gen = self._generation
-            self._entries = {k: e for k, e in self._entries.items() if e[1] == gen}
+        used = len(self._touched)
+        stale = len(self._entries) - used
+        if stale > self._slack and stale * 4 > used:
+            self._entries = {e[2]: e for e in self._touched}
         self._generation += 1
-        self._used = 0
+        self._touched = []
 
 
 _NAME = attrgetter("name")
