@@ -47,10 +47,12 @@ def free_port() -> int:
 # --- Envoy processes with static configs ---------------------------------------------
 
 
-def _static_listener(name: str, port: int, route: dict[str, Any]) -> dict[str, Any]:
+def _static_listener(
+    name: str, port: int, route: dict[str, Any], address: str = "127.0.0.1"
+) -> dict[str, Any]:
     return {
         "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "address": {"socket_address": {"address": address, "port_value": port}},
         "filter_chains": [
             {
                 "filters": [
@@ -92,7 +94,10 @@ class StaticEnvoy:
 
 
 def start_static_envoy(
-    listeners: list[dict[str, Any]], clusters: list[dict[str, Any]], ports: list[int]
+    listeners: list[dict[str, Any]],
+    clusters: list[dict[str, Any]],
+    ports: list[int],
+    address: str = "127.0.0.1",
 ) -> StaticEnvoy:
     workdir = Path(tempfile.mkdtemp(prefix="bench-envoy-"))
     config = {
@@ -116,7 +121,7 @@ def start_static_envoy(
         stderr=(workdir / "stderr").open("wb"),
     )
     for port in ports:
-        wait_for(lambda p=port: _connects(p), timeout=20, what=f"static envoy on {port}")  # type: ignore[misc]
+        wait_for(lambda p=port: _connects(p, address), timeout=20, what=f"static envoy on {port}")  # type: ignore[misc]
     return StaticEnvoy(process, ports)
 
 
@@ -146,8 +151,9 @@ def start_backends(bodies: list[str]) -> StaticEnvoy:
     return start_static_envoy(listeners, [], ports)
 
 
-def start_static_proxy(backend_port: int) -> StaticEnvoy:
-    """The hand-written minimal proxy: one listener, one route, one STATIC cluster."""
+def start_static_proxy(backend_port: int, address: str = "127.0.0.1") -> StaticEnvoy:
+    """The hand-written minimal proxy: one listener, one route, one STATIC cluster,
+    listening on `address`."""
     port = free_port()
     cluster = {
         "name": "backend",
@@ -174,9 +180,9 @@ def start_static_proxy(backend_port: int) -> StaticEnvoy:
         },
     }
     listener = _static_listener(
-        "proxy", port, {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}
+        "proxy", port, {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}, address
     )
-    return start_static_envoy([listener], [cluster], [port])
+    return start_static_envoy([listener], [cluster], [port], address)
 
 
 def stop_process(process: subprocess.Popen[Any]) -> None:

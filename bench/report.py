@@ -202,10 +202,14 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         out.append(
             "Same backend, same run, both Envoys with `--concurrency 2`; wrk against "
             "Propylon's listener (one route among the Gateway's config) and against a "
-            "minimal static config (one listener, one route, one STATIC cluster). Each "
+            "minimal static config (one listener, one route, one STATIC cluster) on an "
+            "address of the Gateway's /24 (`.254`; see the data-plane notes below). Each "
             f"row is {r.get('rounds', 2)} pairs of {r.get('seconds')} s wrk runs back to "
             "back, which Envoy goes first alternating; rps and latencies are means, the "
             "ratio is the median of the pairs' ratios (their range in the next column). "
+            "Envoy CPU per request is each proxy process's user + system CPU during its "
+            "runs over the requests it served (median of the runs; the CPU ratio is "
+            "static / Propylon per pair, median). "
             f"{r.get('wrk', '')}. {_mode(r)}\n"
         )
         if "error" in r:
@@ -213,16 +217,19 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         else:
             out.append(
                 "| connections | Propylon rps | p50 | p99 | static rps | p50 | p99 | ratio (rps) "
-                "| pairs | non-2xx | target |"
+                "| pairs | Envoy CPU per request, Propylon / static | ratio (CPU) | non-2xx "
+                "| target |"
             )
-            out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+            out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for row in r["rows"]:
                 pr, st = row["propylon"], row["static"]
                 out.append(
                     f"| {row['connections']} | {_f(pr['rps'], 0)} | {_f(pr['p50_ms'], 2)} ms | "
                     f"{_f(pr['p99_ms'], 2)} ms | {_f(st['rps'], 0)} | {_f(st['p50_ms'], 2)} ms | "
                     f"{_f(st['p99_ms'], 2)} ms | **{_f(row['ratio_rps'], 3)}x** | "
-                    f"{_range(row.get('pair_ratios'))} | {row['non_2xx']} | >= 0.97x |"
+                    f"{_range(row.get('pair_ratios'))} | {_cpu(row)} | "
+                    f"{_f(row['ratio_cpu'], 3) + 'x' if 'ratio_cpu' in row else '-'} | "
+                    f"{row['non_2xx']} | >= 0.97x |"
                 )
             out.append("")
     if NOTES.exists():
@@ -255,3 +262,10 @@ def _range(values: list[float] | None) -> str:
     if not values:
         return "-"
     return f"{min(values):.3f}-{max(values):.3f}"
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    cpu = row.get("cpu_us")
+    if not cpu:
+        return "-"
+    return f"{cpu['propylon']:.1f} / {cpu['static']:.1f} µs"
