@@ -16,8 +16,9 @@ Run everything and rewrite this file:
 ```
 . .venv/bin/activate
 python bench/run.py --quick      # every table at small sizes, about 2-3 minutes
-python bench/run.py              # full sizes (3000 / 1000 / 5000 routes, 5 min churn)
-python bench/run.py --only propagation --routes 300 --prefill 3000   # one table, custom size
+python bench/run.py              # full sizes (3000 / 1000 / 5000 routes, 5 min churn), ~10 min
+python bench/run.py --only propagation --routes 300 --prefill 3000 --tag 3000   # one more row
+python bench/propagation_trace.py   # where a new route's time goes, stage by stage
 ```
 
 Every size is a flag (`python bench/run.py --help`). Raw results: `bench/results.json`
@@ -26,7 +27,7 @@ Every size is a flag (`python bench/run.py --help`). Raw results: `bench/results
 missing). All traffic stays on 127.0.0.0/8. Backends are an Envoy answering 200 with
 a fixed body per port (so the backend is never the bottleneck); the gateway is a real
 `propylon run` with its supervised Envoy, fed manifests as files written with an atomic
-rename.
+rename, on tmpfs (`/dev/shm`) unless `--disk` is given (see "Disk and tmpfs" below).
 """
 
 
