@@ -204,6 +204,12 @@ class EnvoySupervisor:
                 "--disable-hot-restart",
                 "--drain-time-s",
                 str(self._drain_time_s),
+                # A listener or filter chain replaced by an update tells its keep-alive
+                # clients to reconnect on their next response, so they get the new
+                # configuration at once instead of over a gradual drain (~1 s measured
+                # when a listener switched to scoped RDS). In-flight requests finish.
+                "--drain-strategy",
+                "immediate",
                 "--admin-address-path",
                 str(admin_path),
                 stdin=asyncio.subprocess.DEVNULL,

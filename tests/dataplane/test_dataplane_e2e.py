@@ -654,3 +654,56 @@ async def test_new_routes_to_new_clusters_never_fail(
         assert set(seen) <= {404, 200} and 200 in seen, (host, seen)
         await plane.xds.wait_acked(version, timeout=10)
     conn.close()
+
+
+async def test_listener_update_moves_keepalive_clients_at_once(
+    plane: Plane, backends: dict[str, Backend]
+) -> None:
+    """A listener update (here: its hosts reach the scoped-RDS threshold, so its
+    connection manager changes) drains the old listener at once: a keep-alive client
+    gets `Connection: close` on its next response, and the new configuration on its
+    next connection (with a gradual drain it kept the old routes for about a second)."""
+    a = free_address()
+    cl = clusters(backends)
+    tr = Translator(scoped_min_hosts=2)
+
+    def model(*hosts: str) -> m.Model:
+        vhosts = tuple(
+            m.VirtualHost(f"{a[1]}/{h}", (h,), (forward(h, "default:one:80"),)) for h in hosts
+        )
+        return m.Model(
+            listeners=(m.Listener("default/a/1", a[0], a[1], http=vhosts),),
+            clusters=tuple(m.Cluster(c, (m.Endpoint(h, p),)) for c, (h, p) in sorted(cl.items())),
+        )
+
+    async def publish(mdl: m.Model) -> None:
+        res = tr.translate(mdl, OPTIONS)
+        await plane.xds.wait_acked(plane.xds.update(res), node_id=plane.envoy.node_id)
+
+    async def draining() -> int:
+        async with httpx.AsyncClient(trust_env=False) as admin:
+            r = await admin.get(
+                f"http://{plane.envoy.admin_address}/stats",
+                params={"filter": "^listener_manager.total_(listeners|filter_chains)_draining$"},
+            )
+        # A changed filter chain is replaced in place (its connections drain), a changed
+        # listener otherwise as a whole.
+        return sum(int(line.split(":")[1]) for line in r.text.splitlines() if ":" in line)
+
+    await publish(model("h1.test"))
+    async with httpx.AsyncClient(trust_env=False, base_url=f"http://{a[0]}:{a[1]}") as client:
+
+        async def served() -> None:
+            assert (await client.get("/", headers={"host": "h1.test"})).status_code == 200
+
+        await eventually(served, what="first host")
+        await publish(model("h1.test", "h2.test"))  # crosses the threshold: new listener
+
+        async def old_chain_draining() -> None:
+            assert await draining() >= 1
+
+        await eventually(old_chain_draining, what="the old filter chain draining")
+        first = await client.get("/", headers={"host": "h2.test"})
+        if first.status_code != 200:  # answered by the old listener: it says goodbye
+            assert first.headers.get("connection") == "close"
+            assert (await client.get("/", headers={"host": "h2.test"})).status_code == 200
