@@ -204,6 +204,7 @@ class _Cache:
         # them all.
         self._touched: list[list[Any]] = []
         self._slack = slack
+        self._swept_size = 0  # entries after the last sweep
 
     def entry(self, key: Hashable, make: Callable[[], Any]) -> list[Any]:
         entry = self._entries.get(key)
@@ -223,11 +224,22 @@ class _Cache:
     def get(self, key: Hashable, build: Callable[[], Message]) -> Encoded:
         return cast(Encoded, self.entry(key, lambda: encode(build()))[0])
 
-    def rotate(self) -> None:
+    def rotate(self, *, lazy: bool = False) -> None:
+        """End a generation. `lazy`: the translation patched the last one, so entries it
+        did not touch may still be live; sweep only once the cache grew by a quarter
+        since the last sweep (dropping live entries costs a rebuild if a full
+        translation needs them again, never a wrong result), not on the first patch
+        after a full translation, which would free the whole translation at once."""
+        size = len(self._entries)
+        if lazy and size <= self._swept_size * 5 // 4 + self._slack:
+            self._generation += 1
+            self._touched = []
+            return
         used = len(self._touched)
-        stale = len(self._entries) - used
+        stale = size - used
         if stale > self._slack and stale * 4 > used:
             self._entries = {e[2]: e for e in self._touched}
+        self._swept_size = len(self._entries)
         self._generation += 1
         self._touched = []
 
@@ -405,7 +417,7 @@ class Translator:
         for gone in self._previous_routes.keys() - routes.keys():
             del self._previous_routes[gone]
         for cache in self._caches:
-            cache.rotate()
+            cache.rotate(lazy=hint is not None)
         encoded = {t: outs[t].result() for t in TYPE_URLS}
         base = self._serial
         serial = next(_serials)
