@@ -54,7 +54,11 @@ def _exec(argv: list[str]) -> int:
 
 def up(args: list[str]) -> int:
     _ensure_venv("")
-    return _exec([str(BIN / "propylon"), "demo", "walkthrough", *args])
+    # Become the walkthrough (no wrapper process): Ctrl-C and signals reach it directly,
+    # and it shuts down in order without a traceback from here.
+    argv = [str(BIN / "propylon"), "demo", "walkthrough", *args]
+    os.chdir(ROOT)
+    os.execv(argv[0], argv)
 
 
 def test(args: list[str]) -> int:
@@ -83,7 +87,10 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
-    return commands[sys.argv[1]](sys.argv[2:])
+    try:
+        return commands[sys.argv[1]](sys.argv[2:])
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
