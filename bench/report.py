@@ -55,42 +55,15 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     for n, r in enumerate(rows):
         if n:
             out.append(f"Another run: prefill {r.get('prefill')}, {_mode(r)}\n")
-            if "error" in r:
-                out.append(f"error: `{r['error']}`\n")
-                continue
-            lat = r["latency_ms"]
-            out.append(
-                "| routes in place | measured | mean | p50 | p99 | max | first 10 mean | last 10 mean | other statuses | timeouts | target |"
-            )
-            out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-            out.append(
-                f"| {r['prefill']}..{r['prefill'] + r['routes']} | {r['routes']} | {_f(lat['mean'])} ms | "
-                f"{_f(lat['p50'])} ms | {_f(lat['p99'])} ms | {_f(lat['max'])} ms | "
-                f"{_f(r['first_10_mean'])} ms | {_f(r['last_10_mean'])} ms | {r['others'] or 'none'} | "
-                f"{r['timeouts']} | mean <= 15 ms, max <= 100 ms at 3000, no errors |\n"
-            )
-            continue
-        out.append("## 1. Propagation: a new HTTPRoute, file write -> first 200\n")
-        out.append(
-            "Routes are added one at a time, each with its own hostname, Service and "
-            "EndpointSlice. After each write the route's host is probed every 5 ms over a "
-            "keep-alive connection until 404 turns into 200. `prefill` routes were written "
-            f"at once beforehand (not measured). {_mode(r)}\n"
-        )
-        if "error" in r:
-            out.append(f"error: `{r['error']}`\n")
         else:
-            lat = r["latency_ms"]
+            out.append("## 1. Propagation: a new HTTPRoute, file write -> first 200\n")
             out.append(
-                "| routes in place | measured | mean | p50 | p99 | max | first 10 mean | last 10 mean | other statuses | timeouts | target |"
+                "Routes are added one at a time, each with its own hostname, Service and "
+                "EndpointSlice. After each write the route's host is probed every 5 ms over a "
+                "keep-alive connection until 404 turns into 200. `prefill` routes were written "
+                f"at once beforehand (not measured). {_mode(r)}\n"
             )
-            out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-            out.append(
-                f"| {r['prefill']}..{r['prefill'] + r['routes']} | {r['routes']} | {_f(lat['mean'])} ms | "
-                f"{_f(lat['p50'])} ms | {_f(lat['p99'])} ms | {_f(lat['max'])} ms | "
-                f"{_f(r['first_10_mean'])} ms | {_f(r['last_10_mean'])} ms | {r['others'] or 'none'} | "
-                f"{r['timeouts']} | mean <= 15 ms, max <= 100 ms at 3000, no errors |\n"
-            )
+        out.extend(_propagation_table(r))
     r = results.get("edits")
     if r:
         out.append("## 2. Route edits under steady traffic\n")
@@ -270,3 +243,18 @@ def _cpu(row: dict[str, Any]) -> str:
     if not cpu:
         return "-"
     return f"{cpu['propylon']:.1f} / {cpu['static']:.1f} µs"
+
+
+def _propagation_table(r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return [f"error: `{r['error']}`\n"]
+    lat = r["latency_ms"]
+    return [
+        "| routes in place | measured | mean | p50 | p99 | max | first 10 mean | last 10 mean "
+        "| other statuses | timeouts | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['prefill']}..{r['prefill'] + r['routes']} | {r['routes']} | {_f(lat['mean'])} ms | "
+        f"{_f(lat['p50'])} ms | {_f(lat['p99'])} ms | {_f(lat['max'])} ms | "
+        f"{_f(r['first_10_mean'])} ms | {_f(r['last_10_mean'])} ms | {r['others'] or 'none'} | "
+        f"{r['timeouts']} | mean <= 15 ms, max <= 100 ms at 3000, no errors |\n",
+    ]

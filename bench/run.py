@@ -425,14 +425,19 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.change_routes):
             (big / f"r{i}.yaml").write_text(dump(route_docs(i, 9000)))
 
-        async def run() -> dict[str, Any]:
-            inst = Instance(RunOptions(paths=(big,), state_dir=root / "state"))
+        async def loaded(state: str) -> tuple[Instance, SimulatedEnvoy, FileSource]:
+            """An instance that reconciled every file once, its stream answered."""
+            inst = Instance(RunOptions(paths=(big,), state_dir=root / state))
             inst.state.ensure()
             envoy = SimulatedEnvoy()
             inst._xds = envoy.server
             source = FileSource([big])
             await inst.reconcile(source.load())
             envoy.start()
+            return inst, envoy, source
+
+        async def run() -> dict[str, Any]:
+            inst, envoy, source = await loaded("state")
             steps: list[float] = []
             acks: list[float] = []
             load_ms: list[float] = []
@@ -482,13 +487,7 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
             prof_path = root / "change.prof"
 
             async def one() -> None:
-                inst = Instance(RunOptions(paths=(big,), state_dir=root / "state2"))
-                inst.state.ensure()
-                envoy = SimulatedEnvoy()
-                inst._xds = envoy.server
-                source = FileSource([big])
-                await inst.reconcile(source.load())
-                envoy.start()
+                inst, envoy, source = await loaded("state2")
                 for n in range(5):
                     path = big / f"r{n}.yaml"
                     write_atomic(path, dump(route_docs(n, 9002)))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -29,11 +28,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import harness as h
+
+REPO = h.REPO
 HOST = "http-test.mynetwork.local"
 
 
@@ -46,29 +48,6 @@ def start_backend(command: str) -> tuple[subprocess.Popen[str], int]:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     return proc, int(line.rsplit(":", 1)[1])
-
-
-def api(state: Path, path: str) -> Any:
-    out = subprocess.run(
-        ["curl", "-s", "--unix-socket", str(state / "api.sock"), f"http://local{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
-def wait(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.005)
-    raise TimeoutError
 
 
 def request(conn: http.client.HTTPConnection) -> tuple[int, dict[str, str]]:
@@ -106,26 +85,9 @@ def main() -> int:
                 for port in doc["ports"]:
                     port["port"] = http_port if service == "http-test" else grpc_port
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    state = work / "state"
-    propylon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "propylon.cli",
-            "run",
-            "-f",
-            str(manifests),
-            "--state-dir",
-            str(state),
-            "--ip-pool",
-            "127.200.0.0/24",
-            "--log-level",
-            "warning",
-        ],
-    )
+    propylon = h.start_propylon(manifests, work / "state", "127.200.0.0/24")
     try:
-        gw = wait(lambda: api(state, "/v1/objects?kind=Gateway")["items"][0])
-        address = gw["status"]["addresses"][0]["value"]
+        address = propylon.address("example-gateway")
 
         def serving() -> bool:
             c = http.client.HTTPConnection(address, 8080, timeout=1)
@@ -134,7 +96,7 @@ def main() -> int:
             finally:
                 c.close()
 
-        wait(serving)
+        h.wait_for(serving, what="the walkthrough's route")
         conn = http.client.HTTPConnection(address, 8080, timeout=5)
 
         route_file = manifests / "20-httproute.yaml"
@@ -165,12 +127,15 @@ def main() -> int:
 
         kill_ms: list[float] = []
         for _ in range(args.kills):
-            pid = api(state, "/v1/healthz")["envoy"]["pid"]
+            pid = propylon.envoy_pid()
             start = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
             conn.close()
-            wait(lambda old=pid: api(state, "/v1/healthz")["envoy"]["pid"] not in (None, old))
-            wait(serving)
+            h.wait_for(
+                lambda old=pid: propylon.health()["envoy"]["pid"] not in (None, old),  # type: ignore[misc]
+                what="a new Envoy",
+            )
+            h.wait_for(serving, what="serving again")
             kill_ms.append((time.perf_counter() - start) * 1000)
             conn = http.client.HTTPConnection(address, 8080, timeout=5)
 
@@ -181,8 +146,7 @@ def main() -> int:
         print(f"\nnon-200 responses during the edits: {failures}")
         return 0
     finally:
-        propylon.send_signal(signal.SIGTERM)
-        propylon.wait(timeout=15)
+        propylon.stop()
         for proc in (http_backend, grpc_backend):
             proc.terminate()
             proc.wait(timeout=10)

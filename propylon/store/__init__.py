@@ -6,12 +6,10 @@ from propylon.store.store import (
     ObjectRecord,
     Snapshot,
     Store,
-    content_hash,
     format_timestamp,
     key_from_str,
     key_to_str,
     parse_timestamp,
-    spec_hash,
 )
 from propylon.store.types import Resource
 
@@ -25,12 +23,10 @@ __all__ = [
     "Snapshot",
     "Store",
     "StoredObject",
-    "content_hash",
     "error",
     "format_timestamp",
     "key_from_str",
     "key_to_str",
     "parse_timestamp",
-    "spec_hash",
     "warning",
 ]

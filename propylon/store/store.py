@@ -70,21 +70,12 @@ def _dump(resource: Resource) -> dict[str, Any]:
     return resource.model_dump(mode="json", by_alias=True)
 
 
-def spec_hash(resource: Resource) -> str:
-    """Hash of what drives `metadata.generation`: `spec`, or for kinds without a spec
-    everything except apiVersion, kind, metadata and status."""
-    return hashes(resource)[0]
-
-
-def content_hash(resource: Resource) -> str:
-    """Hash of everything a user controls (spec, labels, annotations, ...), i.e. all but
-    status and the metadata fields the store owns."""
-    return hashes(resource)[1]
-
-
 def hashes(resource: Resource) -> tuple[str, str]:
-    """(`spec_hash`, `content_hash`) from one dump; the content hash covers the spec
-    through its digest, so the spec is encoded once."""
+    """(spec hash, content hash) from one dump. The spec hash is what drives
+    `metadata.generation`: `spec`, or for kinds without one everything but apiVersion,
+    kind, metadata and status. The content hash covers everything a user controls (all
+    but status and the metadata the store owns), the spec through its digest, so the
+    spec is encoded once."""
     doc = _dump(resource)
     if "spec" in doc:
         s_hash = _digest(doc.pop("spec"))
