@@ -1,0 +1,469 @@
+"""One pod on this node: its network, volumes and container processes, from creation (or
+adoption after an agent restart) to deletion, with its status reported as it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightkube import ApiError
+
+from devcluster import images
+from devcluster.node import netns, probes
+from devcluster.node.api import API_ERRORS, NodeApi, now_rfc3339
+from devcluster.node.backoff import CrashBackoff, should_restart
+from devcluster.node.config import NodeConfig
+from devcluster.node.envvars import (
+    ConfigError,
+    PodFacts,
+    container_env,
+    expand_all,
+    referenced_objects,
+)
+from devcluster.node.ipam import PodIPAllocator
+from devcluster.node.process import ContainerProcess, launch_argv
+from devcluster.node.state import ContainerRecord, PodRecord
+from devcluster.node.status import Conditions, ContainerStatus, phase, pod_conditions
+from devcluster.node.volumes import PodVolumes, VolumeWriter, remove_tree
+
+Obj = dict[str, Any]
+log = logging.getLogger("devcluster.node")
+SETUP_RETRY_SECONDS = 2.0
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class NodeContext:
+    config: NodeConfig
+    api: NodeApi
+    ipam: PodIPAllocator
+
+
+class PodWorker:
+    def __init__(self, ctx: NodeContext, pod: Obj, record: PodRecord | None) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid: str = meta["uid"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.dir = ctx.config.pods_dir / self.uid
+        spec = pod["spec"]
+        self.host_network = bool(spec.get("hostNetwork"))
+        self.record = record or PodRecord(
+            uid=self.uid,
+            namespace=self.namespace,
+            name=self.name,
+            netns=None if self.host_network else netns.pod_netns_name(ctx.config.name, self.uid),
+            veth=None if self.host_network else netns.host_veth_name(self.uid),
+        )
+        self.containers = [
+            ContainerStatus(name=c["name"], image=c["image"]) for c in spec["containers"]
+        ]
+        self.conditions = Conditions()
+        self.pod_ip = ""
+        self.network_ready = False
+        self.volumes: PodVolumes | None = None
+        self.start_time = now_rfc3339()
+        self._processes: dict[str, ContainerProcess] = {}
+        self._stopping = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._delete_from_api = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._secrets: dict[str, Obj | None] = {}
+        self._config_maps: dict[str, Obj | None] = {}
+        self._volume_writer: VolumeWriter | None = None
+        self.done = asyncio.Event()
+
+    # Called by the agent -------------------------------------------------------------
+    def update(self, pod: Obj) -> None:
+        self.pod = pod
+        if pod["metadata"].get("deletionTimestamp"):
+            self.stop(delete_from_api=True)
+
+    def stop(self, delete_from_api: bool) -> None:
+        self._delete_from_api = self._delete_from_api or delete_from_api
+        self._stopping.set()
+
+    async def run(self) -> None:
+        try:
+            if await self._set_up():
+                self._tasks = [
+                    asyncio.create_task(self._supervise(spec, status))
+                    for spec, status in zip(
+                        self.pod["spec"]["containers"], self.containers, strict=True
+                    )
+                ]
+                self._tasks.append(asyncio.create_task(self._refresh_tokens()))
+            reporter = asyncio.create_task(self._report())
+            self._dirty.set()
+            await self._stopping.wait()
+            await self._tear_down()
+            reporter.cancel()
+            if self._delete_from_api:
+                await self.ctx.api.delete_pod_now(self.namespace, self.name)
+                log.info("pod %s/%s deleted", self.namespace, self.name)
+        except Exception:
+            log.exception("pod %s/%s: worker failed", self.namespace, self.name)
+            await self._tear_down()
+        finally:
+            self.done.set()
+
+    # Setup --------------------------------------------------------------------------
+    async def _set_up(self) -> bool:
+        """Network and volumes; retried until they work or the pod is going away."""
+        config = self.ctx.config
+        while not self._stopping.is_set():
+            try:
+                if self.host_network:
+                    self.pod_ip = config.node_ip
+                else:
+                    address = self.ctx.ipam.allocate(self.uid)
+                    self.pod_ip = str(address)
+                    assert self.record.netns and self.record.veth
+                    self.record.save(self.dir)  # before the netns: cleanup can find it
+                    await netns.create_pod_network(
+                        self.record.netns,
+                        self.record.veth,
+                        config.bridge,
+                        address,
+                        config.pod_network,
+                        self.ctx.ipam.gateway,
+                    )
+                self.network_ready = True
+                self.record.save(self.dir)
+                await self._fetch_referenced()
+                writer = VolumeWriter(
+                    self.dir / "volumes",
+                    self.pod,
+                    self._facts(),
+                    self._secrets,
+                    self._config_maps,
+                    self._token,
+                )
+                self.volumes = await writer.write_all()
+                self._volume_writer = writer
+                return True
+            except (ConfigError, netns.CommandFailed, *API_ERRORS) as error:
+                message = str(error)
+                log.warning("pod %s/%s: setup: %s", self.namespace, self.name, message)
+                for status in self.containers:
+                    status.state = {"waiting": {"reason": "ContainerCreating", "message": message}}
+                self._dirty.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), SETUP_RETRY_SECONDS)
+        return False
+
+    def _facts(self) -> PodFacts:
+        return PodFacts(pod_ip=self.pod_ip, host_ip=self.ctx.config.node_ip)
+
+    async def _fetch_referenced(self) -> None:
+        wanted = referenced_objects(self.pod)
+        api = self.ctx.api
+        self._secrets = {n: await api.get_secret(self.namespace, n) for n in wanted.secrets}
+        self._config_maps = {
+            n: await api.get_config_map(self.namespace, n) for n in wanted.config_maps
+        }
+
+    async def _token(self, audience: str | None, seconds: int) -> tuple[str, datetime.datetime]:
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        token = await self.ctx.api.request_token(
+            self.namespace,
+            account,
+            self.name,
+            self.uid,
+            seconds,
+            [audience] if audience else [],
+        )
+        return token.token, token.expires
+
+    async def _refresh_tokens(self) -> None:
+        while self.volumes is not None:
+            refresh_at = self.volumes.refresh_at
+            if refresh_at is None:
+                return
+            wait = (refresh_at - datetime.datetime.now(datetime.UTC)).total_seconds()
+            await asyncio.sleep(max(wait, 1.0))
+            try:
+                assert self._volume_writer is not None
+                await self._volume_writer.refresh_tokens(self.volumes)
+            except (ConfigError, *API_ERRORS) as error:
+                log.warning("pod %s/%s: token refresh: %s", self.namespace, self.name, error)
+                self.volumes.refresh_at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+                    seconds=10
+                )
+
+    # Containers -----------------------------------------------------------------------
+    def _base_env(self, image: images.Image) -> dict[str, str]:
+        config = self.ctx.config
+        path = BASE_PATH
+        if any(str(p).startswith(sys.prefix) for p in image.executables.values()):
+            path = f"{sys.prefix}/bin:{path}"
+        host, port = config.api_host, str(config.api_port)
+        return {
+            "PATH": path,
+            "HOME": "/root",
+            "HOSTNAME": self.name,
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{host}:{port}",
+            "KUBERNETES_PORT_443_TCP": f"tcp://{host}:{port}",
+            "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+            "KUBERNETES_PORT_443_TCP_ADDR": host,
+            "KUBERNETES_PORT_443_TCP_PORT": port,
+        }
+
+    def _prepare(self, spec: Obj, status: ContainerStatus) -> tuple[list[str], dict[str, str]]:
+        """argv and env of the container, or a waiting reason explaining why not."""
+        image = images.resolve(spec["image"])
+        env = container_env(
+            self.pod,
+            spec,
+            self._facts(),
+            self._secrets,
+            self._config_maps,
+            self._base_env(image),
+        )
+        argv = image.argv(expand_all(spec.get("command"), env), expand_all(spec.get("args"), env))
+        assert self.volumes is not None
+        mounts = self.volumes.mounts(spec)
+        return launch_argv(argv, self.record.netns, mounts, spec.get("workingDir")), env
+
+    def _start(self, spec: Obj, status: ContainerStatus) -> ContainerProcess | None:
+        try:
+            argv, env = self._prepare(spec, status)
+        except images.ImageError as error:
+            self._waiting(status, "ErrImagePull", str(error))
+            return None
+        except images.ExecutableNotFound as error:
+            self._waiting(status, "RunContainerError", str(error))
+            return None
+        except ConfigError as error:
+            self._waiting(status, "CreateContainerConfigError", str(error))
+            return None
+        log_file = self.dir / "logs" / f"{spec['name']}.log"
+        process = ContainerProcess.spawn(argv, env, log_file)
+        started_at = now_rfc3339()
+        self.record.containers[spec["name"]] = ContainerRecord(
+            process.pid, process.started, started_at, status.restart_count
+        )
+        self.record.save(self.dir)
+        log.info(
+            "pod %s/%s: container %s started (pid %d)",
+            self.namespace,
+            self.name,
+            spec["name"],
+            process.pid,
+        )
+        return process
+
+    def _adopt(self, name: str, status: ContainerStatus) -> ContainerProcess | None:
+        record = self.record.containers.get(name)
+        if record is None:
+            return None
+        status.restart_count = record.restart_count
+        process = ContainerProcess.adopt(record.pid, record.started)
+        if process is None:
+            status.restart_count += 1  # it died while the agent was away: a restart
+            return None
+        status.state = {"running": {"startedAt": record.started_at}}
+        log.info(
+            "pod %s/%s: container %s adopted (pid %d)", self.namespace, self.name, name, record.pid
+        )
+        return process
+
+    def _waiting(self, status: ContainerStatus, reason: str, message: str) -> None:
+        log.warning(
+            "pod %s/%s: container %s: %s: %s",
+            self.namespace,
+            self.name,
+            status.name,
+            reason,
+            message,
+        )
+        status.state = {"waiting": {"reason": reason, "message": message}}
+        self._dirty.set()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> bool:
+        """True when the pod is stopping (the sleep was cut short)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    async def _supervise(self, spec: Obj, status: ContainerStatus) -> None:
+        backoff = CrashBackoff()
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        process = self._adopt(spec["name"], status)
+        while not self._stopping.is_set():
+            if process is None:
+                process = self._start(spec, status)
+                if process is None:  # waiting with a reason; try again later
+                    if await self._sleep_unless_stopping(backoff.delay_after_exit(0)):
+                        return
+                    await self._fetch_referenced_quietly()
+                    continue
+                status.state = {"running": {"startedAt": now_rfc3339()}}
+            self._processes[spec["name"]] = process
+            status.container_id = f"devcluster://{self.uid[:8]}-{spec['name']}-{process.pid}"
+            status.started = True
+            status.ready = "readinessProbe" not in spec
+            self._dirty.set()
+            began = time.monotonic()
+            probing = asyncio.create_task(self._probe(spec, status, process))
+            code = await process.wait()
+            probing.cancel()
+            if self._stopping.is_set():
+                return
+            finished = now_rfc3339()
+            terminated: Obj = {
+                "exitCode": 137 if code is None else code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": status.state.get("running", {}).get("startedAt"),
+                "finishedAt": finished,
+            }
+            if code is None:
+                terminated["reason"] = "ContainerStatusUnknown"
+                terminated["message"] = "adopted process ended; its exit code is not known"
+            status.ready = False
+            status.started = False
+            process = None
+            if not should_restart(policy, terminated["exitCode"]):
+                status.state = {"terminated": terminated}
+                status.final = True
+                self._dirty.set()
+                return
+            status.last_state = {"terminated": terminated}
+            delay = backoff.delay_after_exit(time.monotonic() - began)
+            status.restart_count += 1
+            self._waiting(
+                status,
+                "CrashLoopBackOff",
+                f"back-off {delay:.0f}s restarting failed container={spec['name']} "
+                f"pod={self.name}_{self.namespace}({self.uid})",
+            )
+            if await self._sleep_unless_stopping(delay):
+                return
+
+    async def _fetch_referenced_quietly(self) -> None:
+        with contextlib.suppress(*API_ERRORS):
+            await self._fetch_referenced()
+
+    async def _probe(self, spec: Obj, status: ContainerStatus, process: ContainerProcess) -> None:
+        readiness = spec.get("readinessProbe")
+        liveness = spec.get("livenessProbe")
+        tasks = []
+        if readiness:
+            tasks.append(self._probe_loop(readiness, spec, status, process, readiness=True))
+        if liveness:
+            tasks.append(self._probe_loop(liveness, spec, status, process, readiness=False))
+        await asyncio.gather(*tasks)
+
+    async def _probe_loop(
+        self,
+        probe: Obj,
+        spec: Obj,
+        status: ContainerStatus,
+        process: ContainerProcess,
+        readiness: bool,
+    ) -> None:
+        state = probes.ProbeState(probe, initial=not readiness)
+        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        period = float(probe.get("periodSeconds", 10))
+        while True:
+            ok = await probes.run_probe(probe, spec, self.pod_ip, process.pid)
+            result = state.record(ok)
+            if readiness and result != status.ready:
+                status.ready = result
+                self._dirty.set()
+            if not readiness and not result:
+                log.info(
+                    "pod %s/%s: container %s failed liveness, restarting",
+                    self.namespace,
+                    self.name,
+                    spec["name"],
+                )
+                await process.stop(self._grace_seconds())
+                return
+            # Until ready, probe every second: a pod becomes Ready promptly, as often
+            # matters to tests, without a busier period once it is.
+            await asyncio.sleep(min(period, 1.0) if readiness and not result else period)
+
+    # Status -------------------------------------------------------------------------------
+    def status(self) -> Obj:
+        now = now_rfc3339()
+        status: Obj = {
+            "phase": phase(self.containers),
+            "hostIP": self.ctx.config.node_ip,
+            "hostIPs": [{"ip": self.ctx.config.node_ip}],
+            "startTime": self.start_time,
+            "conditions": pod_conditions(self.conditions, self.network_ready, self.containers, now),
+            "containerStatuses": [c.to_api() for c in self.containers],
+        }
+        if self.pod_ip:
+            status["podIP"] = self.pod_ip
+            status["podIPs"] = [{"ip": self.pod_ip}]
+        return status
+
+    async def _report(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.ctx.api.patch_pod_status(self.namespace, self.name, self.status())
+            except ApiError as error:
+                if error.status.code == 404:
+                    return
+                log.warning("pod %s/%s: status: %s", self.namespace, self.name, error)
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+            except API_ERRORS as error:  # API server away: keep the news for later
+                log.warning("pod %s/%s: status: %s", self.namespace, self.name, error)
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+
+    # Teardown ---------------------------------------------------------------------------
+    def _grace_seconds(self) -> float:
+        meta, spec = self.pod["metadata"], self.pod["spec"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        if not self._delete_from_api:
+            grace = min(grace, self.ctx.config.shutdown_grace_seconds)
+        return float(grace)
+
+    async def _tear_down(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period; then the netns, the IP, the dirs."""
+        self._stopping.set()
+        grace = self._grace_seconds()
+        processes = list(self._processes.values())
+        for record in self.record.containers.values():  # adopted or started, all of them
+            adopted = ContainerProcess.adopt(record.pid, record.started)
+            if adopted and all(p.pid != adopted.pid for p in processes):
+                processes.append(adopted)
+        await asyncio.gather(*(p.stop(grace) for p in processes))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await release_pod(self.ctx, self.record, self.dir)
+
+
+async def release_pod(ctx: NodeContext, record: PodRecord, pod_dir: Path) -> None:
+    """Remove what the pod had on the node: processes left over, netns, IP, dirs."""
+    for container in record.containers.values():
+        process = ContainerProcess.adopt(container.pid, container.started)
+        if process is not None:
+            process.signal(signal.SIGKILL)
+            await process.wait()
+    if record.netns and record.veth:
+        await netns.delete_pod_network(record.netns, record.veth)
+    ctx.ipam.release(record.uid)
+    remove_tree(pod_dir)
