@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,10 +84,25 @@ def _propylon(reference: str) -> Image:
     return Image(reference, entrypoint=(str(executables["propylon"]),), executables=executables)
 
 
+# The few tools test pods need (a shell, curl to call the API server with their token),
+# taken from this machine: what busybox is in upstream Kubernetes tests.
+BUSYBOX_TOOLS = ("sh", "cat", "curl", "echo", "env", "false", "ls", "sleep", "test", "true")
+
+
+def _busybox(reference: str) -> Image:
+    executables = {}
+    for tool in BUSYBOX_TOOLS:
+        found = shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin")
+        if found:
+            executables[tool] = Path(found)
+    return Image(reference, entrypoint=("sh",), executables=executables)
+
+
 # Image reference pattern (fnmatch, any registry and tag) -> how to make the image.
 IMAGES: tuple[tuple[str, Callable[[str], Image]], ...] = (
     ("*echo-basic*", _echo_basic),
     ("*propylon*", _propylon),
+    ("*busybox*", _busybox),
 )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from devcluster.node.agent import run_agent
 from devcluster.node.config import NodeConfig
-from devcluster.node.hostmount import join_parent_mount_namespace
+from devcluster.node.hostmount import join_launcher_mount_namespace
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s {config.name} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    join_parent_mount_namespace()
+    # One line per API request is noise at INFO; failures are logged by the agent itself.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    join_launcher_mount_namespace()
 
     async def run() -> None:
         stop = asyncio.Event()

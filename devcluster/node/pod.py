@@ -343,7 +343,6 @@ class PodWorker:
                 return
             status.last_state = {"terminated": terminated}
             delay = backoff.delay_after_exit(time.monotonic() - began)
-            status.restart_count += 1
             self._waiting(
                 status,
                 "CrashLoopBackOff",
@@ -352,6 +351,7 @@ class PodWorker:
             )
             if await self._sleep_unless_stopping(delay):
                 return
+            status.restart_count += 1  # counted when it restarts, as the kubelet does
 
     async def _fetch_referenced_quietly(self) -> None:
         with contextlib.suppress(*API_ERRORS):

@@ -65,3 +65,10 @@ def test_echo_basic_binary_missing_is_an_image_error(
     monkeypatch.setenv("PDC_ECHO_BASIC", str(tmp_path / "absent"))
     with pytest.raises(images.ImageError, match="does not exist"):
         images.resolve("echo-basic:v1")
+
+
+def test_busybox_image_has_a_shell_and_curl_from_this_machine() -> None:
+    image = images.resolve("docker.io/library/busybox:1.36")
+    argv = image.argv(["sh", "-c", "curl --version"], None)
+    assert Path(argv[0]).name == "sh" and Path(argv[0]).is_absolute()
+    assert image.executable("/usr/bin/curl").name == "curl"
