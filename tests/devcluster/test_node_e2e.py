@@ -1,0 +1,415 @@
+"""The node agent against the real dev cluster (kube-apiserver, controllers, scheduler).
+
+Needs the session-scoped ``devcluster`` fixture (tests/devcluster/conftest.py): the
+cluster object with ``kubeconfig``, ``kubectl(*args)``, ``folder``, ``pid(name)`` and
+``restart(name)``. Every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+NODE = "node-1"
+POD_CIDR_PREFIX = "198.18.17."
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Any:
+    try:
+        return request.getfixturevalue("devcluster")
+    except pytest.FixtureLookupError:
+        pytest.skip("needs the session `devcluster` fixture of tests/devcluster/conftest.py")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def get(cluster: Any, *args: str) -> Any:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json"))
+
+
+def apply(cluster: Any, manifest: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+
+
+@pytest.fixture
+def namespace(cluster: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "node-e2e-" + request.node.name.removeprefix("test_").replace("_", "-")[:30].strip("-")
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def state_dir(cluster: Any) -> Path:
+    return Path(cluster.folder) / "nodes" / NODE
+
+
+def pod_records(cluster: Any) -> dict[str, dict[str, Any]]:
+    pods = state_dir(cluster) / "pods"
+    records = {}
+    for record in pods.glob("*/record.json"):
+        data = json.loads(record.read_text())
+        records[f"{data['namespace']}/{data['name']}"] = data
+    return records
+
+
+def container_pids(cluster: Any, namespace: str) -> dict[str, int]:
+    return {
+        key: container["pid"]
+        for key, record in pod_records(cluster).items()
+        if key.startswith(namespace + "/")
+        for container in record["containers"].values()
+    }
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def pod_netns() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith(f"pdc-pod-{NODE}-")}
+
+
+def ready_pods(cluster: Any, namespace: str, selector: str, count: int) -> list[Any] | None:
+    pods = get(cluster, "pods", "-n", namespace, "-l", selector)["items"]
+    ready = [
+        p
+        for p in pods
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p.get("status", {}).get("conditions", [])
+        )
+        and not p["metadata"].get("deletionTimestamp")
+    ]
+    return ready if len(ready) == count and len(pods) == count else None
+
+
+def echo_deployment(namespace: str, replicas: int) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers:
+      - name: echo
+        image: gcr.io/k8s-staging-gateway-api/echo-basic:v20240412-v1.0.0-394-g40c666fd
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+        ports: [{{containerPort: 3000}}]
+        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 5}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: {namespace}}}
+spec: {{selector: {{app: echo}}, ports: [{{port: 80, targetPort: 3000}}]}}
+"""
+
+
+def echo_json(ip: str) -> dict[str, Any]:
+    route = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
+    assert "pdc-br0" in route, f"no route to {ip} through the cluster's bridge: {route}"
+    with urllib.request.urlopen(f"http://{ip}:3000/probe", timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_node_is_registered_ready_with_a_fresh_lease(cluster: Any) -> None:
+    node = get(cluster, "node", NODE)
+    conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert conditions["Ready"] == "True"
+    assert node["spec"]["podCIDR"] == POD_CIDR_PREFIX + "0/24"
+    assert {"type": "InternalIP", "address": "198.18.0.11"} in node["status"]["addresses"]
+    assert int(node["status"]["allocatable"]["pods"]) > 0
+    lease = get(cluster, "lease", "-n", "kube-node-lease", NODE)
+    assert lease["spec"]["holderIdentity"] == NODE
+    first = lease["spec"]["renewTime"]
+    wait_for(
+        "the Lease to be renewed",
+        lambda: get(cluster, "lease", "-n", "kube-node-lease", NODE)["spec"]["renewTime"] != first,
+        timeout=30,
+    )
+
+
+def test_echo_deployment_runs_serves_scales_to_zero_and_leaves_nothing(
+    cluster: Any, namespace: str
+) -> None:
+    apply(cluster, echo_deployment(namespace, 2))
+    pods = wait_for("2 echo pods Ready", lambda: ready_pods(cluster, namespace, "app=echo", 2))
+    ips = sorted(p["status"]["podIP"] for p in pods)
+    assert all(ip.startswith(POD_CIDR_PREFIX) for ip in ips)
+    assert len(set(ips)) == 2
+    for pod in pods:
+        status = pod["status"]
+        assert status["hostIP"] == "198.18.0.11"
+        assert status["containerStatuses"][0]["state"].get("running")
+        body = echo_json(status["podIP"])
+        assert body["pod"] == pod["metadata"]["name"]
+        assert body["namespace"] == namespace
+
+    def slice_addresses() -> list[str] | None:
+        slices = get(
+            cluster, "endpointslices", "-n", namespace, "-l", "kubernetes.io/service-name=echo"
+        )["items"]
+        found = sorted(a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"])
+        return found if found == ips else None
+
+    wait_for("the EndpointSlice to list both pods", slice_addresses)
+    pids = container_pids(cluster, namespace)
+    assert len(pids) == 2 and all(alive(pid) for pid in pids.values())
+    netns_before = pod_netns()
+
+    cluster.kubectl("scale", "-n", namespace, "deployment/echo", "--replicas=0")
+    wait_for("the echo pods to be gone", lambda: not get(cluster, "pods", "-n", namespace)["items"])
+    wait_for("the processes to exit", lambda: not any(alive(p) for p in pids.values()))
+    assert not container_pids(cluster, namespace)
+    uids = {p["metadata"]["uid"][:8] for p in pods}
+    assert not {n for n in pod_netns() if n[-8:] in uids}
+    assert {n for n in netns_before if n[-8:] in uids}, "the pods' netns had the agreed names"
+
+    cluster.kubectl("delete", "-n", namespace, "deployment/echo")
+    wait_for(
+        "the ReplicaSet to be gone",
+        lambda: not get(cluster, "replicasets", "-n", namespace)["items"],
+    )
+    assert not container_pids(cluster, namespace)
+
+
+def test_pod_token_gets_what_its_role_allows_and_403_otherwise(
+    cluster: Any, namespace: str
+) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: reader, namespace: {namespace}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: read-configmaps, namespace: {namespace}}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: reader, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-configmaps}}
+subjects: [{{kind: ServiceAccount, name: reader, namespace: {namespace}}}]
+""",
+    )
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: {namespace}}}
+spec:
+  serviceAccountName: reader
+  restartPolicy: Never
+  containers:
+  - name: client
+    image: busybox:1.36
+    command:
+    - sh
+    - -c
+    - |
+      sa=/var/run/secrets/kubernetes.io/serviceaccount
+      ns=$(cat $sa/namespace)
+      api=https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$ns
+      get() {{ curl -s -o /dev/null -w '%{{http_code}}' --cacert $sa/ca.crt \\
+               -H "Authorization: Bearer $(cat $sa/token)" "$api/$1"; }}
+      allowed=$(get configmaps/kube-root-ca.crt); denied=$(get secrets)
+      echo "allowed=$allowed denied=$denied"
+      test "$allowed" = 200 && test "$denied" = 403
+""",
+    )
+
+    def finished() -> str | None:
+        phase = get(cluster, "pod", "-n", namespace, "client")["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for("the client pod to finish", finished)
+    uid = get(cluster, "pod", "-n", namespace, "client")["metadata"]["uid"]
+    log = (state_dir(cluster) / "pods" / uid / "logs" / "client.log").read_text()
+    assert "allowed=200 denied=403" in log, log
+    assert phase == "Succeeded"
+    # The token was mounted in the pod's own mount namespace only.
+    assert not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
+
+
+def test_env_volumes_and_var_expansion_reach_the_process(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {namespace}}}
+data: {{greeting: hello, file.txt: from-configmap}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: {namespace}}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: env, namespace: {namespace}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo "$(GREETING) $0 $POD_IP $NODE"; cat /cfg/file.txt /creds/password']
+    args: [$(PASSWORD)-arg]
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: settings, key: greeting}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+    volumeMounts:
+    - {{name: cfg, mountPath: /cfg}}
+    - {{name: creds, mountPath: /creds, readOnly: true}}
+  volumes:
+  - {{name: cfg, configMap: {{name: settings}}}}
+  - {{name: creds, secret: {{secretName: creds}}}}
+""",
+    )
+    wait_for(
+        "the env pod to succeed",
+        lambda: get(cluster, "pod", "-n", namespace, "env")["status"].get("phase") == "Succeeded",
+    )
+    pod = get(cluster, "pod", "-n", namespace, "env")
+    log = (state_dir(cluster) / "pods" / pod["metadata"]["uid"] / "logs" / "main.log").read_text()
+    ip = pod["status"]["podIP"]
+    assert log.splitlines() == [f"hello s3cret-arg {ip} {NODE}", "from-configmaps3cret"], log
+    assert not Path("/cfg").exists() or not any(Path("/cfg").iterdir())
+
+
+def test_unknown_image_and_crashing_container_are_reported(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: unknown, namespace: {namespace}}}
+spec:
+  containers: [{{name: c, image: docker.io/library/nginx:1.27}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher, namespace: {namespace}}}
+spec:
+  containers: [{{name: c, image: busybox, command: [sh, -c, "exit 3"]}}]
+""",
+    )
+
+    def waiting(name: str) -> dict[str, Any] | None:
+        statuses = get(cluster, "pod", "-n", namespace, name)["status"].get("containerStatuses")
+        return statuses[0] if statuses and "waiting" in statuses[0]["state"] else None
+
+    unknown = wait_for("ErrImagePull", lambda: waiting("unknown"))
+    assert unknown["state"]["waiting"]["reason"] == "ErrImagePull"
+    assert "docker.io/library/nginx:1.27" in unknown["state"]["waiting"]["message"]
+
+    def restarted() -> dict[str, Any] | None:
+        status = waiting("crasher")
+        return status if status and status["restartCount"] >= 1 else None
+
+    crasher = wait_for("the crashing container to be restarted once", restarted, timeout=40)
+    assert crasher["lastState"]["terminated"]["exitCode"] == 3
+    assert crasher["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert "back-off 20s" in crasher["state"]["waiting"]["message"]
+
+
+def test_agent_killed_and_restarted_adopts_its_pods_without_duplicates(
+    cluster: Any, namespace: str
+) -> None:
+    apply(cluster, echo_deployment(namespace, 2))
+    wait_for("2 echo pods Ready", lambda: ready_pods(cluster, namespace, "app=echo", 2))
+    pids = container_pids(cluster, namespace)
+    survivor, victim = sorted(pids)
+    os.kill(cluster.pid(NODE), signal.SIGKILL)
+    os.kill(pids[victim], signal.SIGKILL)  # dies while the agent is away
+    cluster.restart(NODE)
+
+    def replaced() -> dict[str, int] | None:
+        now = container_pids(cluster, namespace)
+        return now if now.get(victim, pids[victim]) != pids[victim] else None
+
+    after = wait_for("the dead container to be started again", replaced)
+    assert after[survivor] == pids[survivor], "the running container was adopted, not restarted"
+    assert alive(after[survivor]) and alive(after[victim])
+    wait_for("both pods Ready again", lambda: ready_pods(cluster, namespace, "app=echo", 2))
+    pods = {
+        f"{namespace}/{p['metadata']['name']}": p
+        for p in get(cluster, "pods", "-n", namespace)["items"]
+    }
+    assert pods[victim]["status"]["containerStatuses"][0]["restartCount"] == 1
+    assert pods[survivor]["status"]["containerStatuses"][0]["restartCount"] == 0
+    echo_binaries = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and (p / "cmdline").exists()
+        and b"echo-basic" in (p / "cmdline").read_bytes()
+        and int(p.name) in after.values()
+    ]
+    assert len(echo_binaries) == 2
+
+
+def test_kube_apiserver_restart_is_survived(cluster: Any, namespace: str) -> None:
+    apply(cluster, echo_deployment(namespace, 1))
+    wait_for("1 echo pod Ready", lambda: ready_pods(cluster, namespace, "app=echo", 1))
+    before = container_pids(cluster, namespace)
+    cluster.restart("kube-apiserver")
+    cluster.kubectl("scale", "-n", namespace, "deployment/echo", "--replicas=2")
+    wait_for(
+        "a pod created after the restart to be Ready",
+        lambda: ready_pods(cluster, namespace, "app=echo", 2),
+        timeout=90,
+    )
+    after = container_pids(cluster, namespace)
+    assert all(after[key] == pid for key, pid in before.items()), "no pod was lost or restarted"
+
+
+def test_agent_stopped_leaves_nothing_then_runs_its_pods_again(
+    cluster: Any, namespace: str
+) -> None:
+    apply(cluster, echo_deployment(namespace, 2))
+    wait_for("2 echo pods Ready", lambda: ready_pods(cluster, namespace, "app=echo", 2))
+    pids = container_pids(cluster, namespace)
+    agent = cluster.pid(NODE)
+    os.kill(agent, signal.SIGTERM)
+    wait_for("the agent to exit", lambda: not alive(agent), timeout=40)
+    assert not any(alive(pid) for pid in pids.values())
+    assert not pod_netns()
+    cluster.restart(NODE)
+    wait_for("the pods to run again", lambda: ready_pods(cluster, namespace, "app=echo", 2))
