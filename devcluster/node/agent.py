@@ -110,7 +110,7 @@ class Agent:
         deleting = bool(pod["metadata"].get("deletionTimestamp"))
         record = self._records.pop(uid, None)
         if record is None and pod.get("status", {}).get("phase") in TERMINAL_PHASES:
-            if deleting:
+            if deleting:  # nothing of it on this node: just let it go
                 self._spawn(PodWorker(self.ctx, pod, None), pod)
             return  # a finished pod is not run again
         self._spawn(PodWorker(self.ctx, pod, record), pod)

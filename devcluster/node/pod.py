@@ -68,6 +68,8 @@ class PodWorker:
         self.containers = [
             ContainerStatus(name=c["name"], image=c["image"]) for c in spec["containers"]
         ]
+        if record is not None:
+            self._restore_finished(pod)
         self.conditions = Conditions()
         self.pod_ip = ""
         self.network_ready = False
@@ -266,14 +268,39 @@ class PodWorker:
         )
         return process
 
-    def _adopt(self, name: str, status: ContainerStatus) -> ContainerProcess | None:
+    def _restore_finished(self, pod: Obj) -> None:
+        """Containers the API reports terminated for good stay so across an agent restart
+        (a completed restartPolicy: Never pod is not run again)."""
+        policy = pod["spec"].get("restartPolicy", "Always")
+        reported = {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
+        for status in self.containers:
+            terminated = reported.get(status.name, {}).get("state", {}).get("terminated")
+            if terminated and not should_restart(policy, int(terminated.get("exitCode", 0))):
+                status.state = {"terminated": terminated}
+                status.restart_count = reported[status.name].get("restartCount", 0)
+                status.final = True
+
+    def _adopt(self, name: str, status: ContainerStatus, policy: str) -> ContainerProcess | None:
         record = self.record.containers.get(name)
-        if record is None:
+        if record is None or status.final:
             return None
         status.restart_count = record.restart_count
         process = ContainerProcess.adopt(record.pid, record.started)
         if process is None:
-            status.restart_count += 1  # it died while the agent was away: a restart
+            # It ended while the agent was away, with an exit code nobody saw.
+            unknown = {
+                "exitCode": 137,
+                "reason": "ContainerStatusUnknown",
+                "message": "the process ended while the node agent was not running",
+                "startedAt": record.started_at,
+                "finishedAt": now_rfc3339(),
+            }
+            if should_restart(policy, 137):
+                status.last_state = {"terminated": unknown}
+                status.restart_count += 1
+            else:
+                status.state = {"terminated": unknown}
+                status.final = True
             return None
         status.state = {"running": {"startedAt": record.started_at}}
         log.info(
@@ -302,7 +329,10 @@ class PodWorker:
     async def _supervise(self, spec: Obj, status: ContainerStatus) -> None:
         backoff = CrashBackoff()
         policy = self.pod["spec"].get("restartPolicy", "Always")
-        process = self._adopt(spec["name"], status)
+        process = self._adopt(spec["name"], status, policy)
+        if status.final:
+            self._dirty.set()
+            return
         while not self._stopping.is_set():
             if process is None:
                 process = self._start(spec, status)

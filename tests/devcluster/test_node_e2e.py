@@ -55,6 +55,11 @@ def apply(cluster: Any, manifest: str) -> None:
 def namespace(cluster: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     name = "node-e2e-" + request.node.name.removeprefix("test_").replace("_", "-")[:30].strip("-")
     cluster.kubectl("create", "namespace", name)
+    # Pods are refused until the serviceaccount controller made the namespace's default.
+    wait_for(
+        f"the default ServiceAccount of {name}",
+        lambda: cluster.kubectl("get", "serviceaccount", "-n", name, "default", check=False),
+    )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
@@ -353,8 +358,20 @@ def test_agent_killed_and_restarted_adopts_its_pods_without_duplicates(
     cluster: Any, namespace: str
 ) -> None:
     apply(cluster, echo_deployment(namespace, 2))
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: once, namespace: {namespace}}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: c, image: busybox, command: [echo, ran]}}]
+""",
+    )
     wait_for("2 echo pods Ready", lambda: ready_pods(cluster, namespace, "app=echo", 2))
-    pids = container_pids(cluster, namespace)
+    once = wait_for("the run-once pod to succeed", lambda: succeeded(cluster, namespace, "once"))
+    pids = {k: v for k, v in container_pids(cluster, namespace).items() if "/echo-" in k}
     survivor, victim = sorted(pids)
     os.kill(cluster.pid(NODE), signal.SIGKILL)
     os.kill(pids[victim], signal.SIGKILL)  # dies while the agent is away
@@ -364,7 +381,9 @@ def test_agent_killed_and_restarted_adopts_its_pods_without_duplicates(
         now = container_pids(cluster, namespace)
         return now if now.get(victim, pids[victim]) != pids[victim] else None
 
-    after = wait_for("the dead container to be started again", replaced)
+    after = {
+        k: v for k, v in wait_for("the dead one started again", replaced).items() if "/echo-" in k
+    }
     assert after[survivor] == pids[survivor], "the running container was adopted, not restarted"
     assert alive(after[survivor]) and alive(after[victim])
     wait_for("both pods Ready again", lambda: ready_pods(cluster, namespace, "app=echo", 2))
@@ -383,6 +402,36 @@ def test_agent_killed_and_restarted_adopts_its_pods_without_duplicates(
         and int(p.name) in after.values()
     ]
     assert len(echo_binaries) == 2
+    # The finished pod is not run again.
+    log = state_dir(cluster) / "pods" / once["metadata"]["uid"] / "logs" / "c.log"
+    assert log.read_text() == "ran\n"
+    assert succeeded(cluster, namespace, "once")
+
+
+def succeeded(cluster: Any, namespace: str, name: str) -> Any:
+    pod = get(cluster, "pod", "-n", namespace, name)
+    return pod if pod["status"].get("phase") == "Succeeded" else None
+
+
+def test_host_network_pod_runs_in_the_node_namespace(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: host, namespace: {namespace}}}
+spec:
+  hostNetwork: true
+  containers: [{{name: c, image: busybox, command: [sleep, "3600"]}}]
+""",
+    )
+    wait_for("the hostNetwork pod to run", lambda: ready_pods(cluster, namespace, "!none", 1))
+    pod = get(cluster, "pod", "-n", namespace, "host")
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == "198.18.0.11"
+    (pid,) = container_pids(cluster, namespace).values()
+    agent = cluster.pid(NODE)
+    assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink(f"/proc/{agent}/ns/net")
+    assert not any(n.endswith(pod["metadata"]["uid"][:8]) for n in pod_netns())
 
 
 def test_kube_apiserver_restart_is_survived(cluster: Any, namespace: str) -> None:

@@ -1,0 +1,65 @@
+"""Pod phase and conditions from the containers' states, as the kubelet reports them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devcluster.node.process import BindMount, launch_argv
+from devcluster.node.status import Conditions, ContainerStatus, phase, pod_conditions
+
+
+def running(name: str) -> ContainerStatus:
+    return ContainerStatus(name, "img", state={"running": {"startedAt": "t"}}, started=True)
+
+
+def finished(name: str, code: int) -> ContainerStatus:
+    state = {"terminated": {"exitCode": code}}
+    return ContainerStatus(name, "img", state=state, final=True)
+
+
+def test_phase() -> None:
+    assert phase([ContainerStatus("a", "img")]) == "Pending"
+    assert phase([running("a"), ContainerStatus("b", "img")]) == "Running"
+    assert phase([finished("a", 0), running("b")]) == "Running"
+    assert phase([finished("a", 0), finished("b", 0)]) == "Succeeded"
+    assert phase([finished("a", 0), finished("b", 2)]) == "Failed"
+    crash_looping = ContainerStatus("a", "img", restart_count=3)
+    assert phase([crash_looping]) == "Running"
+
+
+def test_ready_condition_keeps_its_transition_time_until_it_changes() -> None:
+    conditions = Conditions()
+    container = running("a")
+    first = {c["type"]: c for c in pod_conditions(conditions, True, [container], "t1")}
+    assert first["Ready"]["status"] == "False"
+    container.ready = True
+    second = {c["type"]: c for c in pod_conditions(conditions, True, [container], "t2")}
+    third = {c["type"]: c for c in pod_conditions(conditions, True, [container], "t3")}
+    assert (
+        second["Ready"]
+        == third["Ready"]
+        == {
+            "type": "Ready",
+            "status": "True",
+            "lastProbeTime": None,
+            "lastTransitionTime": "t2",
+        }
+    )
+    assert third["PodScheduled"]["lastTransitionTime"] == "t1"
+
+
+def test_launch_argv_enters_the_netns_then_a_private_mount_namespace() -> None:
+    argv = launch_argv(
+        ["/bin/echo-basic", "-x"],
+        "pdc-pod-node-1-abcdef12",
+        [BindMount(Path("/state/v/token"), "/var/run/secrets", True)],
+        "/work dir",
+    )
+    assert argv[:2] == ["nsenter", "--net=/run/netns/pdc-pod-node-1-abcdef12"]
+    assert argv[2:7] == ["unshare", "--mount", "--propagation", "private", "--"]
+    script = argv[9]
+    assert "mount -o bind,ro /state/v/token /var/run/secrets" in script
+    assert "cd '/work dir'" in script
+    assert argv[-2:] == ["/bin/echo-basic", "-x"]
+    host_network = launch_argv(["/bin/true"], None, [], None)
+    assert host_network[0] == "unshare"
