@@ -233,6 +233,10 @@ class Cluster:
             ],
         )
 
+    def _start_balancer(self) -> None:
+        argv = [sys.executable, "-m", "devcluster.loadbalancer", f"--kubeconfig={self.kubeconfig}"]
+        self._spawn("loadbalancer", argv)
+
     def _start_nodes(self) -> None:
         for node in self.nodes:
             self.start_node(node)
@@ -330,6 +334,7 @@ class Cluster:
                 "kube-controller-manager and kube-scheduler",
                 lambda: self._start_controllers(binaries),
             ),
+            ("load balancer (host routes to LoadBalancer addresses)", self._start_balancer),
             ("node agents", self._start_nodes),
         ]
         try:
@@ -349,7 +354,8 @@ class Cluster:
         # Node agents first (they stop their pods and remove the pods' namespaces), then
         # the control plane in reverse order of start.
         order = [c for c in self.components() if c.startswith("node-")]
-        order += ["kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+        order += ["loadbalancer", "kube-scheduler", "kube-controller-manager"]
+        order += ["kube-apiserver", "etcd"]
         for name in order:
             if not quiet:
                 _say(f"stopping {name}")
@@ -379,6 +385,8 @@ class Cluster:
             self.stop("kube-controller-manager")
             self.stop("kube-scheduler")
             self._start_controllers(binaries)
+        elif name == "loadbalancer":
+            self._start_balancer()
         elif name.startswith("node-"):
             self.start_node(self.nodes[int(name.split("-")[1]) - 1])
         else:
