@@ -4,7 +4,7 @@
 remembers serialized fragments so an unchanged VirtualHost, Listener, Cluster, endpoint
 set or Secret is neither rebuilt nor reserialized.
 Each of its results after the first says which names changed since the previous one
-(`XdsResources.serial`, `base`, `changes`); every other resource is the identical
+(`XdsResources.stamp`, `base`, `changes`); every other resource is the identical
 `Encoded` object. With the model's `delta` hint (from the incremental Builder) the work
 per change is in proportion to the change. Output dicts are in no particular order.
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
+from propylon import model as m
+
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -49,11 +51,11 @@ class XdsResources:
     encoded: Mapping[str, Mapping[str, Encoded]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    #: Unique per translation (a process-wide counter, so two Translators never collide).
-    serial: int = field(default=0, compare=False, repr=False)
-    #: The serial of the translation `changes` is relative to (the same Translator's
+    #: Names this translation (compared by identity: unique while anyone holds it).
+    stamp: m.Stamp | None = field(default=None, compare=False, repr=False)
+    #: The stamp of the translation `changes` is relative to (the same Translator's
     #: previous one), or None.
-    base: int | None = field(default=None, compare=False, repr=False)
+    base: m.Stamp | None = field(default=None, compare=False, repr=False)
     #: Per type URL (all six type URLs present as keys when not None): the names whose
     #: encoded resource is not the identical `Encoded` object of translation `base`
     #: (added, changed or removed). None: unknown, compare all.

@@ -6,7 +6,6 @@ in `incremental`; what it returns is in `output`."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from functools import partial
 from operator import attrgetter, itemgetter
@@ -38,8 +37,6 @@ from propylon.envoy.secret import build_secret
 #: many, gets one scoped route configuration per hostname (scoped RDS) instead of one
 #: RouteConfiguration: Envoy then applies only the scope that changed (see `_scoped_hcm`).
 SCOPED_MIN_HOSTS = 100
-
-_serials = itertools.count(1)
 
 _NAME = attrgetter("name")
 
@@ -89,8 +86,8 @@ class Translator:
             self._secrets,
         )
         self._last: dict[str, dict[str, Encoded]] = {t: {} for t in TYPE_URLS}
-        self._serial: int | None = None  # of the last translation
-        self._model_serial = 0  # of the model translated last
+        self._stamp: m.Stamp | None = None  # of the last translation
+        self._model_stamp: m.Stamp | None = None  # of the model translated last
 
     def translate(self, model: m.Model, options: m.ProxyOptions) -> XdsResources:
         try:
@@ -102,7 +99,8 @@ class Translator:
 
     def _translate(self, model: m.Model, options: m.ProxyOptions) -> XdsResources:
         delta = model.delta
-        hint = delta if delta is not None and delta.base == self._model_serial != 0 else None
+        last = self._model_stamp
+        hint = delta if delta is not None and last is not None and delta.base is last else None
         outs = {t: PatchedOutput(self._last[t]) for t in TYPE_URLS}
         listeners: dict[str, Encoded] = {}
         routes: dict[str, Encoded] = {}
@@ -139,9 +137,9 @@ class Translator:
         for cache in self._caches:
             cache.rotate(lazy=hint is not None)
         encoded = {t: outs[t].result() for t in TYPE_URLS}
-        base = self._serial
-        serial = next(_serials)
-        self._last, self._serial, self._model_serial = encoded, serial, model.serial
+        base = self._stamp
+        stamp = m.Stamp()
+        self._last, self._stamp, self._model_stamp = encoded, stamp, model.stamp
         return XdsResources(
             listeners=Messages(encoded[LISTENER_TYPE]),
             routes=Messages(encoded[ROUTE_TYPE]),
@@ -150,7 +148,7 @@ class Translator:
             secrets=Messages(encoded[SECRET_TYPE]),
             scoped_routes=Messages(encoded[SCOPED_ROUTE_TYPE]),
             encoded=encoded,
-            serial=serial,
+            stamp=stamp,
             base=base,
             changes=None if base is None else {t: frozenset(outs[t].changed) for t in TYPE_URLS},
         )
