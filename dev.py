@@ -4,6 +4,7 @@
     python3 dev.py up      install into .venv, then run the walkthrough (gateway + demo backends)
     python3 dev.py test    install into .venv with test tools, then lint, type-check and test
     python3 dev.py cluster up [--nodes N] | down | status
+    python3 dev.py conformance [--run-test NAME]   the upstream Gateway API suite on the cluster
                            the dev cluster (devcluster/README.md): a real Kubernetes
                            control plane built from Go modules, nodes as network namespaces
 
@@ -93,8 +94,13 @@ def cluster(args: list[str]) -> int:
     return _exec([str(BIN / "python"), "-m", "devcluster", *args])
 
 
+def conformance(args: list[str]) -> int:
+    _ensure_venv("test")
+    return _exec([str(BIN / "python"), "-m", "devcluster.conformance", *args])
+
+
 def main() -> int:
-    commands = {"up": up, "test": test, "cluster": cluster}
+    commands = {"up": up, "test": test, "cluster": cluster, "conformance": conformance}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

@@ -37,6 +37,7 @@ class Group:
     packages: tuple[str, ...]  # import paths (or ./dir) of the main packages
     outputs: tuple[str, ...]  # the binary names they produce, in the same order
     ldflags: str = ""
+    test: bool = False  # a test binary (`go test -c`) of the one package
 
 
 _KUBE_LDFLAGS = " ".join(
@@ -69,6 +70,11 @@ GROUPS = (
         ("echo-basic",),
     ),
 )
+
+# The upstream Gateway API conformance suite as a test binary (conformance/upstream). Its
+# binary's name carries a digest of its own module files, so a change there rebuilds it
+# alone.
+CONFORMANCE_MODULE = "../../conformance/upstream"
 
 
 @dataclass(frozen=True)
@@ -106,18 +112,30 @@ class Binaries:
     def echo_basic(self) -> Path:
         return self.path("echo-basic")
 
+    @property
+    def conformance(self) -> Path:
+        return self.path(CONFORMANCE.outputs[0])
+
     def missing(self) -> list[str]:
         return [name for group in GROUPS for name in group.outputs if not self.path(name).exists()]
 
 
-def _digest() -> str:
+def _digest(groups: tuple[Group, ...] = GROUPS) -> str:
     sha = hashlib.sha256()
-    for group in GROUPS:
+    for group in groups:
         for name in ("go.mod", "go.sum"):
             file = GO_DIR / group.module / name
             if file.exists():
                 sha.update(file.read_bytes())
     return sha.hexdigest()[:12]
+
+
+CONFORMANCE = Group(
+    CONFORMANCE_MODULE,
+    (".",),
+    (f"gateway-conformance-{_digest((Group(CONFORMANCE_MODULE, (), ()),))}",),
+    test=True,
+)
 
 
 def cache_root() -> Path:
@@ -143,12 +161,16 @@ def _build_group(group: Group, target: Path) -> None:
     if go is None:
         raise SystemExit("devcluster: the Go toolchain (`go`) is needed to build the cluster")
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly -buildvcs=false")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-        argv = [go, "build", "-v", "-trimpath", "-o", tmp + "/"]
+        if group.test:
+            argv = [go, "test", "-c", "-v", "-trimpath", "-o", f"{tmp}/{group.outputs[0]}"]
+        else:
+            argv = [go, "build", "-v", "-trimpath", "-o", tmp + "/"]
         argv += ["-ldflags", f"-s -w {group.ldflags}".strip(), *group.packages]
         started = time.monotonic()
-        _say(f"building {', '.join(group.outputs)} (module devcluster/go/{group.module})")
+        module = (GO_DIR / group.module).resolve().relative_to(GO_DIR.parents[1])
+        _say(f"building {', '.join(group.outputs)} (module {module})")
         process = subprocess.Popen(
             argv,
             cwd=GO_DIR / group.module,
@@ -165,7 +187,7 @@ def _build_group(group: Group, target: Path) -> None:
         def progress() -> None:
             while not done.wait(15):
                 elapsed = time.monotonic() - started
-                _say(f"  {group.module}: {compiled} packages compiled, {elapsed:.0f} s")
+                _say(f"  {module}: {compiled} packages compiled, {elapsed:.0f} s")
 
         ticker = threading.Thread(target=progress, daemon=True)
         ticker.start()
@@ -180,17 +202,18 @@ def _build_group(group: Group, target: Path) -> None:
         done.set()
         if code != 0:
             raise SystemExit(
-                f"devcluster: building {group.module} failed (exit {code}):\n" + "\n".join(tail)
+                f"devcluster: building {module} failed (exit {code}):\n" + "\n".join(tail)
             )
         for name in group.outputs:
             os.replace(Path(tmp) / name, target / name)
-        _say(f"  {group.module}: done in {time.monotonic() - started:.0f} s")
+        _say(f"  {module}: done in {time.monotonic() - started:.0f} s")
 
 
-def ensure_built() -> Binaries:
-    """Build every group with a missing binary; return the binaries."""
+def ensure_built(conformance: bool = False) -> Binaries:
+    """Build every group with a missing binary (and the conformance suite if asked);
+    return the binaries."""
     found = binaries()
-    for group in GROUPS:
+    for group in (*GROUPS, CONFORMANCE) if conformance else GROUPS:
         if any(not found.path(name).exists() for name in group.outputs):
             _build_group(group, found.folder)
     return found
