@@ -1,3 +1,3 @@
-"""The dev cluster: a real Kubernetes control plane on this machine and a node agent that
-runs pods as local processes. Test and development infrastructure, not part of the
-``propylon`` package."""
+"""Propylon's development cluster: a real Kubernetes control plane on one machine without
+containers (see README.md in this folder). Test and development infrastructure only; not
+part of the `propylon` package."""
