@@ -1,5 +1,8 @@
 """The node agent against the real dev cluster (kube-apiserver, controllers, scheduler).
 
+Every pod here is pinned to node-1 (nodeSelector): these tests are about one agent, and
+they read its state dir and signal its process.
+
 Needs the session-scoped ``devcluster`` fixture (tests/devcluster/conftest.py): the
 cluster object with ``kubeconfig``, ``kubectl(*args)``, ``folder``, ``pid(name)`` and
 ``restart(name)``. Every wait polls a condition with a deadline.
@@ -124,6 +127,7 @@ spec:
   template:
     metadata: {{labels: {{app: echo}}}}
     spec:
+      nodeSelector: {{kubernetes.io/hostname: {NODE}}}
       containers:
       - name: echo
         image: gcr.io/k8s-staging-gateway-api/echo-basic:v20240412-v1.0.0-394-g40c666fd
@@ -237,6 +241,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: client, namespace: {namespace}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
   serviceAccountName: reader
   restartPolicy: Never
   containers:
@@ -288,6 +293,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: env, namespace: {namespace}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
   restartPolicy: Never
   containers:
   - name: main
@@ -326,12 +332,14 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: unknown, namespace: {namespace}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
   containers: [{{name: c, image: docker.io/library/nginx:1.27}}]
 ---
 apiVersion: v1
 kind: Pod
 metadata: {{name: crasher, namespace: {namespace}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
   containers: [{{name: c, image: busybox, command: [sh, -c, "exit 3"]}}]
 """,
     )
@@ -365,6 +373,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: once, namespace: {namespace}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
   restartPolicy: Never
   containers: [{{name: c, image: busybox, command: [echo, ran]}}]
 """,
@@ -421,6 +430,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: host, namespace: {namespace}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
   hostNetwork: true
   containers: [{{name: c, image: busybox, command: [sleep, "3600"]}}]
 """,
