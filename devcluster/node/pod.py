@@ -68,6 +68,13 @@ class PodWorker:
         self.containers = [
             ContainerStatus(name=c["name"], image=c["image"]) for c in spec["containers"]
         ]
+        self.init_containers = [
+            ContainerStatus(name=c["name"], image=c["image"])
+            for c in spec.get("initContainers", [])
+        ]
+        self.initialized = not self.init_containers
+        for status in self.containers if self.init_containers else []:
+            status.state = {"waiting": {"reason": "PodInitializing"}}
         if record is not None:
             self._restore_finished(pod)
         self.conditions = Conditions()
@@ -79,7 +86,7 @@ class PodWorker:
         self._stopping = asyncio.Event()
         self._dirty = asyncio.Event()
         self._delete_from_api = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._secrets: dict[str, Obj | None] = {}
         self._config_maps: dict[str, Obj | None] = {}
         self._volume_writer: VolumeWriter | None = None
@@ -96,17 +103,25 @@ class PodWorker:
         self._stopping.set()
 
     async def run(self) -> None:
+        reporter = asyncio.create_task(self._report())
         try:
-            if await self._set_up():
-                self._tasks = [
-                    asyncio.create_task(self._supervise(spec, status))
-                    for spec, status in zip(
-                        self.pod["spec"]["containers"], self.containers, strict=True
-                    )
-                ]
-                self._tasks.append(asyncio.create_task(self._refresh_tokens()))
-            reporter = asyncio.create_task(self._report())
             self._dirty.set()
+            if await self._set_up():
+                self._tasks.append(asyncio.create_task(self._refresh_tokens()))
+                # Init containers first, in a task: a stop must not wait for them to end.
+                init = asyncio.create_task(self._initialize())
+                self._tasks.append(init)
+                stopping = asyncio.create_task(self._stopping.wait())
+                await asyncio.wait([init, stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not self._stopping.is_set() and init.result():
+                    policy = self.pod["spec"].get("restartPolicy", "Always")
+                    self._tasks += [
+                        asyncio.create_task(self._supervise(spec, status, policy))
+                        for spec, status in zip(
+                            self.pod["spec"]["containers"], self.containers, strict=True
+                        )
+                    ]
             await self._stopping.wait()
             await self._tear_down()
             reporter.cancel()
@@ -117,7 +132,26 @@ class PodWorker:
             log.exception("pod %s/%s: worker failed", self.namespace, self.name)
             await self._tear_down()
         finally:
+            reporter.cancel()
             self.done.set()
+
+    async def _initialize(self) -> bool:
+        """Run the init containers one after the other, each to success; False when one
+        failed for good (restartPolicy Never) or the pod is going away."""
+        # An init container is retried on failure unless the pod never restarts anything.
+        never = self.pod["spec"].get("restartPolicy", "Always") == "Never"
+        policy = "Never" if never else "OnFailure"
+        specs = self.pod["spec"].get("initContainers", [])
+        for spec, status in zip(specs, self.init_containers, strict=True):
+            await self._supervise(spec, status, policy)
+            if not (status.final and status.state["terminated"].get("exitCode") == 0):
+                return False
+        self.initialized = True
+        for status in self.containers:
+            if status.state.get("waiting", {}).get("reason") == "PodInitializing":
+                status.state = {"waiting": {"reason": "ContainerCreating"}}
+        self._dirty.set()
+        return True
 
     # Setup --------------------------------------------------------------------------
     async def _set_up(self) -> bool:
@@ -272,13 +306,19 @@ class PodWorker:
         """Containers the API reports terminated for good stay so across an agent restart
         (a completed restartPolicy: Never pod is not run again)."""
         policy = pod["spec"].get("restartPolicy", "Always")
-        reported = {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
-        for status in self.containers:
-            terminated = reported.get(status.name, {}).get("state", {}).get("terminated")
-            if terminated and not should_restart(policy, int(terminated.get("exitCode", 0))):
-                status.state = {"terminated": terminated}
-                status.restart_count = reported[status.name].get("restartCount", 0)
-                status.final = True
+        pod_status = pod.get("status", {})
+        for statuses, field, restart_policy in (
+            (self.containers, "containerStatuses", policy),
+            (self.init_containers, "initContainerStatuses", "OnFailure"),  # done once done
+        ):
+            reported = {s["name"]: s for s in pod_status.get(field) or []}
+            for status in statuses:
+                terminated = reported.get(status.name, {}).get("state", {}).get("terminated")
+                code = int((terminated or {}).get("exitCode", 0))
+                if terminated and not should_restart(restart_policy, code):
+                    status.state = {"terminated": terminated}
+                    status.restart_count = reported[status.name].get("restartCount", 0)
+                    status.final = True
 
     def _adopt(self, name: str, status: ContainerStatus, policy: str) -> ContainerProcess | None:
         record = self.record.containers.get(name)
@@ -326,9 +366,8 @@ class PodWorker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         return self._stopping.is_set()
 
-    async def _supervise(self, spec: Obj, status: ContainerStatus) -> None:
+    async def _supervise(self, spec: Obj, status: ContainerStatus, policy: str) -> None:
         backoff = CrashBackoff()
-        policy = self.pod["spec"].get("restartPolicy", "Always")
         process = self._adopt(spec["name"], status, policy)
         if status.final:
             self._dirty.set()
@@ -430,14 +469,19 @@ class PodWorker:
     # Status -------------------------------------------------------------------------------
     def status(self) -> Obj:
         now = now_rfc3339()
+        conditions = pod_conditions(
+            self.conditions, self.network_ready, self.initialized, self.containers, now
+        )
         status: Obj = {
-            "phase": phase(self.containers),
+            "phase": phase(self.init_containers, self.containers),
             "hostIP": self.ctx.config.node_ip,
             "hostIPs": [{"ip": self.ctx.config.node_ip}],
             "startTime": self.start_time,
-            "conditions": pod_conditions(self.conditions, self.network_ready, self.containers, now),
+            "conditions": conditions,
             "containerStatuses": [c.to_api() for c in self.containers],
         }
+        if self.init_containers:
+            status["initContainerStatuses"] = [c.to_api() for c in self.init_containers]
         if self.pod_ip:
             status["podIP"] = self.pod_ip
             status["podIPs"] = [{"ip": self.pod_ip}]

@@ -36,7 +36,12 @@ class ContainerStatus:
         return status
 
 
-def phase(containers: list[ContainerStatus]) -> str:
+def phase(init_containers: list[ContainerStatus], containers: list[ContainerStatus]) -> str:
+    for init in init_containers:
+        if init.final and init.state["terminated"].get("exitCode", 0) != 0:
+            return "Failed"  # failed for good: the pod never starts
+        if not init.final:
+            return "Pending"
     if containers and all(c.final for c in containers):
         failed = any(c.state["terminated"].get("exitCode", 0) != 0 for c in containers)
         return "Failed" if failed else "Succeeded"
@@ -67,11 +72,15 @@ class Conditions:
 
 
 def pod_conditions(
-    conditions: Conditions, network_ready: bool, containers: list[ContainerStatus], now: str
+    conditions: Conditions,
+    network_ready: bool,
+    initialized: bool,
+    containers: list[ContainerStatus],
+    now: str,
 ) -> list[Obj]:
     ready = bool(containers) and all(c.ready for c in containers)
     conditions.set("PodReadyToStartContainers", network_ready, now)
-    conditions.set("Initialized", True, now)
+    conditions.set("Initialized", initialized, now)
     conditions.set("ContainersReady", ready, now)
     conditions.set("Ready", ready, now)
     conditions.set("PodScheduled", True, now)

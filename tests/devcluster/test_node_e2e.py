@@ -344,21 +344,20 @@ spec:
 """,
     )
 
-    def waiting(name: str) -> dict[str, Any] | None:
+    def waiting(name: str, reason: str) -> dict[str, Any] | None:
         statuses = get(cluster, "pod", "-n", namespace, name)["status"].get("containerStatuses")
-        return statuses[0] if statuses and "waiting" in statuses[0]["state"] else None
+        state = statuses[0]["state"] if statuses else {}
+        return statuses[0] if state.get("waiting", {}).get("reason") == reason else None
 
-    unknown = wait_for("ErrImagePull", lambda: waiting("unknown"))
-    assert unknown["state"]["waiting"]["reason"] == "ErrImagePull"
+    unknown = wait_for("ErrImagePull", lambda: waiting("unknown", "ErrImagePull"))
     assert "docker.io/library/nginx:1.27" in unknown["state"]["waiting"]["message"]
 
     def restarted() -> dict[str, Any] | None:
-        status = waiting("crasher")
+        status = waiting("crasher", "CrashLoopBackOff")
         return status if status and status["restartCount"] >= 1 else None
 
     crasher = wait_for("the crashing container to be restarted once", restarted, timeout=40)
     assert crasher["lastState"]["terminated"]["exitCode"] == 3
-    assert crasher["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert "back-off 20s" in crasher["state"]["waiting"]["message"]
 
 
@@ -472,3 +471,55 @@ def test_agent_stopped_leaves_nothing_then_runs_its_pods_again(
     assert not pod_netns()
     cluster.restart(NODE)
     wait_for("the pods to run again", lambda: ready_pods(cluster, namespace, "app=echo", 2))
+
+
+def test_init_containers_run_first_and_a_failed_one_fails_the_pod(
+    cluster: Any, namespace: str
+) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: init, namespace: {namespace}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  restartPolicy: Never
+  initContainers:
+  - name: prepare
+    image: busybox
+    command: [sh, -c, "echo prepared > /tmp/pdc-e2e-init/state"]
+    volumeMounts: [{{name: work, mountPath: /tmp/pdc-e2e-init}}]
+  containers:
+  - name: main
+    image: busybox
+    command: [cat, /tmp/pdc-e2e-init/state]
+    volumeMounts: [{{name: work, mountPath: /tmp/pdc-e2e-init}}]
+  volumes: [{{name: work, emptyDir: {{}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: init-fails, namespace: {namespace}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  restartPolicy: Never
+  initContainers: [{{name: prepare, image: busybox, command: [sh, -c, "exit 7"]}}]
+  containers: [{{name: main, image: busybox, command: ["true"]}}]
+""",
+    )
+    pod = wait_for("the init pod to succeed", lambda: succeeded(cluster, namespace, "init"))
+    log = state_dir(cluster) / "pods" / pod["metadata"]["uid"] / "logs" / "main.log"
+    assert log.read_text() == "prepared\n"
+    init_state = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert (init_state["exitCode"], init_state["reason"]) == (0, "Completed")
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions["Initialized"] == "True"
+
+    def failed() -> Any:
+        pod = get(cluster, "pod", "-n", namespace, "init-fails")
+        return pod if pod["status"].get("phase") == "Failed" else None
+
+    pod = wait_for("the pod with a failing init container to fail", failed)
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
+    main = pod["status"]["containerStatuses"][0]
+    assert main["state"]["waiting"]["reason"] == "PodInitializing" and not main["started"]

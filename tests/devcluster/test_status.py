@@ -18,23 +18,30 @@ def finished(name: str, code: int) -> ContainerStatus:
 
 
 def test_phase() -> None:
-    assert phase([ContainerStatus("a", "img")]) == "Pending"
-    assert phase([running("a"), ContainerStatus("b", "img")]) == "Running"
-    assert phase([finished("a", 0), running("b")]) == "Running"
-    assert phase([finished("a", 0), finished("b", 0)]) == "Succeeded"
-    assert phase([finished("a", 0), finished("b", 2)]) == "Failed"
+    assert phase([], [ContainerStatus("a", "img")]) == "Pending"
+    assert phase([], [running("a"), ContainerStatus("b", "img")]) == "Running"
+    assert phase([], [finished("a", 0), running("b")]) == "Running"
+    assert phase([], [finished("a", 0), finished("b", 0)]) == "Succeeded"
+    assert phase([], [finished("a", 0), finished("b", 2)]) == "Failed"
     crash_looping = ContainerStatus("a", "img", restart_count=3)
-    assert phase([crash_looping]) == "Running"
+    assert phase([], [crash_looping]) == "Running"
+
+
+def test_phase_with_init_containers() -> None:
+    main = ContainerStatus("main", "img")
+    assert phase([running("init")], [main]) == "Pending"
+    assert phase([finished("init", 1)], [main]) == "Failed"
+    assert phase([finished("init", 0)], [running("main")]) == "Running"
 
 
 def test_ready_condition_keeps_its_transition_time_until_it_changes() -> None:
     conditions = Conditions()
     container = running("a")
-    first = {c["type"]: c for c in pod_conditions(conditions, True, [container], "t1")}
+    first = {c["type"]: c for c in pod_conditions(conditions, True, True, [container], "t1")}
     assert first["Ready"]["status"] == "False"
     container.ready = True
-    second = {c["type"]: c for c in pod_conditions(conditions, True, [container], "t2")}
-    third = {c["type"]: c for c in pod_conditions(conditions, True, [container], "t3")}
+    second = {c["type"]: c for c in pod_conditions(conditions, True, True, [container], "t2")}
+    third = {c["type"]: c for c in pod_conditions(conditions, True, True, [container], "t3")}
     assert (
         second["Ready"]
         == third["Ready"]
