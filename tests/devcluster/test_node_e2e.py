@@ -523,3 +523,108 @@ spec:
     assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
     main = pod["status"]["containerStatuses"][0]
     assert main["state"]["waiting"]["reason"] == "PodInitializing" and not main["started"]
+
+
+def test_probes_drive_ready_and_restarts(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: slow-ready, namespace: {namespace}, labels: {{probe: ready}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "sleep 2; echo ok > /tmp/pdc-e2e-probe/ready; exec sleep 3600"]
+    volumeMounts: [{{name: work, mountPath: /tmp/pdc-e2e-probe}}]
+    readinessProbe: {{exec: {{command: [cat, /tmp/pdc-e2e-probe/ready]}}, periodSeconds: 1}}
+  volumes: [{{name: work, emptyDir: {{}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: not-alive, namespace: {namespace}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    livenessProbe: {{tcpSocket: {{port: 9}}, periodSeconds: 1, failureThreshold: 1}}
+""",
+    )
+
+    def running() -> Any:
+        pod = get(cluster, "pod", "-n", namespace, "slow-ready")
+        statuses = pod["status"].get("containerStatuses") or [{}]
+        return pod if "running" in statuses[0].get("state", {}) else None
+
+    # Running for 2 s before the file exists: not Ready meanwhile.
+    pod = wait_for("the slow-ready container to run", running)
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions["Ready"] == "False", "Ready before the readiness probe passed"
+    wait_for(
+        "the exec readiness probe to pass",
+        lambda: ready_pods(cluster, namespace, "probe=ready", 1),
+        timeout=30,
+    )
+
+    def restarted() -> Any:
+        status = get(cluster, "pod", "-n", namespace, "not-alive")["status"]
+        statuses = status.get("containerStatuses") or [{}]
+        return statuses[0] if statuses[0].get("restartCount", 0) >= 1 else None
+
+    status = wait_for("the failing liveness probe to restart the container", restarted, 40)
+    assert status["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGTERM
+
+
+def test_deletion_sigterm_then_sigkill_after_the_grace_period(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: stubborn, namespace: {namespace}, labels: {{app: stubborn}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "trap 'echo got TERM' TERM; while :; do sleep 1; done"]
+""",
+    )
+    wait_for("the pod to run", lambda: ready_pods(cluster, namespace, "app=stubborn", 1))
+    (pid,) = container_pids(cluster, namespace).values()
+    uid = get(cluster, "pod", "-n", namespace, "stubborn")["metadata"]["uid"]
+    log = state_dir(cluster) / "pods" / uid / "logs" / "c.log"
+    started = time.monotonic()
+    cluster.kubectl("delete", "pod", "-n", namespace, "stubborn", "--wait=false")
+    wait_for("TERM to reach the container", lambda: log.exists() and "got TERM" in log.read_text())
+    wait_for("the process to be killed", lambda: not alive(pid), timeout=20)
+    assert time.monotonic() - started >= 2.5, "killed before its grace period ended"
+    wait_for("the pod to be gone", lambda: not get(cluster, "pods", "-n", namespace)["items"])
+    assert not log.exists(), "the pod's dir is removed"
+
+
+def test_propylon_image_runs_the_checkouts_console_script(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: propylon, namespace: {namespace}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: ghcr.io/example/propylon:dev
+    command: [/usr/local/bin/propylon]
+    args: [--help]
+""",
+    )
+    pod = wait_for("propylon --help to succeed", lambda: succeeded(cluster, namespace, "propylon"))
+    log = state_dir(cluster) / "pods" / pod["metadata"]["uid"] / "logs" / "c.log"
+    assert "usage: propylon" in log.read_text()
