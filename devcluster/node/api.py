@@ -21,6 +21,7 @@ from lightkube.types import PatchType
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "devcluster-node"
+WATCH_SECONDS = 300
 
 
 def now_rfc3339() -> str:
@@ -52,9 +53,10 @@ class NodeApi:
         self.client = AsyncClient(config, field_manager=FIELD_MANAGER)
         single = config.get()
         assert single is not None, f"{kubeconfig}: no current context"
-        # Watches stream for minutes: no read timeout (the server ends them itself).
+        # Watches stream for minutes: the server ends them after WATCH_SECONDS; a read
+        # timeout a little longer catches a connection that died without a word.
         self._stream = adapter_client(
-            single, ConnectionParams(timeout=httpx2.Timeout(10.0, read=None))
+            single, ConnectionParams(timeout=httpx2.Timeout(10.0, read=WATCH_SECONDS + 30))
         )
 
     async def close(self) -> None:
@@ -121,7 +123,7 @@ class NodeApi:
             "fieldSelector": f"spec.nodeName={node_name}",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": "300",
+            "timeoutSeconds": str(WATCH_SECONDS),
         }
         async with self._stream.stream("GET", "/api/v1/pods", params=params) as response:
             if response.status_code == 410:
