@@ -96,7 +96,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 
 
 @dataclass
-class ApiServer:
+class ControlPlane:
     """A running control plane; `kubeconfig` is cluster-admin (system:masters)."""
 
     workdir: Path
@@ -105,6 +105,7 @@ class ApiServer:
     bindir: Path
     ca_cert: Path
     ca_key: Path
+    etcd_url: str = ""
     pids: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
@@ -128,6 +129,25 @@ class ApiServer:
         attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
         cert = _cert(x509.Name(attrs), key, ca.subject, ca_key, client=True)  # type: ignore[arg-type]
         return _write_kubeconfig(self.workdir, name, self.url, self.ca_cert, cert, key)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd at its current revision (older resourceVersions become 410 Gone
+        for watches); returns the revision."""
+        import base64
+        import json
+
+        def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            req = urllib.request.Request(
+                f"{self.etcd_url}{path}", data=json.dumps(body).encode(), method="POST"
+            )
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                data: dict[str, object] = json.loads(resp.read())
+                return data
+
+        header = post("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]
+        revision = int(header["revision"])  # type: ignore[index]
+        post("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
 
     def stop_process(self, name: str) -> None:
         proc = self.pids.pop(name, None)
@@ -185,7 +205,7 @@ def _wait_ready(url: str, ca: Path, cert: Path, key: Path, deadline: float) -> N
     raise TimeoutError(f"kube-apiserver not ready: {last}")
 
 
-def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> ApiServer:
+def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> ControlPlane:
     workdir.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca = _cert(_name("propylon-test-ca"), ca_key, _name("propylon-test-ca"), ca_key, ca=True)
@@ -214,7 +234,15 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> A
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     url = f"https://127.0.0.1:{api_port}"
     kubeconfig = _write_kubeconfig(workdir, "admin", url, workdir / "ca.crt", admin, admin_key)
-    server = ApiServer(workdir, url, kubeconfig, bindir, workdir / "ca.crt", workdir / "ca.key")
+    server = ControlPlane(
+        workdir,
+        url,
+        kubeconfig,
+        bindir,
+        workdir / "ca.crt",
+        workdir / "ca.key",
+        etcd_url=f"http://127.0.0.1:{etcd_port}",
+    )
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     try:
@@ -268,7 +296,9 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> A
                 "198.19.0.0/16",
                 "--disable-admission-plugins",
                 "ServiceAccount",
-                "--watch-cache=true",
+                # ConfigMaps are watched straight from etcd, so that a compaction
+                # makes an old resourceVersion 410 Gone (the reflector tests need it).
+                "--watch-cache-sizes", "configmaps#0",
             ],
             stdout=(logs / "kube-apiserver.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -304,7 +334,7 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> A
     return server
 
 
-def serve_temporarily(workdir: Path) -> Iterator[ApiServer]:
+def serve_temporarily(workdir: Path) -> Iterator[ControlPlane]:
     bindir = binaries_dir()
     if bindir is None:
         raise FileNotFoundError("kube-apiserver not found")
