@@ -66,6 +66,7 @@ def _micro_time(moment: datetime) -> str:
 class Agent:
     def __init__(self, options: AgentOptions, api: KubeApi | None = None) -> None:
         self.options = options
+        self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-agent")
         self.source = KubeSource(self.api)
         self.store = Store()
@@ -86,14 +87,15 @@ class Agent:
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
 
-    async def serve(self) -> None:
+    async def serve(self, *, handle_signals: bool = True) -> None:
         from propylon.xds import AdsServer  # grpc is heavy; only when serving
 
         opts = self.options
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stop.set)
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._stop.set)
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         health = None
         if opts.health_address:
@@ -136,7 +138,8 @@ class Agent:
             await self._xds.stop()
             if health is not None:
                 await health.stop()
-            await self.api.close()
+            if self._owns_api:
+                await self.api.close()
 
     def stop(self) -> None:
         self._stop.set()

@@ -59,6 +59,7 @@ class Operator:
     def __init__(self, options: OperatorOptions, api: KubeApi | None = None) -> None:
         self.options = options
         self.identity = options.lease.identity if options.lease else pod_identity()
+        self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
         self.source = KubeSource(self.api, [*kinds.WATCHED, kinds.NODE_REPORT])
         self.store = Store()
@@ -100,11 +101,12 @@ class Operator:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(self, *, handle_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stop.set)
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._stop.set)
         health = None
         if self.options.health_address:
             health = HealthServer(self.options.health_address, ready=self.source.synced.is_set)
@@ -139,7 +141,8 @@ class Operator:
                     await task
             if health is not None:
                 await health.stop()
-            await self.api.close()
+            if self._owns_api:
+                await self.api.close()
 
     def stop(self) -> None:
         self._stop.set()

@@ -29,9 +29,7 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
     try:
         cp.kubectl("apply", "--server-side", "-f", str(GATEWAY_API / "crd" / "experimental"))
         cp.kubectl("apply", "-f", str(HERE / "crds" / "cilium.yaml"))
-        cp.kubectl(
-            "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"
-        )
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         yield cp
     finally:
         cp.stop()

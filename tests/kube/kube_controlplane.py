@@ -298,7 +298,8 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> C
                 "ServiceAccount",
                 # ConfigMaps are watched straight from etcd, so that a compaction
                 # makes an old resourceVersion 410 Gone (the reflector tests need it).
-                "--watch-cache-sizes", "configmaps#0",
+                "--watch-cache-sizes",
+                "configmaps#0",
             ],
             stdout=(logs / "kube-apiserver.log").open("wb"),
             stderr=subprocess.STDOUT,

@@ -27,7 +27,9 @@ def _cm(name: str, namespace: str, value: str = "1") -> dict[str, object]:
 
 async def test_watch_sees_adds_updates_deletes(api: KubeApi, namespace: str) -> None:
     events: list[Event] = []
-    reflector = Reflector(api, kinds.CONFIG_MAP, events.extend, field_selector=f"metadata.namespace={namespace}")
+    reflector = Reflector(
+        api, kinds.CONFIG_MAP, events.extend, field_selector=f"metadata.namespace={namespace}"
+    )
     await api.create(kinds.CONFIG_MAP, _cm("a", namespace), namespace)
     task = asyncio.create_task(reflector.run())
     try:
@@ -36,9 +38,11 @@ async def test_watch_sees_adds_updates_deletes(api: KubeApi, namespace: str) -> 
         await api.patch(kinds.CONFIG_MAP, "a", {"data": {"v": "2"}}, namespace=namespace)
         await api.delete(kinds.CONFIG_MAP, "b", namespace)
         await eventually(
-            lambda: reflector.objects.get((namespace, "a"), {}).get("data") == {"v": "2"}
-            and (namespace, "b") not in reflector.objects
-            and any(e.obj is None and e.id == (namespace, "b") for e in events),
+            lambda: (
+                reflector.objects.get((namespace, "a"), {}).get("data") == {"v": "2"}
+                and (namespace, "b") not in reflector.objects
+                and any(e.obj is None and e.id == (namespace, "b") for e in events)
+            ),
             what="watch events",
         )
         assert reflector.stats.lists == 1  # no relist: the watch carried everything
@@ -71,8 +75,10 @@ async def test_gone_relists_with_synthetic_deletes(
     task = asyncio.create_task(reflector.run())
     try:
         await eventually(
-            lambda: set(reflector.objects) == {(namespace, "stays"), (namespace, "new")}
-            and reflector.stats.lists == 2,
+            lambda: (
+                set(reflector.objects) == {(namespace, "stays"), (namespace, "new")}
+                and reflector.stats.lists == 2
+            ),
             what="relist",
         )
         assert reflector.stats.relists_gone == 1
