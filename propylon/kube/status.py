@@ -9,8 +9,8 @@
   the other controllers' entries are kept.
 - Never a hot loop: a key is looked at again only when the core's status or the
   object's status changes, and a write whose result the API server then defaults
-  differently is remembered (what we sent -> what it stored) and not repeated. A key
-  written too often anyway is slowed down.
+  differently is remembered (what we sent -> what it stored) and not repeated. Putting
+  back a status someone else keeps overwriting is slowed down (a fight, not a loop).
 - Fenced: nothing is written unless `can_write()` (the leader fence) says so.
 """
 
@@ -163,10 +163,6 @@ class StatusSink:
                 continue
             key = min(self._dirty)
             self._dirty.discard(key)
-            wait = self._rate_wait(key)
-            if wait > 0:
-                asyncio.get_running_loop().call_later(wait, self._requeue, key)
-                continue
             try:
                 await self._write(key)
                 self._failures.pop(key, None)
@@ -213,6 +209,14 @@ class StatusSink:
             if not self._can_write():
                 self._dirty.add(key)
                 return
+            if sent is not None and sent[0] == wanted:
+                # Putting back what we wrote before: someone else keeps changing it.
+                # Do it, but not faster than RATE_WRITES per RATE_WINDOW_S.
+                wait = self._rate_wait(key)
+                if wait > 0:
+                    asyncio.get_running_loop().call_later(wait, self._requeue, key)
+                    return
+                self._recent.setdefault(key, deque()).append(time.monotonic())
             meta = obj.get("metadata") or {}
             patch = {
                 "metadata": {"resourceVersion": meta.get("resourceVersion")},
@@ -231,7 +235,6 @@ class StatusSink:
                 obj = await self.api.get(kind, key.name, key.namespace)
                 continue
             self.writes += 1
-            self._recent.setdefault(key, deque()).append(time.monotonic())
             self._sent[key] = (wanted, answer.get("status") or {})
             return
         log.warning("status of %s: still conflicting after %d tries; later", key, CONFLICT_RETRIES)
