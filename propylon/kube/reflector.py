@@ -22,6 +22,7 @@ from typing import Any
 import httpx2
 
 from propylon.kube.api import WATCH_TIMEOUT_S, ApiError, Kind, KubeApi, Obj
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
 
 log = logging.getLogger("propylon.kube")
 
@@ -71,8 +72,10 @@ class Reflector:
         label_selector: str = "",
         field_selector: str = "",
         on_synced: Callable[[Reflector], None] | None = None,
+        metrics: KubeMetrics = NO_METRICS,
     ) -> None:
         self.api = api
+        self.metrics = metrics
         self.kind = kind
         self.objects: dict[ObjId, Obj] = {}
         self.resource_version = ""
@@ -100,6 +103,7 @@ class Reflector:
                 await self._watch()
                 backoff = BACKOFF_FIRST_S
                 self.stats.watch_restarts += 1
+                self.metrics.watch_restarted(self.kind.kind)
             except ApiError as exc:
                 if exc.code == 410:
                     log.info("%s: watch expired (410 Gone), relisting", self.kind.plural)
@@ -144,6 +148,7 @@ class Reflector:
             self.kind, label_selector=self._labels, field_selector=self._fields
         )
         self.stats.lists += 1
+        self.metrics.watch_relisted(self.kind.kind)
         if self.installed is False:
             log.info("%s (%s) is now served: watching it", self.kind.kind, self.kind.api_version)
         self.installed = True

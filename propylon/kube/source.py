@@ -22,6 +22,7 @@ from typing import Any
 
 from propylon.kube import kinds
 from propylon.kube.api import Kind, KubeApi, Obj
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.reflector import Event, ObjId, Reflector, stop_tasks
 from propylon.resources import KINDS, ObjectKey, ResourceError, UnknownKindError, parse_object
 from propylon.store import ChangeSet, Diagnostic, StoredObject, warning
@@ -61,6 +62,7 @@ class KubeSource:
         watched: Iterable[Kind] = kinds.WATCHED,
         *,
         selectors: Mapping[str, tuple[str, str]] | None = None,
+        metrics: KubeMetrics = NO_METRICS,
     ) -> None:
         self.api = api
         self.reflectors: dict[str, Reflector] = {}
@@ -74,6 +76,7 @@ class KubeSource:
                 label_selector=labels,
                 field_selector=fields,
                 on_synced=self._on_synced,
+                metrics=metrics,
             )
         self._crds = Reflector(api, kinds.CRD, self._on_crd_events)
         self._objects: dict[ObjectKey, StoredObject] = {}

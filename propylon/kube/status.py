@@ -28,6 +28,7 @@ import httpx2
 
 from propylon.kube import kinds
 from propylon.kube.api import ApiError, KubeApi, Obj
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.resources import ObjectKey
 
 log = logging.getLogger("propylon.status")
@@ -92,8 +93,10 @@ class StatusSink:
         merge_conditions: MergeConditions,
         can_write: Callable[[], bool] = lambda: True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: KubeMetrics = NO_METRICS,
     ) -> None:
         self.api = api
+        self.metrics = metrics
         self._raw = raw
         self._controller = controller
         self._merge = merge_conditions
@@ -232,9 +235,11 @@ class StatusSink:
                 if exc.code != 409:
                     raise
                 self.conflicts += 1
+                self.metrics.status_conflicted(key.kind)
                 obj = await self.api.get(kind, key.name, key.namespace)
                 continue
             self.writes += 1
+            self.metrics.status_written(key.kind)
             self._sent[key] = (wanted, answer.get("status") or {})
             return
         log.warning("status of %s: still conflicting after %d tries; later", key, CONFLICT_RETRIES)

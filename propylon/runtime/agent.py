@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from propylon.kube import kinds
 from propylon.kube.addresses import NodeAddresses
 from propylon.kube.api import ApiError, KubeApi
 from propylon.kube.health import HealthServer
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
 from propylon.kube.source import KubeSource
 from propylon.resources.meta import ObjectKey
@@ -64,11 +66,17 @@ def _micro_time(moment: datetime) -> str:
 
 
 class Agent:
-    def __init__(self, options: AgentOptions, api: KubeApi | None = None) -> None:
+    def __init__(
+        self,
+        options: AgentOptions,
+        api: KubeApi | None = None,
+        *,
+        metrics: KubeMetrics = NO_METRICS,
+    ) -> None:
         self.options = options
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-agent")
-        self.source = KubeSource(self.api)
+        self.source = KubeSource(self.api, metrics=metrics)
         self.store = Store()
         self.builder = gatewayapi.Builder()
         self.translator = Translator()
@@ -76,6 +84,8 @@ class Agent:
         self.allocator = LbIpamPools()
         self.addresses = NodeAddresses(options.address_device, options.state_dir / "addresses.json")
         self.evaluation: Evaluation | None = None
+        self._previous: dict[ObjectKey, str] = {}
+        self._addresses: frozenset[str] | None = None
         self.xds_version = 0
         self._xds: Any = None
         self._envoy: EnvoySupervisor | None = None
@@ -151,17 +161,22 @@ class Agent:
             await self.reconcile(changeset)
 
     async def reconcile(self, changeset: ChangeSet) -> None:
+        started = time.perf_counter()
         snapshot = self.store.apply(changeset)
         gateway_statuses = {
             key: (self.source.raw(key) or {}).get("status") or {}
             for key in snapshot
             if key.kind == "Gateway"
         }
+        previous = self.allocator.previous(gateway_statuses)
+        if self.evaluation is not None and not snapshot.changed and previous == self._previous:
+            return  # only statuses changed (the operator's writes): nothing to serve anew
+        self._previous = previous
         evaluation = evaluate(
             snapshot,
             changeset,
             self.options.values,
-            previous=self.allocator.previous(gateway_statuses),
+            previous=previous,
             default_pool=self.allocator.default_pool,
             translator=self.translator,
             builder=self.builder,
@@ -169,7 +184,10 @@ class Agent:
         )
         self.evaluation = evaluation
         # Addresses first: Envoy binds its listeners to them.
-        await self.addresses.ensure(evaluation.result.addresses.values())
+        addresses = frozenset(evaluation.result.addresses.values())
+        if addresses != self._addresses:
+            await self.addresses.ensure(addresses)
+            self._addresses = addresses
         version: int = self._xds.update(evaluation.resources)
         self.xds_version = version
         served = {
@@ -177,6 +195,12 @@ class Agent:
             for key in evaluation.result.addresses
             if key in snapshot
         }
+        log.debug(
+            "reconcile: %d changed, xDS version %d pushed after %.1f ms",
+            len(snapshot.changed),
+            version,
+            (time.perf_counter() - started) * 1000,
+        )
         task = asyncio.create_task(self._await_ack(version, served))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

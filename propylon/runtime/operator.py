@@ -26,6 +26,7 @@ from propylon.kube.api import ApiError, KubeApi, pod_identity
 from propylon.kube.events import EventRecorder
 from propylon.kube.generated import GeneratedObjects
 from propylon.kube.health import HealthServer
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.leader import LeaderElector, LeaseConfig
 from propylon.kube.nodereport import NodeReports
 from propylon.kube.source import KubeSource
@@ -56,12 +57,19 @@ class OperatorOptions:
 
 
 class Operator:
-    def __init__(self, options: OperatorOptions, api: KubeApi | None = None) -> None:
+    def __init__(
+        self,
+        options: OperatorOptions,
+        api: KubeApi | None = None,
+        *,
+        metrics: KubeMetrics = NO_METRICS,
+    ) -> None:
         self.options = options
+        self.metrics = metrics
         self.identity = options.lease.identity if options.lease else pod_identity()
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
-        self.source = KubeSource(self.api, [*kinds.WATCHED, kinds.NODE_REPORT])
+        self.source = KubeSource(self.api, [*kinds.WATCHED, kinds.NODE_REPORT], metrics=metrics)
         self.store = Store()
         self.builder = gatewayapi.Builder()
         self.allocator = LbIpamPools()
@@ -76,6 +84,7 @@ class Operator:
             controller=CILIUM_CONTROLLER_NAME,
             merge_conditions=merge_conditions,
             can_write=fence,
+            metrics=metrics,
         )
         self.generated = GeneratedObjects(
             self.api,
@@ -88,6 +97,7 @@ class Operator:
         self.reports = NodeReports(options.namespace)
         self.source.on_raw = self._on_raw
         self.result: gatewayapi.BuildResult | None = None
+        self._previous: dict[ObjectKey, str] = {}
         self.reconciles = 0
         self._last_statuses: Mapping[ObjectKey, Mapping[str, Any]] | None = None
         self._reported: set[str] = set()
@@ -161,10 +171,14 @@ class Operator:
             for key in objects
             if key.kind == "Gateway"
         }
+        previous = self.allocator.previous(gateway_statuses)
+        if self.result is not None and not snapshot.changed and previous == self._previous:
+            return  # only statuses changed (ours, mostly): the build would be the same
+        self._previous = previous
         inputs = gatewayapi.Inputs(
             objects=objects,
             values=self.options.values,
-            previous_addresses=self.allocator.previous(gateway_statuses),
+            previous_addresses=previous,
             default_pool=self.allocator.default_pool,
         )
         result = self.builder.build(inputs, snapshot.changed)
@@ -234,6 +248,7 @@ class Operator:
     # --- leadership ------------------------------------------------------------------
 
     async def _leader_changed(self, leader: bool) -> None:
+        self.metrics.set_leader(leader)
         if leader:
             self.statuses.resync()
             self.generated.resync()

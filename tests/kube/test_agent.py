@@ -116,8 +116,12 @@ async def test_agent_serves_what_the_api_server_says(
 
                 # A change through the API server reaches Envoy.
                 started = time.monotonic()
-                await api.patch(kinds.HTTP_ROUTE, "redirect",
-                                {"spec": {"hostnames": ["b.example"]}}, namespace=namespace)
+                await api.patch(
+                    kinds.HTTP_ROUTE,
+                    "redirect",
+                    {"spec": {"hostnames": ["b.example"]}},
+                    namespace=namespace,
+                )
                 await eventually(lambda: redirected("b.example"), what="new hostname served")
                 propagation = time.monotonic() - started
                 assert propagation < 5.0
@@ -127,8 +131,11 @@ async def test_agent_serves_what_the_api_server_says(
                 assert envoy is not None and envoy.pid is not None
                 os.kill(envoy.pid, signal.SIGKILL)
                 await eventually(lambda: envoy.restarts >= 1, what="Envoy restarted")
-                await eventually(lambda: redirected("b.example"), timeout=20,
-                                 what="served again after the restart")
+                await eventually(
+                    lambda: redirected("b.example"),
+                    timeout=20,
+                    what="served again after the restart",
+                )
     finally:
         controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
         controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
