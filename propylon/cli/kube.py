@@ -113,6 +113,15 @@ def setup_logging(fmt: str, level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def _metrics_note(args: argparse.Namespace) -> None:
+    if args.metrics_address:
+        logging.getLogger("propylon").warning(
+            "--metrics-address %s: Prometheus metrics are not served by this build yet "
+            "(propylon.metrics is wired in when it is merged)",
+            args.metrics_address,
+        )
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -121,6 +130,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     from propylon.runtime.operator import OperatorOptions, serve
 
     setup_logging(args.log_format, args.log_level)
+    _metrics_note(args)
     try:
         values = values_from_args(args)
         lease = LeaseConfig(
@@ -157,6 +167,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from propylon.runtime.agent import AgentOptions, serve
 
     setup_logging(args.log_format, args.log_level)
+    _metrics_note(args)
     try:
         values = values_from_args(args)
     except ValuesError as exc:

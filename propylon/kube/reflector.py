@@ -113,6 +113,11 @@ class Reflector:
                 if exc.code == 404:
                     await self._not_installed()
                     continue
+                if exc.code == 403 and not self.synced:
+                    # RBAC does not let us read this kind: go on without it (said once,
+                    # loudly), and keep retrying in case the permission is granted.
+                    log.error("%s: %s; going on without them", self.kind.plural, exc)
+                    self._replace([])
                 self.stats.errors += 1
                 log.warning("%s: %s; retrying in %.1fs", self.kind.plural, exc, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))

@@ -198,6 +198,8 @@ class StatusSink:
         obj = self._raw(key)
         for _ in range(CONFLICT_RETRIES):
             if obj is None or key not in self._built:
+                if obj is None and self._built.get(key, {}) is None:
+                    del self._built[key]  # a route gone from the cluster and from us
                 return
             built = self._built[key]
             current = obj.get("status") or {}
