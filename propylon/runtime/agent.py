@@ -33,6 +33,7 @@ from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
 from propylon.kube.source import KubeSource
 from propylon.resources.meta import ObjectKey
+from propylon.runtime.collector import QuietCollector
 from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
 from propylon.runtime.seams import LbIpamPools
 from propylon.store import ChangeSet, Store
@@ -82,6 +83,7 @@ class Agent:
         self.translator = Translator()
         self.conditions = ConditionDiagnostics()
         self.allocator = LbIpamPools()
+        self.collector = QuietCollector()
         self.addresses = NodeAddresses(options.address_device, options.state_dir / "addresses.json")
         self.evaluation: Evaluation | None = None
         self._previous: dict[ObjectKey, str] = {}
@@ -132,6 +134,7 @@ class Agent:
             else:
                 log.info("waiting for Envoy on %s", xds_address)
             self.source.start()
+            self.collector.start()
             reporter = asyncio.create_task(self._report_loop(), name="node report")
             reconcile = asyncio.create_task(self._reconcile_loop(), name="reconcile")
             stop = asyncio.create_task(self._stop.wait())
@@ -142,6 +145,7 @@ class Agent:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log.error("%s failed: %r", task.get_name(), task.exception())
         finally:
+            self.collector.stop()
             await self.source.stop()
             if self._envoy is not None:
                 await self._envoy.stop()
@@ -205,6 +209,7 @@ class Agent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.ready.set()
+        self.collector.after_reconcile()
 
     async def _await_ack(self, version: int, served: Mapping[ObjectKey, int]) -> None:
         from propylon.xds import XdsNackError

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.bindable import BindProbe
+from propylon.runtime.collector import QuietCollector
 from propylon.runtime.options import RunOptions
 from propylon.runtime.pipeline import (
     ConditionDiagnostics,
@@ -40,19 +40,6 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
-# After this long without changes, a full garbage collection runs (see `_collect`).
-GC_IDLE_S = 5.0
-# ... if the frozen heap grew by this fraction since the last one; or, under steady
-# churn, shortly after a reconcile once this long has passed.
-GC_FULL_GROWTH = 0.1
-GC_MAX_INTERVAL_S = 600.0
-# While serving, CPython's automatic collections are off: in a burst (a thousand files
-# read, then reconciled) they kept scanning the burst's new objects, ~20 % of its time.
-# Everything a reconcile leaves is frozen instead (`_schedule_collect`), and what other
-# work leaves (API requests, streams) is collected every `GC_YOUNG_S` once this many
-# tracked objects accumulated since the last freeze or collection.
-GC_YOUNG_S = 2.0
-GC_YOUNG_OBJECTS = 20_000
 # The watcher hands over a batch once no new event came for this long, or, while events
 # keep coming, this long after the first. A burst read meanwhile is coalesced (see
 # `propylon.sources.watch`): one reconcile for the whole burst when reading is slower.
@@ -95,11 +82,7 @@ class Instance:
         self._gateways: set[ObjectKey] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
-        self._gc_handle: asyncio.TimerHandle | None = None
-        self._gc_young_handle: asyncio.TimerHandle | None = None
-        self._gc_was_enabled = True
-        self._collected_at = 0.0
-        self._frozen_after_collect = 0  # gc.get_freeze_count() after the last full collect
+        self._collector = QuietCollector()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -119,9 +102,7 @@ class Instance:
         await self._api.start()  # refuses to start beside a live instance
         self.state.write_pid(os.getpid())
         loop = asyncio.get_running_loop()
-        self._gc_was_enabled = gc.isenabled()
-        gc.disable()
-        self._gc_young_handle = loop.call_later(GC_YOUNG_S, self._collect_young)
+        self._collector.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
@@ -158,13 +139,7 @@ class Instance:
 
     async def _shutdown(self) -> None:
         self.flush_state()
-        if self._gc_handle is not None:
-            self._gc_handle.cancel()
-        if self._gc_young_handle is not None:
-            self._gc_young_handle.cancel()
-            self._gc_young_handle = None
-            if self._gc_was_enabled:
-                gc.enable()
+        self._collector.stop()
         if self._envoy is not None:
             await self._envoy.stop()
         if self._xds is not None:
@@ -211,7 +186,7 @@ class Instance:
         self._schedule_save()
         self._report(evaluation.diagnostics)
         self.ready.set()
-        self._schedule_collect()
+        self._collector.after_reconcile()
 
     def _merge_statuses(
         self,
@@ -275,44 +250,6 @@ class Instance:
         self.state.save_metadata(self.store.export_records())
         with contextlib.suppress(RuntimeError):
             self._saved_at = asyncio.get_running_loop().time()
-
-    def _schedule_collect(self) -> None:
-        """Keep the cyclic garbage collector off the reconcile path: what survived a
-        reconcile is frozen (not scanned again by automatic collections, which at
-        thousands of routes cost hundreds of milliseconds). Cyclic garbage frozen with
-        them stays until a full collection: measured, a reconcile makes almost none (a
-        few hundred objects in 100 changes), while a full collection (unfreeze) costs
-        over a second of CPU at 5000 routes and found nothing. So one runs only once
-        changes have stopped for `GC_IDLE_S` and the frozen heap grew by
-        `GC_FULL_GROWTH` since the last one, or under steady churn every
-        `GC_MAX_INTERVAL_S` (it was every 30 s: ~0.05 core at 5000 routes)."""
-        gc.freeze()
-        if self._gc_handle is not None:
-            self._gc_handle.cancel()
-        with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            overdue = loop.time() - self._collected_at > GC_MAX_INTERVAL_S
-            self._gc_handle = loop.call_later(0.2 if overdue else GC_IDLE_S, self._collect)
-
-    def _collect_young(self) -> None:
-        if gc.get_count()[0] > GC_YOUNG_OBJECTS:
-            gc.collect(1)
-        with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            self._gc_young_handle = loop.call_later(GC_YOUNG_S, self._collect_young)
-
-    def _collect(self) -> None:
-        self._gc_handle = None
-        with contextlib.suppress(RuntimeError):
-            now = asyncio.get_running_loop().time()
-            grown = gc.get_freeze_count() > self._frozen_after_collect * (1 + GC_FULL_GROWTH)
-            if not grown and now - self._collected_at <= GC_MAX_INTERVAL_S:
-                return
-            self._collected_at = now
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        self._frozen_after_collect = gc.get_freeze_count()
 
     def _bind_probe_needed(self, evaluation: Evaluation) -> bool:
         """Probe the Gateways' addresses (not with hostNetwork: listeners bind the host's

@@ -32,6 +32,7 @@ from propylon.kube.nodereport import NodeReports
 from propylon.kube.source import KubeSource
 from propylon.kube.status import StatusSink
 from propylon.resources.meta import ObjectKey
+from propylon.runtime.collector import QuietCollector
 from propylon.runtime.seams import LbIpamPools
 from propylon.state import merge_conditions
 from propylon.store import ChangeSet, Store
@@ -73,6 +74,7 @@ class Operator:
         self.store = Store()
         self.builder = gatewayapi.Builder()
         self.allocator = LbIpamPools()
+        self.collector = QuietCollector()
         self.elector: LeaderElector | None = None
         if options.leader_elect:
             lease = options.lease or LeaseConfig(options.namespace, identity=self.identity)
@@ -122,6 +124,7 @@ class Operator:
             health = HealthServer(self.options.health_address, ready=self.source.synced.is_set)
             log.info("health on http://%s/healthz", await health.start())
         self.source.start()
+        self.collector.start()
         tasks = [
             asyncio.create_task(self.statuses.run(), name="status writer"),
             asyncio.create_task(self.generated.run(), name="generated objects"),
@@ -149,6 +152,7 @@ class Operator:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self.collector.stop()
             if health is not None:
                 await health.stop()
             if self._owns_api:
@@ -193,6 +197,7 @@ class Operator:
         self.generated.update(result.services, uids)
         self._report(result.diagnostics, changeset)
         self.reconciles += 1
+        self.collector.after_reconcile()
         if self.can_write():
             self._ensure_gateway_class()
 
