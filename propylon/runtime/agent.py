@@ -23,6 +23,7 @@ from typing import Any
 import httpx2
 
 from propylon import gatewayapi
+from propylon.clock import new_uid, timestamp_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator
 from propylon.kube import kinds
@@ -78,7 +79,7 @@ class Agent:
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-agent")
         self.source = KubeSource(self.api, metrics=metrics)
-        self.store = Store()
+        self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()
         self.translator = Translator()
         self.conditions = ConditionDiagnostics()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from propylon import gatewayapi
+from propylon.clock import new_uid, timestamp_now
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.gateway import OWNING_GATEWAY_LABEL
 from propylon.kube import kinds
@@ -71,7 +72,7 @@ class Operator:
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
         self.source = KubeSource(self.api, [*kinds.WATCHED, kinds.NODE_REPORT], metrics=metrics)
-        self.store = Store()
+        self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()
         self.allocator = LbIpamPools()
         self.collector = QuietCollector()

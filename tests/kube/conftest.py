@@ -24,7 +24,7 @@ T = TypeVar("T")
 def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     bindir = binaries_dir()
     if bindir is None:
-        pytest.skip("kube-apiserver/etcd binaries not built (dev cluster cache is empty)")
+        pytest.fail("kube-apiserver/etcd not built: run `python -m devcluster build`")
     cp = start(tmp_path_factory.mktemp("controlplane"), bindir, controller_manager=True)
     try:
         cp.kubectl("apply", "--server-side", "-f", str(GATEWAY_API / "crd" / "experimental"))

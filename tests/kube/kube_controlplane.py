@@ -1,8 +1,9 @@
 """A real kube-apiserver (and etcd, optionally kube-controller-manager) on loopback,
 for the Kubernetes-mode tests until the dev cluster's fixture is on main.
 
-Binaries: $PROPYLON_KUBE_BIN, else the dev cluster's cache
-(~/.cache/propylon-devcluster/warm/). Every process is stopped by its PID.
+Binaries: those of the dev cluster (`binaries_dir`). Every process is stopped by its PID.
+The dev cluster itself (tests/devcluster_fixture.py) runs nodes and pods; these tests
+need only the control plane, on loopback, and an etcd they can compact.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ BIN_ENV = "PROPYLON_KUBE_BIN"
 
 
 def binaries_dir() -> Path | None:
-    for candidate in (
-        os.environ.get(BIN_ENV),
-        str(Path.home() / ".cache/propylon-devcluster/warm"),
-    ):
+    """$PROPYLON_KUBE_BIN, else the dev cluster's build (`python -m devcluster build`,
+    which `dev.py test` runs), else its first warm build."""
+    candidates = [os.environ.get(BIN_ENV)]
+    try:
+        from devcluster.build import binaries
+
+        candidates.append(str(binaries().folder))
+    except ImportError:
+        pass
+    candidates.append(str(Path.home() / ".cache/propylon-devcluster/warm"))
+    for candidate in candidates:
         if candidate and (Path(candidate) / "kube-apiserver").exists():
             return Path(candidate)
     return None
