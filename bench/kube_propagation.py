@@ -119,11 +119,21 @@ def apiserver_requests(cp: ControlPlane) -> dict[str, float]:
     return out
 
 
+PROCS: list[psutil.Process] = []
+
+
+def check_alive() -> None:
+    for proc in PROCS:
+        if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+            raise RuntimeError(f"{' '.join(proc.cmdline()[:3])} exited: see its log")
+
+
 async def wait_answer(
     client: httpx.AsyncClient, url: str, host: str, deadline: float
 ) -> tuple[float, list[int]]:
     others: list[int] = []
     while time.monotonic() < deadline:
+        check_alive()
         try:
             resp = await client.get(url, headers={"Host": host})
             if resp.status_code == 302:
@@ -176,16 +186,26 @@ async def bench(
                 await asyncio.sleep(1)
             result["prefill_accepted"] = accepted
             result["prefill_accepted_s"] = round(time.monotonic() - started, 1)
+            result["cpu_s_until_accepted"] = {
+                name: round(p.cpu_times().user + p.cpu_times().system, 1)
+                for name, p in zip(("operator", "agent"), procs, strict=True)
+            }
+            result["rss_mib_accepted"] = {
+                name: round(p.memory_info().rss / 2**20)
+                for name, p in zip(("operator", "agent"), procs, strict=True)
+            }
             for p in procs:
                 p.cpu_percent()  # start the interval
             before = apiserver_requests(cp)
             cpu_before = [p.cpu_times() for p in procs]
             latencies: list[float] = []
+            create_ms: list[float] = []
             others: list[int] = []
             for j in range(measure):
                 i = prefill + j
                 t0 = time.monotonic()
                 await api.create(kinds.HTTP_ROUTE, route(i), NS)
+                create_ms.append((time.monotonic() - t0) * 1000)
                 t1, bad = await wait_answer(client, url, f"h{i}.example", time.monotonic() + 30)
                 latencies.append((t1 - t0) * 1000)
                 others.extend(bad)
@@ -200,6 +220,13 @@ async def bench(
             p50_ms=round(statistics.median(latencies), 1),
             p99_ms=round(sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)], 1),
             max_ms=round(max(latencies), 1),
+            # The API server's own answer to the create (admission, CEL validation, etcd),
+            # and what is left: watch delivery, operator/agent work, Envoy.
+            create_mean_ms=round(statistics.fmean(create_ms), 1),
+            create_max_ms=round(max(create_ms), 1),
+            after_create_mean_ms=round(
+                statistics.fmean(a - b for a, b in zip(latencies, create_ms, strict=True)), 1
+            ),
             other_statuses=sorted(set(others)),
             requests_per_change=delta,
             cpu_s_per_change={
@@ -262,6 +289,7 @@ def main() -> int:
             )
         )
         ps = [psutil.Process(p.pid) for p in procs]
+        PROCS.extend(ps)
         result = asyncio.run(bench(cp, port, args.prefill, args.measure, ps))
         print(json.dumps(result, indent=2))
     finally:

@@ -115,6 +115,26 @@ class ControlPlane:
     ca_key: Path
     etcd_url: str = ""
     pids: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    argvs: dict[str, list[str]] = field(default_factory=dict)
+
+    def launch(self, name: str, argv: list[str]) -> None:
+        self.argvs[name] = argv
+        log = (self.workdir / "logs" / f"{name}.log").open("ab")
+        self.pids[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def restart(self, name: str) -> None:
+        """Stop one process (SIGTERM) and start it again with the same arguments; for
+        the API server, wait until it is ready again."""
+        self.stop_process(name)
+        self.launch(name, self.argvs[name])
+        if name == "kube-apiserver":
+            _wait_ready(
+                self.url,
+                self.ca_cert,
+                self.workdir / "admin.crt",
+                self.workdir / "admin.key",
+                time.monotonic() + 90,
+            )
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         proc = subprocess.run(
@@ -254,7 +274,8 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> C
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     try:
-        server.pids["etcd"] = subprocess.Popen(
+        server.launch(
+            "etcd",
             [
                 str(bindir / "etcd"),
                 "--data-dir",
@@ -272,10 +293,9 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> C
                 "--log-level",
                 "warn",
             ],
-            stdout=(logs / "etcd.log").open("wb"),
-            stderr=subprocess.STDOUT,
         )
-        server.pids["kube-apiserver"] = subprocess.Popen(
+        server.launch(
+            "kube-apiserver",
             [
                 str(bindir / "kube-apiserver"),
                 "--etcd-servers",
@@ -309,8 +329,6 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> C
                 "--watch-cache-sizes",
                 "configmaps#0",
             ],
-            stdout=(logs / "kube-apiserver.log").open("wb"),
-            stderr=subprocess.STDOUT,
         )
         _wait_ready(
             url,
@@ -320,7 +338,8 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> C
             time.monotonic() + 90,
         )
         if controller_manager:
-            server.pids["kube-controller-manager"] = subprocess.Popen(
+            server.launch(
+                "kube-controller-manager",
                 [
                     str(bindir / "kube-controller-manager"),
                     "--kubeconfig",
@@ -334,8 +353,6 @@ def start(workdir: Path, bindir: Path, *, controller_manager: bool = False) -> C
                     "--leader-elect=false",
                     "--use-service-account-credentials=false",
                 ],
-                stdout=(logs / "kube-controller-manager.log").open("wb"),
-                stderr=subprocess.STDOUT,
             )
     except BaseException:
         server.stop()
