@@ -19,6 +19,7 @@ from conftest import eventually
 from kube_controlplane import ControlPlane, free_port
 from operators import POOL, running_operator
 
+from propylon.dataplane import EnvoySupervisor
 from propylon.kube import kinds
 from propylon.kube.api import KubeApi
 from propylon.runtime.agent import Agent, AgentOptions
@@ -51,7 +52,9 @@ spec:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(kubeconfig: Path, namespace: str, state: Path) -> AsyncIterator[Agent]:
+async def running_agent(
+    kubeconfig: Path, namespace: str, state: Path, *, xds_socket: Path | None = None
+) -> AsyncIterator[Agent]:
     api = KubeApi.connect(kubeconfig, field_manager="propylon-agent")
     agent = Agent(
         AgentOptions(
@@ -59,6 +62,8 @@ async def running_agent(kubeconfig: Path, namespace: str, state: Path) -> AsyncI
             namespace=namespace,
             state_dir=state,
             admin_port=free_port(),
+            envoy_mode="external" if xds_socket else "embedded",
+            xds_socket=xds_socket,
         ),
         api=api,
     )
@@ -137,5 +142,82 @@ async def test_agent_serves_what_the_api_server_says(
                     what="served again after the restart",
                 )
     finally:
+        controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
+        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
+
+
+async def test_envoy_keeps_serving_while_its_external_agent_restarts(
+    api: KubeApi, controlplane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """envoy.enabled: Envoy is its own process (the Envoy DaemonSet) and connects to
+    the agent's socket; an agent restart never interrupts traffic."""
+    pool = f"{namespace}-pool"
+    port = free_port()
+    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="127.34.0.0/24"))
+    controlplane.kubectl("apply", "-f", "-", input=OBJECTS.format(ns=namespace, port=port))
+    socket = tmp_path / "xds.sock"
+    envoy = EnvoySupervisor(
+        binary=None,
+        xds_address=f"unix:{socket}",
+        admin_address=f"127.0.0.1:{free_port()}",
+        node_id="node-t",
+        workdir=tmp_path / "envoy",
+    )
+    url = f"http://127.34.0.1:{port}/"
+    failures = 0
+    answers = 0
+    stop = asyncio.Event()
+
+    async def traffic(client: httpx.AsyncClient) -> None:
+        nonlocal failures, answers
+        while not stop.is_set():
+            try:
+                resp = await client.get(url, headers={"Host": "a.example"})
+                answers += 1
+                failures += resp.status_code != 302
+            except httpx.HTTPError:
+                failures += 1
+            await asyncio.sleep(0.01)
+
+    try:
+        async with running_operator(controlplane.kubeconfig, namespace, require_agent_ack=True):
+            async with running_agent(
+                controlplane.kubeconfig, namespace, tmp_path / "agent", xds_socket=socket
+            ):
+                await envoy.start()
+
+                async def programmed() -> bool:
+                    gw = await api.get(kinds.GATEWAY, "gw", namespace)
+                    return _programmed(gw) == "True"
+
+                await eventually(programmed, timeout=30, what="Programmed via external Envoy")
+                async with httpx.AsyncClient(timeout=2) as client:
+
+                    async def serving() -> bool:
+                        with contextlib.suppress(httpx.HTTPError):
+                            r = await client.get(url, headers={"Host": "a.example"})
+                            return r.status_code == 302
+                        return False
+
+                    await eventually(serving, what="traffic through the external Envoy")
+            # The agent is gone; Envoy keeps its configuration.
+            async with httpx.AsyncClient(timeout=2) as client:
+                load = asyncio.create_task(traffic(client))
+                await eventually(lambda: answers >= 20, what="traffic without an agent")
+                async with running_agent(
+                    controlplane.kubeconfig, namespace, tmp_path / "agent", xds_socket=socket
+                ) as agent:
+                    await eventually(
+                        lambda: bool(agent._xds and agent._xds.nodes()),
+                        timeout=30,
+                        what="Envoy reconnected to the new agent",
+                    )
+                    seen = answers
+                    await eventually(lambda: answers >= seen + 20, what="traffic after")
+                stop.set()
+                await load
+        assert failures == 0 and answers > 40
+    finally:
+        await envoy.stop()
         controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
         controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
