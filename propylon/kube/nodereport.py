@@ -64,6 +64,7 @@ class NodeReports:
         self.namespace = namespace
         self._now = now or (lambda: datetime.now(UTC))
         self._reports: dict[str, tuple[dict[str, Any], datetime | None, float]] = {}
+        self._last_live: frozenset[str] = frozenset()
 
     def accept(self, key: ObjectKey, obj: Mapping[str, Any] | None) -> bool:
         """Take a report Lease (None: deleted); True if anything changed."""
@@ -86,6 +87,17 @@ class NodeReports:
         )
         self._reports[key.name] = entry
         return before is None or before[0] != entry[0]
+
+    def expire(self) -> bool:
+        """True if the set of live reports changed since the last call."""
+        live = frozenset(name for name in self._reports if self._is_live(name))
+        changed = live != self._last_live
+        self._last_live = live
+        return changed
+
+    def _is_live(self, name: str) -> bool:
+        _, renewed, duration = self._reports[name]
+        return renewed is None or (self._now() - renewed).total_seconds() <= duration
 
     def _live(self) -> list[dict[str, Any]]:
         now = self._now()

@@ -42,6 +42,7 @@ from propylon.values import CILIUM_CONTROLLER_NAME, Values
 log = logging.getLogger("propylon.operator")
 
 GATEWAY_CLASS_NAME = "cilium"
+REPORT_CHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Operator:
             asyncio.create_task(self.statuses.run(), name="status writer"),
             asyncio.create_task(self.generated.run(), name="generated objects"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+            asyncio.create_task(self._expire_reports(), name="node report expiry"),
         ]
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
@@ -143,13 +145,13 @@ class Operator:
                     raise task.exception()  # type: ignore[misc]
         finally:
             # Leader election last: the Lease is released once nothing else writes.
-            for task in tasks[:3]:
+            for task in tasks[:4]:
                 task.cancel()
-            for task in tasks[:3]:
+            for task in tasks[:4]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self.source.stop()
-            for task in tasks[3:]:
+            for task in tasks[4:]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -165,6 +167,15 @@ class Operator:
     async def _reconcile_loop(self) -> None:
         async for changeset in self.source.changes():
             self.reconcile(changeset)
+
+    async def _expire_reports(self) -> None:
+        """An agent that dies stops renewing its report; nothing is written then, so
+        look again now and then (Programmed falls back to what the live agents say)."""
+        while True:
+            await asyncio.sleep(REPORT_CHECK_S)
+            if self.result is not None and self.reports.expire():
+                statuses, gated = self._gate_programmed(self.result.statuses)
+                self.statuses.update(statuses, gated)
 
     # --- reconcile -------------------------------------------------------------------
 
