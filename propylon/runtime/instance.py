@@ -20,17 +20,14 @@ from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
-from propylon.runtime.bindable import BindProbe
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.options import RunOptions
 from propylon.runtime.pipeline import (
     ConditionDiagnostics,
     Evaluation,
     evaluate,
-    previous_addresses,
 )
-from propylon.sources.files import FileSource
-from propylon.sources.watch import watch
+from propylon.runtime.seams import StandalonePool, WatchedFiles
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
 from propylon.store import ChangeSet, Diagnostic, Store
 
@@ -40,14 +37,6 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
-# The watcher hands over a batch once no new event came for this long, or, while events
-# keep coming, this long after the first. A burst read meanwhile is coalesced (see
-# `propylon.sources.watch`): one reconcile for the whole burst when reading is slower.
-WATCH_STEP_MS = 2
-WATCH_DEBOUNCE_MS = 20
-# Events re-read only the files they name; a full rescan (a stat of every file), the
-# safety net for missed events, runs after this long without events.
-RESCAN_INTERVAL_S = 10.0
 
 
 class Instance:
@@ -66,12 +55,13 @@ class Instance:
         self._xds: Any = None
         self._envoy: EnvoySupervisor | None = None
         self._api: ApiServer | None = None
-        self._source = FileSource(options.paths)
+        # The seams (propylon/runtime/seams.py): the standalone pool; files in (below).
+        self._allocator = StandalonePool(options.default_pool)
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
         self._conditions = ConditionDiagnostics()
-        self._bind_probe = BindProbe()
         self._stop = asyncio.Event()
+        self._files = WatchedFiles(options.paths, stop_event=self._stop)
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
         # The build `statuses` was last merged from, and its Gateways' keys.
         self._merged_from: Mapping[ObjectKey, Mapping[str, Any]] | None = None
@@ -116,14 +106,7 @@ class Instance:
             )
             await self._envoy.start()
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
-            async for changeset in watch(
-                self.options.paths,
-                source=self._source,
-                stop_event=self._stop,
-                step_ms=WATCH_STEP_MS,
-                debounce_ms=WATCH_DEBOUNCE_MS,
-                rescan_interval=RESCAN_INTERVAL_S,
-            ):
+            async for changeset in self._files.changes():
                 await self.reconcile(changeset)
                 if self._stop.is_set():
                     break
@@ -154,9 +137,9 @@ class Instance:
                 snapshot,
                 changeset,
                 self.options.values,
-                previous=previous_addresses(self._gateway_statuses()),
-                default_pool=self.options.default_pool,
-                unbindable=self._bind_probe.unbindable,
+                previous=self._allocator.previous(self._gateway_statuses()),
+                default_pool=self._allocator.default_pool,
+                unbindable=self._allocator.unbindable,
                 translator=self._translator,
                 builder=self._builder,
                 conditions=self._conditions,
@@ -252,8 +235,9 @@ class Instance:
         addresses then); True if the build must be redone with what was found."""
         if self.options.values.gateway_api.host_network.enabled:
             return False
-        recovered = self._bind_probe.refresh()
-        return self._bind_probe.check(evaluation.result.addresses.values()) or recovered
+        probe = self._allocator.probe
+        recovered = probe.refresh()
+        return probe.check(evaluation.result.addresses.values()) or recovered
 
     def _push(self, resources: XdsResources) -> int:
         version: int = self._xds.update(resources)
