@@ -122,6 +122,21 @@ def _metrics_note(args: argparse.Namespace) -> None:
         )
 
 
+def _kube_config_error(args: argparse.Namespace) -> str | None:
+    """Why the Kubernetes configuration cannot be used, if it cannot (checked before
+    starting, so a missing kubeconfig is one line, not a traceback)."""
+    from lightkube.core.exceptions import ConfigError
+
+    from propylon.kube.api import load_config
+
+    try:
+        load_config(args.kubeconfig)
+    except (ConfigError, OSError, ValueError, KeyError) as exc:
+        where = args.kubeconfig or "in-cluster ServiceAccount or $KUBECONFIG"
+        return f"cannot use the Kubernetes configuration ({where}): {exc}"
+    return None
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -143,6 +158,10 @@ def cmd_operator(args: argparse.Namespace) -> int:
         )
     except (ValuesError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = _kube_config_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     options = OperatorOptions(
         namespace=args.namespace,
@@ -175,6 +194,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
         return 2
     if args.envoy_mode == "external" and args.xds_socket is None:
         print("error: --envoy-mode external needs --xds-socket", file=sys.stderr)
+        return 2
+    problem = _kube_config_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     options = AgentOptions(
         node_name=args.node_name,

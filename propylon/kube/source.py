@@ -134,6 +134,25 @@ class KubeSource:
             return None
         return reflector.objects.get((key.namespace, key.name))
 
+    def statuses(self, kind: str) -> dict[ObjectKey, Any]:
+        """Every object of `kind` -> its status as the API server has it (O(that kind))."""
+        reflector = self.reflectors.get(kind)
+        if reflector is None:
+            return {}
+        return {
+            key_of(reflector.kind, oid): obj.get("status") or {}
+            for oid, obj in reflector.objects.items()
+        }
+
+    def uids(self, kind: str) -> dict[ObjectKey, str]:
+        reflector = self.reflectors.get(kind)
+        if reflector is None:
+            return {}
+        return {
+            key_of(reflector.kind, oid): str((obj.get("metadata") or {}).get("uid", ""))
+            for oid, obj in reflector.objects.items()
+        }
+
     def installed(self, kind: str) -> bool:
         reflector = self.reflectors.get(kind)
         return reflector is not None and reflector.installed is True

@@ -168,11 +168,7 @@ class Agent:
     async def reconcile(self, changeset: ChangeSet) -> None:
         started = time.perf_counter()
         snapshot = self.store.apply(changeset)
-        gateway_statuses = {
-            key: (self.source.raw(key) or {}).get("status") or {}
-            for key in snapshot
-            if key.kind == "Gateway"
-        }
+        gateway_statuses = self.source.statuses("Gateway")
         previous = self.allocator.previous(gateway_statuses)
         if self.evaluation is not None and not snapshot.changed and previous == self._previous:
             return  # only statuses changed (the operator's writes): nothing to serve anew

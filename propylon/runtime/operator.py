@@ -182,11 +182,7 @@ class Operator:
     def reconcile(self, changeset: ChangeSet) -> None:
         snapshot = self.store.apply(changeset)
         objects = snapshot.resources()
-        gateway_statuses = {
-            key: (self.source.raw(key) or {}).get("status") or {}
-            for key in objects
-            if key.kind == "Gateway"
-        }
+        gateway_statuses = self.source.statuses("Gateway")
         previous = self.allocator.previous(gateway_statuses)
         if self.result is not None and not snapshot.changed and previous == self._previous:
             return  # only statuses changed (ours, mostly): the build would be the same
@@ -203,9 +199,7 @@ class Operator:
         self._last_statuses = result.statuses
         statuses, gated = self._gate_programmed(result.statuses)
         self.statuses.update(statuses, None if changed is None else {*changed, *gated})
-        uids = {
-            key: obj.metadata.uid or "" for key, obj in objects.items() if key.kind == "Gateway"
-        }
+        uids = self.source.uids("Gateway")
         self.generated.update(result.services, uids)
         self._report(result.diagnostics, changeset)
         self.reconciles += 1
