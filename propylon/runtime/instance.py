@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from propylon import gatewayapi
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
+from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.bindable import BindProbe
 from propylon.runtime.options import RunOptions
@@ -70,8 +72,10 @@ def _now() -> datetime:
 class Instance:
     """Owns the store, the xDS server, Envoy and the local API of one state directory."""
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, metrics: Metrics | None = None) -> None:
         self.options = options
+        self.metrics = metrics if metrics is not None else default_metrics()
+        self._metrics_server: MetricsServer | None = None
         self.state = StateDir(options.state_dir)
         self.store = Store(now=_now)
         self.statuses: dict[ObjectKey, dict[str, Any]] = {}
@@ -118,6 +122,10 @@ class Instance:
         )
         await self._api.start()  # refuses to start beside a live instance
         self.state.write_pid(os.getpid())
+        self.metrics.set_leader(True)  # one process, no election: it always leads
+        if self.options.metrics_address is not None:
+            self._metrics_server = serve_metrics(self.options.metrics_address)
+            log.info("metrics on http://%s/metrics", self._metrics_server.address)
         loop = asyncio.get_running_loop()
         self._gc_was_enabled = gc.isenabled()
         gc.disable()
@@ -125,7 +133,7 @@ class Instance:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        xds = AdsServer()
+        xds = AdsServer(metrics=self.metrics)
         self._xds = xds
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")
@@ -171,11 +179,14 @@ class Instance:
             await self._xds.stop()
         if self._api is not None:
             await self._api.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         self.state.remove_pid()
 
     # --- reconcile ------------------------------------------------------------------
 
     async def reconcile(self, changeset: ChangeSet) -> None:
+        started = time.perf_counter()
         snapshot = self.store.apply(changeset)
 
         def evaluate_snapshot() -> Evaluation:
@@ -211,6 +222,9 @@ class Instance:
         self._schedule_save()
         self._report(evaluation.diagnostics)
         self.ready.set()
+        self.metrics.reconciled(
+            time.perf_counter() - started, (key.kind for key in snapshot.changed)
+        )
         self._schedule_collect()
 
     def _merge_statuses(
