@@ -1,0 +1,245 @@
+"""Least-privilege RBAC: the chart grants exactly what the processes use.
+
+Two checks: the rendered rules equal the table below (what the chart is meant to
+grant), and, where the Kubernetes shell (`propylon/kube`) exists, the table equals what
+its code calls: every `api.<verb>(kinds.X, ...)` in it is granted, and nothing is
+granted that no call uses (except the few rules listed in AHEAD_OF_CODE, each with its
+reason). The code is read with `ast`, not run.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart_harness import REPO, one, template
+
+Grant = tuple[str, str, str]  # (API group, resource[/subresource], verb)
+
+GW = "gateway.networking.k8s.io"
+GATEWAY_KINDS = (
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "tlsroutes",
+    "referencegrants",
+    "backendtlspolicies",
+)
+WITH_STATUS = (
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "tlsroutes",
+    "backendtlspolicies",
+)
+
+READS: set[Grant] = {
+    *((GW, r, v) for r in GATEWAY_KINDS for v in ("list", "watch")),
+    *(
+        ("", r, v)
+        for r in ("namespaces", "services", "secrets", "configmaps")
+        for v in ("list", "watch")
+    ),
+    *(("discovery.k8s.io", "endpointslices", v) for v in ("list", "watch")),
+    *(
+        ("cilium.io", r, v)
+        for r in ("ciliumgatewayclassconfigs", "ciliumloadbalancerippools")
+        for v in ("list", "watch")
+    ),
+    *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")),
+}
+OPERATOR_CLUSTER: set[Grant] = {
+    *READS,
+    *((GW, r, "get") for r in WITH_STATUS),  # re-read after a status write conflict
+    *((GW, f"{r}/status", "patch") for r in WITH_STATUS),
+    (GW, "gatewayclasses", "create"),
+    *(("", "services", v) for v in ("create", "patch", "delete")),
+    ("", "services/status", "patch"),
+    *(("discovery.k8s.io", "endpointslices", v) for v in ("create", "patch", "delete")),
+    ("events.k8s.io", "events", "create"),
+}
+OPERATOR_NAMESPACE: set[Grant] = {
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "update"),
+}
+NODE_REPORTS_READ: set[Grant] = {("coordination.k8s.io", "leases", v) for v in ("list", "watch")}
+AGENT_CLUSTER: set[Grant] = set(READS)
+AGENT_NAMESPACE: set[Grant] = {
+    ("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")
+}
+
+# Granted before the code that uses it has landed, with the reason.
+AHEAD_OF_CODE: dict[Grant, str] = {
+    (GW, "gatewayclasses", "create"): "GatewayClass `cilium` (gatewayAPI.gatewayClass.create)",
+    ("coordination.k8s.io", "leases", "list"): "the operator reads the agents' node reports",
+    ("coordination.k8s.io", "leases", "watch"): "the operator reads the agents' node reports",
+}
+
+
+def grants(rules: Iterable[dict[str, Any]]) -> set[Grant]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_operator_cluster_role() -> None:
+    docs = template()
+    assert grants(one(docs, "ClusterRole", "propylon-operator")["rules"]) == OPERATOR_CLUSTER
+
+
+def test_operator_lease_role_is_its_namespace_and_lease_only() -> None:
+    docs = template("operator.leaderElection.leaseName=my-lease")
+    role = one(docs, "Role", "propylon-operator-leader-election")
+    assert role["metadata"]["namespace"] == "kube-system"
+    assert grants(role["rules"]) == OPERATOR_NAMESPACE
+    for rule in role["rules"]:
+        # `create` cannot be limited by name (the name is not known before); the rest is.
+        assert rule["verbs"] == ["create"] or rule["resourceNames"] == ["my-lease"]
+
+
+def test_agent_reads_and_writes_only_its_node_report() -> None:
+    docs = template()
+    assert grants(one(docs, "ClusterRole", "propylon-agent")["rules"]) == AGENT_CLUSTER
+    assert {verb for _, _, verb in AGENT_CLUSTER} == {"list", "watch"}
+    role = one(docs, "Role", "propylon-agent-node-report")
+    assert (role["metadata"]["namespace"], grants(role["rules"])) == (
+        "kube-system",
+        AGENT_NAMESPACE,
+    )
+
+
+def test_operator_reads_node_reports_in_its_namespace() -> None:
+    role = one(template(), "Role", "propylon-node-reports")
+    assert (role["metadata"]["namespace"], grants(role["rules"])) == (
+        "kube-system",
+        NODE_REPORTS_READ,
+    )
+
+
+def test_bindings_name_the_service_accounts() -> None:
+    docs = template()
+    for binding, account in (
+        (one(docs, "ClusterRoleBinding", "propylon-operator"), "propylon-operator"),
+        (one(docs, "ClusterRoleBinding", "propylon-agent"), "propylon"),
+        (one(docs, "RoleBinding", "propylon-operator-leader-election"), "propylon-operator"),
+        (one(docs, "RoleBinding", "propylon-node-reports"), "propylon-operator"),
+        (one(docs, "RoleBinding", "propylon-agent-node-report"), "propylon"),
+    ):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": "kube-system"}
+        ]
+    accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    assert accounts == {"propylon-operator", "propylon", "propylon-envoy"}
+
+
+def test_no_gateway_class_creation_when_disabled() -> None:
+    docs = template("gatewayAPI.gatewayClass.create=false")
+    rules = grants(one(docs, "ClusterRole", "propylon-operator")["rules"])
+    assert rules == OPERATOR_CLUSTER - {(GW, "gatewayclasses", "create")}
+
+
+# --- what the code calls -------------------------------------------------------------
+
+VERBS = {
+    "get": "get",
+    "list": "list",
+    "watch": "watch",
+    "create": "create",
+    "replace": "update",
+    "update": "update",
+    "patch": "patch",
+    "delete": "delete",
+}
+
+
+def _kube_dir() -> Path:
+    return Path(os.environ.get("PROPYLON_KUBE_SOURCE", REPO / "propylon" / "kube"))
+
+
+def _kinds(kinds_py: Path) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
+    """From kinds.py: constant -> (group, plural) for each `Kind(...)`, and each
+    collection (tuple/dict of constants) -> its constants."""
+    tree = ast.parse(kinds_py.read_text())
+    consts: dict[str, tuple[str, str]] = {}
+    groups: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        value = getattr(node, "value", None)
+        if not isinstance(target, ast.Name) or value is None:
+            continue
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            names[target.id] = value.value
+        elif isinstance(value, ast.Call) and getattr(value.func, "id", "") == "Kind":
+            group, _, plural = (
+                names[a.id] if isinstance(a, ast.Name) else a.value for a in value.args[:3]
+            )
+            consts[target.id] = (group, plural)
+        else:
+            members = [n.id for n in ast.walk(value) if isinstance(n, ast.Name) and n.id in consts]
+            if members:
+                groups[target.id] = members
+    return consts, groups
+
+
+def code_grants(kube: Path) -> set[Grant]:
+    consts, groups = _kinds(kube / "kinds.py")
+    status_kinds = [consts[k] for k in groups.get("WITH_STATUS", ())]
+    watched = [consts[k] for k in groups.get("WATCHED", ())] + (
+        [consts["CRD"]] if "CRD" in consts else []
+    )
+    out: set[Grant] = set()
+    for path in sorted(kube.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = node.func.value
+            is_api = (isinstance(receiver, ast.Attribute) and receiver.attr == "api") or (
+                isinstance(receiver, ast.Name) and receiver.id == "api"
+            )
+            if not is_api or node.func.attr not in VERBS or not node.args:
+                continue
+            verb = VERBS[node.func.attr]
+            sub = next(
+                (
+                    k.value.value
+                    for k in node.keywords
+                    if k.arg == "sub" and isinstance(k.value, ast.Constant)
+                ),
+                "",
+            )
+            first = node.args[0]
+            if isinstance(first, ast.Attribute) and first.attr in consts:
+                targets = [consts[first.attr]]
+            elif verb in ("list", "watch"):
+                targets = watched  # the reflectors, one per watched kind
+            elif verb == "get" or sub == "status":
+                targets = status_kinds  # status writes and their conflict re-reads
+            else:
+                raise AssertionError(f"{path}:{node.lineno}: cannot tell which kind is {verb}")
+            for group, plural in targets:
+                out.add((group, f"{plural}/{sub}" if sub else plural, verb))
+    return out
+
+
+def test_rbac_is_exactly_what_the_code_uses() -> None:
+    kube = _kube_dir()
+    if not (kube / "kinds.py").exists():
+        pytest.skip(f"the Kubernetes shell ({kube}) has not landed: only the table is checked")
+    used = code_grants(kube)
+    granted = OPERATOR_CLUSTER | OPERATOR_NAMESPACE | NODE_REPORTS_READ
+    granted |= AGENT_CLUSTER | AGENT_NAMESPACE
+    assert sorted(used - granted) == [], "used by the code but not granted"
+    unused = granted - used - AHEAD_OF_CODE.keys()
+    assert sorted(unused) == [], "granted but no code uses it"
