@@ -3,6 +3,10 @@
 
     python3 dev.py up      install into .venv, then run the walkthrough (gateway + demo backends)
     python3 dev.py test    install into .venv with test tools, then lint, type-check and test
+    python3 dev.py cluster up [--nodes N] | down | status
+    python3 dev.py conformance [--run-test NAME]   the upstream Gateway API suite on the cluster
+                           the dev cluster (devcluster/README.md): a real Kubernetes
+                           control plane built from Go modules, nodes as network namespaces
 
 Installs are skipped when pyproject.toml has not changed since the last one (a stamp file in
 .venv records its hash), so repeated runs start at once.
@@ -64,6 +68,9 @@ def up(args: list[str]) -> int:
 def test(args: list[str]) -> int:
     _ensure_venv("test")
     steps = [
+        # The dev cluster's binaries (built from Go modules on a cold cache, minutes;
+        # skipped when built): the Kubernetes-mode tests run against them.
+        [str(BIN / "python"), "-m", "devcluster", "build"],
         [str(BIN / "ruff"), "check", "."],
         [str(BIN / "ruff"), "format", "--check", "."],
         [str(BIN / "mypy")],
@@ -82,8 +89,18 @@ def test(args: list[str]) -> int:
     return 0
 
 
+def cluster(args: list[str]) -> int:
+    _ensure_venv("test")
+    return _exec([str(BIN / "python"), "-m", "devcluster", *args])
+
+
+def conformance(args: list[str]) -> int:
+    _ensure_venv("test")
+    return _exec([str(BIN / "python"), "-m", "devcluster.conformance", *args])
+
+
 def main() -> int:
-    commands = {"up": up, "test": test}
+    commands = {"up": up, "test": test, "cluster": cluster, "conformance": conformance}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

@@ -15,10 +15,10 @@ import os
 import signal
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from propylon import gatewayapi
+from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
@@ -65,10 +65,6 @@ WATCH_DEBOUNCE_MS = 20
 RESCAN_INTERVAL_S = 10.0
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Instance:
     """Owns the store, the xDS server, Envoy and the local API of one state directory."""
 
@@ -77,7 +73,7 @@ class Instance:
         self.metrics = metrics if metrics is not None else default_metrics()
         self._metrics_server: MetricsServer | None = None
         self.state = StateDir(options.state_dir)
-        self.store = Store(now=_now)
+        self.store = Store(now=timestamp_now, new_uid=new_uid)
         self.statuses: dict[ObjectKey, dict[str, Any]] = {}
         self.evaluation: Evaluation | None = None
         self.diagnostics: tuple[Diagnostic, ...] = ()
@@ -239,7 +235,7 @@ class Instance:
         self._built = built
         if changed is None or self._merged_from is None:
             fresh_keys = [k for k, v in built.items() if k not in merged or before.get(k) != v]
-            fresh = merge_statuses(merged, {k: built[k] for k in fresh_keys}, _now())
+            fresh = merge_statuses(merged, {k: built[k] for k in fresh_keys}, utc_now())
             out = {k: fresh[k] if k in fresh else merged[k] for k in built}
             self._gateways = {k for k in out if k.kind == "Gateway"}
         else:
@@ -247,7 +243,7 @@ class Instance:
             fresh_keys = [
                 k for k in changed if k in built and (k not in merged or before.get(k) != built[k])
             ]
-            out.update(merge_statuses(merged, {k: built[k] for k in fresh_keys}, _now()))
+            out.update(merge_statuses(merged, {k: built[k] for k in fresh_keys}, utc_now()))
             for key in changed:
                 if key not in built:
                     out.pop(key, None)

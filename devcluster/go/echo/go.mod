@@ -1,7 +1,6 @@
-// Builds the Gateway API conformance echo server (echo-basic). From Gateway API v1.7.0 on,
-// its source left the gateway-api modules (the suite's manifests name a new image); the
-// conformance module of v1.6.3 is the newest one that ships it, with the same
-// environment interface (HTTP, h2c, HTTPS, gRPC, TCP and UDP echo modes).
+// Builds the Gateway API conformance echo server (echo-basic) of the same release as the
+// upstream conformance run (conformance/upstream): v1.6.3. From v1.7.0 on, its source left
+// the gateway-api modules for a module the Go module proxy does not serve.
 module propylon.local/devcluster/echo
 
 go 1.26.0

@@ -1,0 +1,125 @@
+"""Run the upstream Gateway API conformance suite (conformance/upstream, unmodified) against
+Propylon installed by its Helm chart on the dev cluster.
+
+    python3 dev.py conformance [--run-test NAME] [--core-only] [--report PATH]
+
+Steps: build the suite (Go test binary) and the cluster's binaries if needed; start the
+cluster unless one runs; install the Gateway API CRDs of the suite's release (experimental
+channel, from the Go module cache: `go mod download sigs.k8s.io/gateway-api@VERSION`);
+`helm upgrade --install` Propylon; run the suite with the class, profiles and supported
+features; the suite writes the ConformanceReport.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devcluster import build, network
+from devcluster.cluster import API_PORT, REPO, Cluster, run_dir
+
+GATEWAY_API = "v1.6.3"
+GATEWAY_CLASS = "cilium"
+PROFILES = ("GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS", "GATEWAY-TCP", "GATEWAY-UDP")
+REPOSITORY = "propylon/propylon"
+
+
+def gateway_api_crds(version: str = GATEWAY_API, channel: str = "experimental") -> Path:
+    """The CRD folder of a Gateway API release, from the Go module cache."""
+    done = subprocess.run(
+        ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{version}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO / "conformance" / "upstream",
+    )
+    return Path(json.loads(done.stdout)["Dir"]) / "config" / "crd" / channel
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("propylon")
+
+
+def install(cluster: Cluster, values: list[str]) -> None:
+    binaries = build.binaries()
+    crds = gateway_api_crds()
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    argv = [
+        str(binaries.helm),
+        "upgrade",
+        "--install",
+        "propylon",
+        str(REPO / "deploy" / "helm" / "propylon"),
+        "--namespace",
+        "kube-system",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--set",
+        f"k8sServiceHost={network.HOST_ADDRESS}",
+        "--set",
+        f"k8sServicePort={API_PORT}",
+        "--wait",
+        "--timeout",
+        "5m",
+    ]
+    for value in values:
+        argv += ["--set", value]
+    subprocess.run(argv, check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 dev.py conformance")
+    parser.add_argument("--run-test", default="", help="one test by name")
+    parser.add_argument("--core-only", action="store_true", help="no extended features")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=REPO / "conformance" / f"propylon-{GATEWAY_API}-report.yaml",
+    )
+    parser.add_argument("--set", action="append", default=[], help="a chart value")
+    args = parser.parse_args(argv)
+
+    binaries = build.ensure_built(conformance=True)
+    cluster = Cluster.existing()
+    started_here = not cluster.is_running()
+    if started_here:
+        cluster = Cluster(run_dir(), node_count=2)
+        cluster.up()
+    try:
+        install(cluster, args.set)
+        flags = [
+            f"-gateway-class={GATEWAY_CLASS}",
+            f"-conformance-profiles={','.join(PROFILES)}",
+            f"-organization={REPOSITORY.split('/')[0]}",
+            f"-project={REPOSITORY.split('/')[1]}",
+            f"-url=https://github.com/{REPOSITORY}",
+            f"-version={_version()}",
+            f"-contact=https://github.com/{REPOSITORY}",
+            f"-report-output={args.report}",
+            "-cleanup-base-resources=false",
+        ]
+        if not args.core_only:
+            flags.append("-all-features")
+        if args.run_test:
+            flags.append(f"-run-test={args.run_test}")
+        env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+        started = time.monotonic()
+        code = subprocess.run(
+            [str(binaries.conformance), "-test.v", "-test.timeout=90m", *flags], env=env
+        ).returncode
+        print(f"conformance: exit {code} after {time.monotonic() - started:.0f} s")
+        return code
+    finally:
+        if started_here:
+            cluster.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

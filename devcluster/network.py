@@ -1,0 +1,129 @@
+"""The dev cluster's network: a bridge in the host namespace (the outside world and the API
+server's address) and one network namespace per node, each with a bridge for its pods.
+
+Every address comes from 198.18.0.0/15 (RFC 2544, never routed) on interfaces made here,
+and no namespace made here has a default route: an address outside the cluster's ranges is
+unreachable from a node or a pod instead of leaking onto the machine's real network.
+
+    host   pdc-br0 198.18.0.1/24 ──veth── node-i eth0 198.18.0.(10+i)/24
+                                           node-i cbr0 198.18.(16+i).1/24 ── pods
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from dataclasses import dataclass
+
+PREFIX = "pdc-"
+HOST_BRIDGE = "pdc-br0"
+HOST_ADDRESS = "198.18.0.1"
+NODE_SUBNET = ipaddress.ip_network("198.18.0.0/24")
+CLUSTER_RANGE = ipaddress.ip_network("198.18.0.0/15")
+SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
+LB_POOL = ipaddress.ip_network("198.19.200.0/24")
+MAX_NODES = 15  # node i's pod CIDR is 198.18.(16+i).0/24
+
+
+@dataclass(frozen=True)
+class NodeNet:
+    index: int
+    name: str
+
+    @property
+    def netns(self) -> str:
+        return f"{PREFIX}node-{self.index}"
+
+    @property
+    def host_veth(self) -> str:
+        return f"{PREFIX}n{self.index}"
+
+    @property
+    def ip(self) -> str:
+        return f"198.18.0.{10 + self.index}"
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"198.18.{16 + self.index}.0/24"
+
+    @property
+    def pod_gateway(self) -> str:
+        return f"198.18.{16 + self.index}.1"
+
+
+def nodes(count: int) -> list[NodeNet]:
+    if not 1 <= count <= MAX_NODES:
+        raise ValueError(f"--nodes must be between 1 and {MAX_NODES}")
+    return [NodeNet(i, f"node-{i}") for i in range(1, count + 1)]
+
+
+def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
+    argv = ["ip", *(("-n", netns) if netns else ()), *args]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(argv)}` failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _sysctl(netns: str, key: str, value: str) -> None:
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"],
+        check=True,
+        capture_output=True,
+    )
+
+
+def create(layout: list[NodeNet]) -> None:
+    """Make the host bridge, every node's namespace and the routes between them."""
+    _ip("link", "add", HOST_BRIDGE, "type", "bridge")
+    _ip("addr", "add", f"{HOST_ADDRESS}/{NODE_SUBNET.prefixlen}", "dev", HOST_BRIDGE)
+    _ip("link", "set", HOST_BRIDGE, "up")
+    for node in layout:
+        _ip("netns", "add", node.netns)
+        _ip("link", "set", "lo", "up", netns=node.netns)
+        veth = ("type", "veth", "peer", "name", "eth0", "netns", node.netns)
+        _ip("link", "add", node.host_veth, *veth)
+        _ip("link", "set", node.host_veth, "master", HOST_BRIDGE, "up")
+        _ip("addr", "add", f"{node.ip}/{NODE_SUBNET.prefixlen}", "dev", "eth0", netns=node.netns)
+        _ip("link", "set", "eth0", "up", netns=node.netns)
+        # The cluster's whole range goes to the host (the API server, the outside world);
+        # other nodes' pod ranges go straight to those nodes (below). Nothing else.
+        _ip("route", "add", str(CLUSTER_RANGE), "via", HOST_ADDRESS, netns=node.netns)
+        _ip("link", "add", "cbr0", "type", "bridge", netns=node.netns)
+        _ip("addr", "add", f"{node.pod_gateway}/24", "dev", "cbr0", netns=node.netns)
+        _ip("link", "set", "cbr0", "up", netns=node.netns)
+        _sysctl(node.netns, "net.ipv4.ip_forward", "1")
+        _ip("route", "add", node.pod_cidr, "via", node.ip)
+    for node in layout:
+        for other in layout:
+            if other is not node:
+                _ip("route", "add", other.pod_cidr, "via", other.ip, netns=node.netns)
+
+
+def route_to_node(prefix: str, node: NodeNet) -> None:
+    """Route `prefix` (e.g. a LoadBalancer address) from the host to `node`."""
+    _ip("route", "replace", prefix, "via", node.ip)
+
+
+def destroy() -> list[str]:
+    """Remove every namespace and host link this module made (by name prefix); return
+    what was removed. Safe to call when nothing is there."""
+    removed: list[str] = []
+    for line in _ip("netns", "list", check=False).splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith(PREFIX):
+            _ip("netns", "delete", name, check=False)
+            removed.append(name)
+    for line in _ip("-o", "link", "show", check=False).splitlines():
+        parts = line.split(":", 2)
+        if len(parts) < 2:
+            continue
+        name = parts[1].strip().split("@")[0]
+        if name.startswith(PREFIX):
+            _ip("link", "delete", name, check=False)
+            removed.append(name)
+    return removed
+
+
+def is_up() -> bool:
+    return bool(_ip("link", "show", HOST_BRIDGE, check=False).strip())
