@@ -226,8 +226,12 @@ class MetricsServer:
 
 def serve_metrics(address: str, registry: CollectorRegistry | None = None) -> MetricsServer:
     """Serve `registry` (default: the process-wide one) in the text exposition format on
-    `address` (port 0 picks a free port); raises `OSError` if it cannot listen."""
+    `address` (port 0 picks a free port); raises `AddressError` if it cannot listen."""
     host, port = parse_address(address)
     reg = prometheus_client.REGISTRY if registry is None else registry
-    server, thread = prometheus_client.start_http_server(port, addr=host, registry=reg)
+    try:
+        server, thread = prometheus_client.start_http_server(port, addr=host, registry=reg)
+    except OSError as exc:  # in use, not an address of this host, a name that resolves not
+        reason = exc.strerror or str(exc)
+        raise AddressError(f"--metrics-address {address}: cannot listen: {reason}") from None
     return MetricsServer(host, server.server_port, server, thread)

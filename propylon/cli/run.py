@@ -122,5 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         return run(options)
+    except AddressError as exc:  # the metrics endpoint could not listen
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

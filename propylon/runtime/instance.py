@@ -107,6 +107,12 @@ class Instance:
         """Run until `stop()` or SIGINT/SIGTERM."""
         from propylon.xds import AdsServer  # grpc is heavy; import it only when serving
 
+        # First: a metrics address that cannot be used stops the start before anything
+        # else was set up (nothing to undo).
+        if self.options.metrics_address is not None:
+            self._metrics_server = serve_metrics(self.options.metrics_address)
+            log.info("metrics on http://%s/metrics", self._metrics_server.address)
+        self.metrics.set_leader(True)  # one process, no election: it always leads
         self.state.ensure()
         self.store.import_records(self.state.load_metadata())
         self.statuses = dict(self.state.load_statuses())
@@ -118,10 +124,6 @@ class Instance:
         )
         await self._api.start()  # refuses to start beside a live instance
         self.state.write_pid(os.getpid())
-        self.metrics.set_leader(True)  # one process, no election: it always leads
-        if self.options.metrics_address is not None:
-            self._metrics_server = serve_metrics(self.options.metrics_address)
-            log.info("metrics on http://%s/metrics", self._metrics_server.address)
         loop = asyncio.get_running_loop()
         self._gc_was_enabled = gc.isenabled()
         gc.disable()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -141,3 +142,25 @@ def test_wrong_metrics_address_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "error: '9962': expected HOST:PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_metrics_address_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "propylon.cli", "run", "-f", str(tmp_path)),
+                *("--state-dir", str(tmp_path / "state"), "--metrics-address", address),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"error: --metrics-address {address}: cannot listen: Address already in use" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state" / "propylon.pid").exists()  # it stopped in order
