@@ -246,6 +246,8 @@ ENVOY = "system:serviceaccount:kube-system:propylon-envoy"
         (OPERATOR, "update leases.coordination.k8s.io/propylon-operator -n kube-system", True),
         (OPERATOR, "update leases.coordination.k8s.io/other -n kube-system", False),
         (OPERATOR, "create leases.coordination.k8s.io -n default", False),
+        (OPERATOR, "watch leases.coordination.k8s.io -A", True),  # the agents' node reports
+        (OPERATOR, "patch leases.coordination.k8s.io/propylon-agent-node-1 -n kube-system", False),
         (OPERATOR, "watch secrets -A", True),
         (OPERATOR, "get secrets -n default", False),
         (OPERATOR, "create secrets -n default", False),
@@ -253,8 +255,9 @@ ENVOY = "system:serviceaccount:kube-system:propylon-envoy"
         (AGENT, "list ciliumloadbalancerippools.cilium.io", True),
         (AGENT, "create services -n default", False),
         (AGENT, "patch gateways.gateway.networking.k8s.io --subresource=status -n default", False),
-        (AGENT, "update leases.coordination.k8s.io/propylon-agent-node-1 -n kube-system", True),
-        (AGENT, "update leases.coordination.k8s.io/propylon-agent-node-1 -n default", False),
+        (AGENT, "patch leases.coordination.k8s.io/propylon-agent-node-1 -n kube-system", True),
+        (AGENT, "patch leases.coordination.k8s.io/propylon-agent-node-1 -n default", False),
+        (AGENT, "update leases.coordination.k8s.io/propylon-operator -n kube-system", False),
         (ENVOY, "list services -A", False),
     ],
 )

@@ -4,7 +4,8 @@ Two checks: the rendered rules equal the table below (what the chart is meant to
 grant), and, where the Kubernetes shell (`propylon/kube`) exists, the table equals what
 its code calls: every `api.<verb>(kinds.X, ...)` in it is granted, and nothing is
 granted that no call uses (except the few rules listed in AHEAD_OF_CODE, each with its
-reason). The code is read with `ast`, not run.
+reason). The code (the `propylon` package: `propylon/kube` and the operator and agent
+runtimes) is read with `ast`, not run.
 """
 
 from __future__ import annotations
@@ -63,24 +64,20 @@ OPERATOR_CLUSTER: set[Grant] = {
     ("", "services/status", "patch"),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("create", "patch", "delete")),
     ("events.k8s.io", "events", "create"),
+    *(("coordination.k8s.io", "leases", v) for v in ("list", "watch")),  # node reports
 }
 OPERATOR_NAMESPACE: set[Grant] = {
     ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "get"),
     ("coordination.k8s.io", "leases", "update"),
 }
-NODE_REPORTS_READ: set[Grant] = {("coordination.k8s.io", "leases", v) for v in ("list", "watch")}
 AGENT_CLUSTER: set[Grant] = set(READS)
 AGENT_NAMESPACE: set[Grant] = {
-    ("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")
+    ("coordination.k8s.io", "leases", v) for v in ("create", "get", "patch")
 }
 
 # Granted before the code that uses it has landed, with the reason.
-AHEAD_OF_CODE: dict[Grant, str] = {
-    (GW, "gatewayclasses", "create"): "GatewayClass `cilium` (gatewayAPI.gatewayClass.create)",
-    ("coordination.k8s.io", "leases", "list"): "the operator reads the agents' node reports",
-    ("coordination.k8s.io", "leases", "watch"): "the operator reads the agents' node reports",
-}
+AHEAD_OF_CODE: dict[Grant, str] = {}
 
 
 def grants(rules: Iterable[dict[str, Any]]) -> set[Grant]:
@@ -119,21 +116,12 @@ def test_agent_reads_and_writes_only_its_node_report() -> None:
     )
 
 
-def test_operator_reads_node_reports_in_its_namespace() -> None:
-    role = one(template(), "Role", "propylon-node-reports")
-    assert (role["metadata"]["namespace"], grants(role["rules"])) == (
-        "kube-system",
-        NODE_REPORTS_READ,
-    )
-
-
 def test_bindings_name_the_service_accounts() -> None:
     docs = template()
     for binding, account in (
         (one(docs, "ClusterRoleBinding", "propylon-operator"), "propylon-operator"),
         (one(docs, "ClusterRoleBinding", "propylon-agent"), "propylon"),
         (one(docs, "RoleBinding", "propylon-operator-leader-election"), "propylon-operator"),
-        (one(docs, "RoleBinding", "propylon-node-reports"), "propylon-operator"),
         (one(docs, "RoleBinding", "propylon-agent-node-report"), "propylon"),
     ):
         assert binding["subjects"] == [
@@ -163,8 +151,9 @@ VERBS = {
 }
 
 
-def _kube_dir() -> Path:
-    return Path(os.environ.get("PROPYLON_KUBE_SOURCE", REPO / "propylon" / "kube"))
+def _package_dir() -> Path:
+    """The `propylon` package to read ($PROPYLON_SOURCE: another checkout's)."""
+    return Path(os.environ.get("PROPYLON_SOURCE", REPO / "propylon"))
 
 
 def _kinds(kinds_py: Path) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
@@ -193,22 +182,41 @@ def _kinds(kinds_py: Path) -> tuple[dict[str, tuple[str, str]], dict[str, list[s
     return consts, groups
 
 
-def code_grants(kube: Path) -> set[Grant]:
-    consts, groups = _kinds(kube / "kinds.py")
-    status_kinds = [consts[k] for k in groups.get("WITH_STATUS", ())]
-    watched = [consts[k] for k in groups.get("WATCHED", ())] + (
-        [consts["CRD"]] if "CRD" in consts else []
+def _is_api(node: ast.expr) -> bool:
+    """`self.api`, `api`, `x.api`: the Kubernetes client (propylon.kube.api.KubeApi)."""
+    return (isinstance(node, ast.Attribute) and node.attr == "api") or (
+        isinstance(node, ast.Name) and node.id == "api"
     )
+
+
+def code_grants(package: Path) -> set[Grant]:
+    consts, groups = _kinds(package / "kube" / "kinds.py")
+
+    def resolve(name: str) -> list[tuple[str, str]]:
+        if name in consts:
+            return [consts[name]]
+        return [consts[k] for k in groups.get(name, ())]
+
+    trees = [(p, ast.parse(p.read_text())) for p in sorted(package.rglob("*.py"))]
+    # What reflectors are made for: the default set, the CRDs, and every kind named in a
+    # KubeSource(...) or Reflector(...) call (their list and watch calls take a variable).
+    watched = [*resolve("WATCHED"), *resolve("CRD")]
+    for _, tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
+                "KubeSource",
+                "Reflector",
+            ):
+                for arg in ast.walk(node):
+                    if isinstance(arg, ast.Attribute) and getattr(arg.value, "id", "") == "kinds":
+                        watched += resolve(arg.attr)
+    status_kinds = resolve("WITH_STATUS")
     out: set[Grant] = set()
-    for path in sorted(kube.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+    for path, tree in trees:
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
-            receiver = node.func.value
-            is_api = (isinstance(receiver, ast.Attribute) and receiver.attr == "api") or (
-                isinstance(receiver, ast.Name) and receiver.id == "api"
-            )
-            if not is_api or node.func.attr not in VERBS or not node.args:
+            if not _is_api(node.func.value) or node.func.attr not in VERBS or not node.args:
                 continue
             verb = VERBS[node.func.attr]
             sub = next(
@@ -220,26 +228,26 @@ def code_grants(kube: Path) -> set[Grant]:
                 "",
             )
             first = node.args[0]
-            if isinstance(first, ast.Attribute) and first.attr in consts:
-                targets = [consts[first.attr]]
+            if isinstance(first, ast.Attribute) and getattr(first.value, "id", "") == "kinds":
+                targets = resolve(first.attr)
             elif verb in ("list", "watch"):
-                targets = watched  # the reflectors, one per watched kind
+                targets = watched  # a reflector's
             elif verb == "get" or sub == "status":
                 targets = status_kinds  # status writes and their conflict re-reads
             else:
                 raise AssertionError(f"{path}:{node.lineno}: cannot tell which kind is {verb}")
+            assert targets, f"{path}:{node.lineno}: unknown kind {ast.unparse(first)}"
             for group, plural in targets:
                 out.add((group, f"{plural}/{sub}" if sub else plural, verb))
     return out
 
 
 def test_rbac_is_exactly_what_the_code_uses() -> None:
-    kube = _kube_dir()
-    if not (kube / "kinds.py").exists():
-        pytest.skip(f"the Kubernetes shell ({kube}) has not landed: only the table is checked")
-    used = code_grants(kube)
-    granted = OPERATOR_CLUSTER | OPERATOR_NAMESPACE | NODE_REPORTS_READ
-    granted |= AGENT_CLUSTER | AGENT_NAMESPACE
+    package = _package_dir()
+    if not (package / "kube" / "kinds.py").exists():
+        pytest.skip(f"the Kubernetes shell ({package}/kube) has not landed: the table is checked")
+    used = code_grants(package)
+    granted = OPERATOR_CLUSTER | OPERATOR_NAMESPACE | AGENT_CLUSTER | AGENT_NAMESPACE
     assert sorted(used - granted) == [], "used by the code but not granted"
     unused = granted - used - AHEAD_OF_CODE.keys()
     assert sorted(unused) == [], "granted but no code uses it"
