@@ -179,11 +179,29 @@ def test_agent_with_separate_envoy() -> None:
 
 
 def _host_paths(workload: dict[str, Any], name: str) -> dict[str, str]:
-    """Mount path -> host path, for a container's hostPath volumes."""
+    """Mount path -> host path on node-1, for a container's hostPath volumes."""
     spec = workload["spec"]["template"]["spec"]
     host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    mounts = container(workload, name)["volumeMounts"]
-    return {m["mountPath"]: host[m["name"]] for m in mounts if m["name"] in host}
+    c = container(workload, name)
+    out = {}
+    for mount in c["volumeMounts"]:
+        if mount["name"] in host:
+            sub = mount.get("subPathExpr", mount.get("subPath", ""))
+            sub = expand([sub], FIELD_VALUES)[0]
+            out[mount["mountPath"]] = f"{host[mount['name']]}/{sub}".rstrip("/")
+    return out
+
+
+def test_each_node_has_its_own_host_directories() -> None:
+    """Several nodes on one host (the dev cluster) must not share a state directory or
+    an xDS socket: the host directories are per node name."""
+    docs = template()
+    agent = _host_paths(one(docs, *AGENT), "agent")
+    assert agent["/var/lib/propylon"] == "/var/lib/propylon/node-1"
+    assert agent["/var/run/propylon/envoy"] == "/var/run/propylon/envoy/node-1"
+    assert _host_paths(one(docs, *ENVOY), "envoy")["/var/run/propylon/envoy"] == (
+        "/var/run/propylon/envoy/node-1"
+    )
 
 
 def test_agent_with_embedded_envoy() -> None:
