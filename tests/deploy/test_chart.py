@@ -390,3 +390,16 @@ def test_gateway_api_crds_are_not_in_the_chart() -> None:
     for path in (CHART / "crds").iterdir():
         assert "gateway.networking.k8s.io" not in path.read_text(), path
     assert REPO.joinpath("deploy", "manifests", "propylon.yaml").exists()
+
+
+def test_api_server_address_for_pods_without_kube_proxy() -> None:
+    """As Cilium's k8sServiceHost/Port: the processes reach the API server directly when
+    the `kubernetes` Service's ClusterIP is not routed (the dev cluster has no kube-proxy)."""
+    docs = template("k8sServiceHost=198.18.0.1", "k8sServicePort=6443")
+    for workload, name in ((one(docs, *OPERATOR), "operator"), (one(docs, *AGENT), "agent")):
+        env = env_sources(container(workload, name))
+        assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == (
+            "198.18.0.1",
+            "6443",
+        )
+    assert "KUBERNETES_SERVICE_HOST" not in env_sources(container(one(template(), *AGENT), "agent"))
