@@ -4,8 +4,9 @@ Two checks: the rendered rules equal the table below (what the chart is meant to
 grant), and, where the Kubernetes shell (`propylon/kube`) exists, the table equals what
 its code calls: every `api.<verb>(kinds.X, ...)` in it is granted, and nothing is
 granted that no call uses (except the few rules listed in AHEAD_OF_CODE, each with its
-reason). The code (the `propylon` package: `propylon/kube` and the operator and agent
-runtimes) is read with `ast`, not run.
+reason), for both processes together and for each one (the modules its entry module,
+`propylon.runtime.operator` or `propylon.runtime.agent`, imports). The code is read with
+`ast`, not run; $PROPYLON_SOURCE points the check at another checkout's package.
 """
 
 from __future__ import annotations
@@ -189,7 +190,38 @@ def _is_api(node: ast.expr) -> bool:
     )
 
 
-def code_grants(package: Path) -> set[Grant]:
+def _module_path(package: Path, module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    for candidate in (
+        package.joinpath(*parts).with_suffix(".py"),
+        package.joinpath(*parts, "__init__.py"),
+    ):
+        if parts and candidate.exists():
+            return candidate
+    return None
+
+
+def reachable(package: Path, entry: str) -> set[Path]:
+    """The files of `propylon` that module `entry` imports, directly or not."""
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        path = _module_path(package, todo.pop())
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.startswith("propylon."):
+                    todo.append(node.module)
+                    todo.extend(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.startswith("propylon."))
+    return seen
+
+
+def code_grants(package: Path, only: set[Path] | None = None) -> set[Grant]:
+    """The API requests made by the code in `package` (or only in the files `only`)."""
     consts, groups = _kinds(package / "kube" / "kinds.py")
 
     def resolve(name: str) -> list[tuple[str, str]]:
@@ -197,7 +229,8 @@ def code_grants(package: Path) -> set[Grant]:
             return [consts[name]]
         return [consts[k] for k in groups.get(name, ())]
 
-    trees = [(p, ast.parse(p.read_text())) for p in sorted(package.rglob("*.py"))]
+    files = sorted(package.rglob("*.py")) if only is None else sorted(only)
+    trees = [(p, ast.parse(p.read_text())) for p in files]
     # What reflectors are made for: the default set, the CRDs, and every kind named in a
     # KubeSource(...) or Reflector(...) call (their list and watch calls take a variable).
     watched = [*resolve("WATCHED"), *resolve("CRD")]
@@ -251,3 +284,22 @@ def test_rbac_is_exactly_what_the_code_uses() -> None:
     assert sorted(used - granted) == [], "used by the code but not granted"
     unused = granted - used - AHEAD_OF_CODE.keys()
     assert sorted(unused) == [], "granted but no code uses it"
+
+
+@pytest.mark.parametrize(
+    ("entry", "granted"),
+    [
+        ("propylon.runtime.operator", OPERATOR_CLUSTER | OPERATOR_NAMESPACE),
+        ("propylon.runtime.agent", AGENT_CLUSTER | AGENT_NAMESPACE),
+    ],
+    ids=["operator", "agent"],
+)
+def test_each_service_account_has_what_its_process_uses(entry: str, granted: set[Grant]) -> None:
+    """Per process: the requests made by the code its entry module imports (directly or
+    not) against what its ServiceAccount is granted."""
+    package = _package_dir()
+    if _module_path(package, entry) is None:
+        pytest.skip(f"{entry} has not landed: the table is checked")
+    used = code_grants(package, reachable(package, entry))
+    assert sorted(used - granted) == [], f"{entry}: used but not granted"
+    assert sorted(granted - used - AHEAD_OF_CODE.keys()) == [], f"{entry}: granted, unused"
