@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
+from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.options import RunOptions
@@ -42,8 +44,10 @@ STATE_SAVE_MIN_INTERVAL_S = 5.0
 class Instance:
     """Owns the store, the xDS server, Envoy and the local API of one state directory."""
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, metrics: Metrics | None = None) -> None:
         self.options = options
+        self.metrics = metrics if metrics is not None else default_metrics()
+        self._metrics_server: MetricsServer | None = None
         self.state = StateDir(options.state_dir)
         self.store = Store(now=timestamp_now, new_uid=new_uid)
         self.statuses: dict[ObjectKey, dict[str, Any]] = {}
@@ -76,6 +80,12 @@ class Instance:
         """Run until `stop()` or SIGINT/SIGTERM."""
         from propylon.xds import AdsServer  # grpc is heavy; import it only when serving
 
+        # First: a metrics address that cannot be used stops the start before anything
+        # else was set up (nothing to undo).
+        if self.options.metrics_address is not None:
+            self._metrics_server = serve_metrics(self.options.metrics_address)
+            log.info("metrics on http://%s/metrics", self._metrics_server.address)
+        self.metrics.set_leader(True)  # one process, no election: it always leads
         self.state.ensure()
         self.store.import_records(self.state.load_metadata())
         self.statuses = dict(self.state.load_statuses())
@@ -92,7 +102,7 @@ class Instance:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        xds = AdsServer()
+        xds = AdsServer(metrics=self.metrics)
         self._xds = xds
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")
@@ -125,11 +135,14 @@ class Instance:
             await self._xds.stop()
         if self._api is not None:
             await self._api.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         self.state.remove_pid()
 
     # --- reconcile ------------------------------------------------------------------
 
     async def reconcile(self, changeset: ChangeSet) -> None:
+        started = time.perf_counter()
         snapshot = self.store.apply(changeset)
 
         def evaluate_snapshot() -> Evaluation:
@@ -165,6 +178,9 @@ class Instance:
         self._schedule_save()
         self._report(evaluation.diagnostics)
         self.ready.set()
+        self.metrics.reconciled(
+            time.perf_counter() - started, (key.kind for key in snapshot.changed)
+        )
         self._collector.after_reconcile()
 
     def _merge_statuses(
