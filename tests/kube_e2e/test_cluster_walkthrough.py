@@ -9,6 +9,7 @@ Deployments and EndpointSlices are the upstream ones."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import pytest
 from shared_paths import GATEWAY_API
 
-from devcluster import build
+from devcluster import build, network
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "kubernetes"
@@ -92,7 +93,7 @@ def installed(devcluster: Any) -> Iterator[Installed]:
     )
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     values = [
-        "k8sServiceHost=198.18.0.1",
+        f"k8sServiceHost={network.HOST_ADDRESS}",
         "k8sServicePort=6443",
         "envoy.enabled=false",
     ]
@@ -100,7 +101,11 @@ def installed(devcluster: Any) -> Iterator[Installed]:
     for value in values:
         args += ["--set", value]
     _helm(cluster, *args, "--wait", "--timeout", "3m")
-    cluster.kubectl("apply", "-f", str(EXAMPLES))
+    # The example's pool is instance 0's; any instance gets the block routed to it.
+    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
+    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
+    for manifest in sorted(EXAMPLES.glob("[1-9]*.yaml")):
+        cluster.kubectl("apply", "-f", str(manifest))
     setup = Installed(cluster, values=values)
     try:
         yield setup
@@ -137,7 +142,7 @@ def test_kubectl_get_gateway_and_svc_as_in_the_walkthrough(serving: Installed) -
     assert row is not None
     assert row["NAME"] == "example-gateway"
     assert row["CLASS"] == "example-gateway-class"
-    assert row["ADDRESS"].startswith("198.19.200.")
+    assert ipaddress.ip_address(row["ADDRESS"]) in network.LB_POOL
     services = {r["NAME"]: r for r in table(cluster.kubectl("get", "svc"))}
     generated = services["cilium-gateway-example-gateway"]
     assert generated["TYPE"] == "LoadBalancer"
@@ -153,7 +158,9 @@ def test_curl_and_grpc_client_through_the_gateway(serving: Installed) -> None:
     route = subprocess.run(
         ["ip", "route", "get", serving.address], capture_output=True, text=True
     ).stdout
-    assert "pdc-br0" in route, f"the Gateway address is not routed to the cluster: {route}"
+    assert network.HOST_BRIDGE in route, (
+        f"the Gateway address is not routed to the cluster: {route}"
+    )
     status, body = http_get(serving.address, HTTP_HOST)
     assert status == 200
     assert body.startswith("hello from http server")
