@@ -216,10 +216,16 @@ def _grpc_match(m: GRPCRouteMatch) -> RouteMatch:
         else:
             path = PathMatch(PathMatchType.REGEX, f"/[^/]+/{meth.method}")
     else:
-        service = meth.service or "[^/]+"
-        method = meth.method or "[^/]+"
-        path = PathMatch(PathMatchType.REGEX, f"/{service}/{method}")
+        path = PathMatch(PathMatchType.REGEX, grpc_method_regex(meth.service, meth.method))
     return RouteMatch(path=path, headers=headers, grpc=True)
+
+
+def grpc_method_regex(service: str | None, method: str | None) -> str:
+    """The :path regex of a RegularExpression method match. Each part is a group of its
+    own, so an alternation in one (`a|b`) stays inside it."""
+    svc = f"(?:{service})" if service else "[^/]+"
+    meth = f"(?:{method})" if method else "[^/]+"
+    return f"/{svc}/{meth}"
 
 
 def _ordered(

@@ -13,6 +13,7 @@ from propylon.resources.common import GATEWAY_GROUP
 from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
+from propylon.resources.names import metadata_problems
 from propylon.resources.policy import BackendTLSPolicy, ReferenceGrant
 from propylon.resources.routes import GRPCRoute, HTTPRoute, TLSRoute
 
@@ -109,6 +110,13 @@ def parse_object(doc: Mapping[str, Any]) -> Resource:
         namespace = ""
     elif not namespace:
         namespace = "default"
+    problems = list(metadata_problems(kind_s, meta, namespace))
+    if problems:
+        field, message = problems[0]
+        if len(problems) > 1:
+            more = len(problems) - 1
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ResourceError(kind_s, namespace, name, field, message)
     fixed = dict(doc)
     fixed["metadata"] = {**meta, "namespace": namespace}
 
