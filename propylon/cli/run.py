@@ -16,6 +16,7 @@ from propylon.values import Values
 
 if TYPE_CHECKING:
     from propylon.runtime.options import RunOptions
+    from propylon.sources.files import ParseFn
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -56,6 +57,16 @@ def add_file_args(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="manifest file or directory (recursive; .yaml, .yml, .json); repeatable",
     )
+    parser.add_argument(
+        "--crds",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="CustomResourceDefinition file or directory: objects of its kinds are validated "
+        "against it (schema and CEL rules) as the API server would; repeatable, added to "
+        "$PROPYLON_CRDS",
+    )
 
 
 def add_values_args(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +92,27 @@ def values_from_args(args: argparse.Namespace) -> Values:
     return load_values(args.values, args.set_values)
 
 
+def crd_paths_from_args(args: argparse.Namespace) -> tuple[Path, ...]:
+    """`--crds` paths after those of $PROPYLON_CRDS."""
+    from propylon.sources.crds import crd_paths_from_env
+
+    return (*crd_paths_from_env(), *args.crds)
+
+
+def parse_from_args(args: argparse.Namespace) -> ParseFn | None:
+    """The parse function for the CRDs the command line names (None: built-in models
+    only). Raises `ValuesError` naming the CRD file that cannot be used."""
+    paths = crd_paths_from_args(args)
+    if not paths:
+        return None
+    from propylon.sources.crds import CRDLoadError, crd_parse, load_crd_files
+
+    try:
+        return crd_parse(load_crd_files(paths))
+    except CRDLoadError as exc:
+        raise ValuesError(f"--crds: {exc}") from None
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """`propylon.runtime.RunOptions` from the command line (the runtime is imported
     here, not at start-up, so that `get` and `describe` start fast)."""
@@ -93,6 +125,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         envoy_binary=args.envoy_binary,
         log_level=args.log_level,
         admin_port=args.admin_port,
+        crds=crd_paths_from_args(args),
     )
     if args.ip_pools:
         options = dataclasses.replace(options, default_pool=_pools(args.ip_pools))
@@ -111,6 +144,7 @@ def _pools(cidrs: list[str]) -> tuple[str, ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
+        parse_from_args(args)  # a CRD file that cannot be used stops here, with its name
     except ValuesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

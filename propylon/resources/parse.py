@@ -11,6 +11,7 @@ from propylon.resources.base import Resource
 from propylon.resources.cilium import CiliumGatewayClassConfig, CiliumLoadBalancerIPPool
 from propylon.resources.common import GATEWAY_GROUP
 from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
+from propylon.resources.crd import CRDSchemas
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
 from propylon.resources.names import metadata_problems
@@ -75,11 +76,13 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
-def parse_object(doc: Mapping[str, Any]) -> Resource:
+def parse_object(doc: Mapping[str, Any], crds: CRDSchemas | None = None) -> Resource:
     """Validate one document and apply CRD defaults, as the API server would.
 
-    Raises `UnknownKindError` for kinds Propylon does not read and `ResourceError`
-    (naming the field) for invalid objects."""
+    With `crds` that serve the document's kind, it is first checked against the CRD
+    itself (schema, CEL rules, unknown fields); the typed model then checks what it
+    knows (and is all there is without CRDs). Raises `UnknownKindError` for kinds
+    Propylon does not read and `ResourceError` (naming the field) for invalid objects."""
     if not isinstance(doc, Mapping):
         raise ResourceError("", "", "", "", "document is not a mapping")
     api_version = doc.get("apiVersion")
@@ -119,6 +122,14 @@ def parse_object(doc: Mapping[str, Any]) -> Resource:
         raise ResourceError(kind_s, namespace, name, field, message)
     fixed = dict(doc)
     fixed["metadata"] = {**meta, "namespace": namespace}
+    if crds is not None and crds.serves(api_version, kind_s):
+        found = crds.validate(fixed)
+        if found:
+            # Every problem, as the API server lists them (the first one's field leads).
+            message = "; ".join([found[0].message, *(str(p) for p in found[1:10])])
+            if len(found) > 10:
+                message += f" (and {len(found) - 10} more)"
+            raise ResourceError(kind_s, namespace, name, found[0].field, message)
 
     try:
         return model.model_validate(fixed)

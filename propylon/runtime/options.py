@@ -22,3 +22,4 @@ class RunOptions:
     admin_port: int | None = None
     default_pool: tuple[str, ...] = DEFAULT_POOL
     node_id: str = "propylon-standalone"
+    crds: tuple[Path, ...] = ()  # CRD files: objects of their kinds are validated against them
