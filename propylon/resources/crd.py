@@ -603,3 +603,12 @@ def load_crds(docs: Sequence[Mapping[str, Any]], into: CRDSchemas | None = None)
         if isinstance(doc, Mapping) and doc.get("kind") == "CustomResourceDefinition":
             schemas.install(doc)
     return schemas
+
+
+def evaluate_rule(source: str, self_value: Any, old_self: Any = None) -> Any:
+    """One CEL rule on one value, with the functions and escaping validation uses (the
+    value's property names must already be escaped): for tests and debugging."""
+    variables = {"self": self_value}
+    if old_self is not None:
+        variables["oldSelf"] = old_self
+    return cel.compile(source).execute(cel.Context(variables, dict(KUBERNETES_FUNCTIONS)))
