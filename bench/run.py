@@ -363,6 +363,7 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
 
     from propylon import gatewayapi
+    from propylon.clock import new_uid, timestamp_now
     from propylon.envoy import Translator
     from propylon.runtime.instance import Instance
     from propylon.runtime.options import RunOptions
@@ -390,7 +391,7 @@ def bench_translation(args: argparse.Namespace) -> dict[str, Any]:
             docs.append(d[0])
         (large / "routes.yaml").write_text(dump(docs))
         changeset = FileSource([large]).load()
-        snapshot = Store().apply(changeset)
+        snapshot = Store(now=timestamp_now, new_uid=new_uid).apply(changeset)
         objects = snapshot.resources()
         values = Values()
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 import yaml
@@ -14,6 +14,7 @@ import yaml
 from propylon.cli.describe import describe
 from propylon.cli.kinds import KindInfo, resolve_kind
 from propylon.cli.printers import table
+from propylon.clock import utc_now
 from propylon.state import ApiClient, StateDir, default_state_dir
 
 DEFAULT_NAMESPACE = "default"
@@ -127,7 +128,7 @@ def run_get(
             table(
                 info.kind,
                 items,
-                now=now or datetime.now(UTC),
+                now=now or utc_now(),
                 wide=output == "wide",
                 with_namespace=namespace is None and info.namespaced,
             )
@@ -174,7 +175,7 @@ def _get_many(
                 table(
                     info.kind,
                     prefixed,
-                    now=now or datetime.now(UTC),
+                    now=now or utc_now(),
                     wide=args.output == "wide",
                     with_namespace=namespace is None and info.namespaced,
                 )

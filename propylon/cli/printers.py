@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from propylon.clock import parse_timestamp
 
 MIN_WIDTH = 6
 PADDING = 3
@@ -79,11 +81,9 @@ def age(doc: Doc, now: datetime) -> str:
     if not isinstance(stamp, str) or not stamp:
         return "<unknown>"
     try:
-        created = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        created = parse_timestamp(stamp)
     except ValueError:
         return "<unknown>"
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     return human_duration((now - created).total_seconds())
 
 

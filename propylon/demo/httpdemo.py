@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from propylon.clock import timestamp_now
 from propylon.demo._http1 import ConnectionInfo, HttpServer, Request, Response
 
 GREETING = "hello from http server"
@@ -11,7 +10,7 @@ GREETING = "hello from http server"
 
 def rfc3339_now() -> str:
     """Current UTC time in RFC 3339 with whole seconds and a ``Z``: ``2026-03-18T03:38:35Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp_now()
 
 
 def hello_body(method: str, path: str, now: str | None = None) -> str:

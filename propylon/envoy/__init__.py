@@ -4,7 +4,7 @@
 remembers serialized fragments so an unchanged VirtualHost, Listener, Cluster, endpoint
 set or Secret is neither rebuilt nor reserialized.
 Each of its results after the first says which names changed since the previous one
-(`XdsResources.serial`, `base`, `changes`); every other resource is the identical
+(`XdsResources.stamp`, `base`, `changes`); every other resource is the identical
 `Encoded` object. With the model's `delta` hint (from the incremental Builder) the work
 per change is in proportion to the change. Output dicts are in no particular order.
 
@@ -36,23 +36,21 @@ routes ends with a gRPC-only catch-all answering `200` + `grpc-status: 12`
 (UNIMPLEMENTED), a valid trailers-only gRPC response.
 """
 
-from propylon.envoy._static import static_bootstrap
-from propylon.envoy._translate import (
+from propylon.envoy._static import static_bootstrap, to_dicts
+from propylon.envoy.cluster import INVALID_BACKEND_CLUSTER
+from propylon.envoy.listener import https_route_config_name
+from propylon.envoy.output import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
-    INVALID_BACKEND_CLUSTER,
     LISTENER_TYPE,
     ROUTE_TYPE,
-    SCOPED_MIN_HOSTS,
     SCOPED_ROUTE_TYPE,
     SECRET_TYPE,
     Encoded,
-    Translator,
     XdsResources,
     encode,
-    https_route_config_name,
-    translate,
 )
+from propylon.envoy.translator import SCOPED_MIN_HOSTS, Translator, translate
 
 __all__ = [
     "CLUSTER_TYPE",
@@ -72,5 +70,3 @@ __all__ = [
     "to_dicts",
     "translate",
 ]
-
-from propylon.envoy._static import to_dicts

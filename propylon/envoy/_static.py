@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from propylon.envoy._translate import XdsResources
+from propylon.envoy.output import XdsResources
 
 
 def to_dicts(resources: XdsResources) -> dict[str, dict[str, dict[str, Any]]]:

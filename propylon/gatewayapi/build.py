@@ -26,7 +26,7 @@ from propylon.gatewayapi.rules import (
     tls_backends,
     unsupported_filters,
 )
-from propylon.model import Cluster, Delta, Listener, Model, Secret, WeightedBackend, next_serial
+from propylon.model import Cluster, Delta, Listener, Model, Secret, Stamp, WeightedBackend
 from propylon.resources import GRPCRoute, HTTPRoute, ObjectKey, Service, TLSRoute
 
 
@@ -198,7 +198,7 @@ class Finisher:
         self.statuses: dict[ObjectKey, dict[str, Any]] = dict(world.statuses)
         self.changed_statuses: set[ObjectKey] = set()
         self.last: dict[ObjectKey, dict[str, Any]] | None = None  # statuses given last
-        self.serial = 0  # of the last model
+        self.stamp: Stamp | None = None  # of the last model
 
     def update(
         self,
@@ -333,17 +333,17 @@ class Finisher:
         if self.cluster_tuple is None:
             self.cluster_tuple = tuple(self.cluster_list)
         delta = None
-        if self.serial and not vhost_changes.ambiguous:
-            delta = Delta(self.serial, self.cluster_changes, vhost_changes.sets)
+        if self.stamp is not None and not vhost_changes.ambiguous:
+            delta = Delta(self.stamp, self.cluster_changes, vhost_changes.sets)
         self.cluster_changes = {}
         model = Model(
             listeners=tuple(listeners),
             clusters=self.cluster_tuple,
             secrets=tuple(secrets[k] for k in sorted(secrets)),
-            serial=next_serial(),
+            stamp=Stamp(),
             delta=delta,
         )
-        self.serial = model.serial
+        self.stamp = model.stamp
         return BuildResult(
             statuses=statuses,  # never changed afterwards: the next result copies it
             services=tuple(services),

@@ -14,7 +14,6 @@ Naming (stable and documented, so users can find things in Envoy's config_dump):
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -251,24 +250,24 @@ VirtualHostSet = tuple[str, tuple[str, ...] | None]
 #: (before, after) of virtual hosts added (before None), replaced, or removed (after None).
 VirtualHostChanges = tuple[tuple[VirtualHost | None, VirtualHost | None], ...]
 
-_serials = itertools.count(1)
 
+class Stamp:
+    """Names one Model (or one translation) for as long as something holds it. A
+    consumer keeps the stamp of what it handled last and compares by identity (`is`),
+    so producers need no shared counter and the core holds no process-global state."""
 
-def next_serial() -> int:
-    """A serial for a new Model, unique in this process (a producer may hand models to
-    any consumer, so per-producer counters could collide)."""
-    return next(_serials)
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A hint from the producer of a Model: how it differs from the Model whose `serial`
+    """A hint from the producer of a Model: how it differs from the Model whose `stamp`
     is `base` (the same producer's previous one), so a consumer that handled `base` last
     can work in proportion to the change. Everything not named here is the very same
     object as in `base`. Only a hint: a consumer may ignore it and compare everything.
     """
 
-    base: int
+    base: Stamp
     #: Cluster name -> the Cluster now (None: gone), for every cluster added, replaced
     #: or removed (more names are allowed: their value is then the unchanged object).
     clusters: Mapping[str, Cluster | None] = field(default_factory=dict)
@@ -283,8 +282,8 @@ class Model:
     listeners: tuple[Listener, ...] = ()
     clusters: tuple[Cluster, ...] = ()
     secrets: tuple[Secret, ...] = ()
-    #: `next_serial()` for a model that a later `Delta` may refer to; 0: none.
-    serial: int = field(default=0, compare=False, repr=False)
+    #: A fresh `Stamp` for a model that a later `Delta` may refer to; None: none.
+    stamp: Stamp | None = field(default=None, compare=False, repr=False)
     delta: Delta | None = field(default=None, compare=False, repr=False)
 
 

@@ -14,10 +14,10 @@ import logging
 import os
 import signal
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from propylon import gatewayapi
+from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
@@ -64,17 +64,13 @@ WATCH_DEBOUNCE_MS = 20
 RESCAN_INTERVAL_S = 10.0
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Instance:
     """Owns the store, the xDS server, Envoy and the local API of one state directory."""
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
         self.state = StateDir(options.state_dir)
-        self.store = Store(now=_now)
+        self.store = Store(now=timestamp_now, new_uid=new_uid)
         self.statuses: dict[ObjectKey, dict[str, Any]] = {}
         self.evaluation: Evaluation | None = None
         self.diagnostics: tuple[Diagnostic, ...] = ()
@@ -227,7 +223,7 @@ class Instance:
         self._built = built
         if changed is None or self._merged_from is None:
             fresh_keys = [k for k, v in built.items() if k not in merged or before.get(k) != v]
-            fresh = merge_statuses(merged, {k: built[k] for k in fresh_keys}, _now())
+            fresh = merge_statuses(merged, {k: built[k] for k in fresh_keys}, utc_now())
             out = {k: fresh[k] if k in fresh else merged[k] for k in built}
             self._gateways = {k for k in out if k.kind == "Gateway"}
         else:
@@ -235,7 +231,7 @@ class Instance:
             fresh_keys = [
                 k for k in changed if k in built and (k not in merged or before.get(k) != built[k])
             ]
-            out.update(merge_statuses(merged, {k: built[k] for k in fresh_keys}, _now()))
+            out.update(merge_statuses(merged, {k: built[k] for k in fresh_keys}, utc_now()))
             for key in changed:
                 if key not in built:
                     out.pop(key, None)

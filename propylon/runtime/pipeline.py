@@ -10,10 +10,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from propylon import gatewayapi
+from propylon.clock import EPOCH, format_timestamp
 from propylon.envoy import Translator, XdsResources
 from propylon.model import ProxyOptions
 from propylon.resources.meta import ObjectKey
@@ -23,8 +23,6 @@ from propylon.values import Values
 
 # Conditions that report a problem when True (all others do when False).
 NEGATIVE_POLARITY = frozenset({"Conflicted", "OverlappingTLSConfig", "PartiallyInvalid"})
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,8 @@ def evaluate_once(changeset: ChangeSet, values: Values) -> Evaluation:
     the files only."""
     counter = itertools.count(1)
     store = Store(
-        now=lambda: EPOCH, new_uid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
+        now=lambda: format_timestamp(EPOCH),
+        new_uid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
     )
     return evaluate(store.apply(changeset), changeset, values)
 

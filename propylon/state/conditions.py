@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from propylon.clock import format_timestamp
 
 
 def _timestamp(now: datetime | str) -> str:
-    if isinstance(now, str):
-        return now
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now if isinstance(now, str) else format_timestamp(now)
 
 
 def _identity(item: Any, index: int) -> str:

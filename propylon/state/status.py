@@ -9,9 +9,10 @@ rewrites `status.json` when something changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from propylon.clock import utc_now
 from propylon.resources.meta import ObjectKey
 from propylon.state.conditions import merge_statuses
 from propylon.state.documents import to_document
@@ -19,12 +20,8 @@ from propylon.state.statedir import StateDir
 from propylon.store import Resource
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class StatusKeeper:
-    def __init__(self, state: StateDir | None, *, now: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, state: StateDir | None, *, now: Callable[[], datetime] = utc_now) -> None:
         self._state = state
         self._now = now
         self.statuses: dict[ObjectKey, dict[str, Any]] = state.load_statuses() if state else {}

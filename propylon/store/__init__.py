@@ -6,10 +6,8 @@ from propylon.store.store import (
     ObjectRecord,
     Snapshot,
     Store,
-    format_timestamp,
     key_from_str,
     key_to_str,
-    parse_timestamp,
 )
 from propylon.store.types import Resource
 
@@ -24,9 +22,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "error",
-    "format_timestamp",
     "key_from_str",
     "key_to_str",
-    "parse_timestamp",
     "warning",
 ]

@@ -7,24 +7,23 @@ whatever a file says for them:
   kinds without a `spec` (Secret, ConfigMap, EndpointSlice, ...) every change of content
   other than metadata and status counts (`data`, `endpoints`, ...). Label and annotation
   changes never bump it (they do count as an update, see `Snapshot.updated`).
-- `metadata.creationTimestamp`: RFC 3339 (seconds, UTC) from the injected clock.
-- `metadata.uid`: from the injected factory (uuid4 by default).
+- `metadata.creationTimestamp`: from the injected clock (an RFC 3339 string: the core
+  reads no clock and formats no time; the shell passes `propylon.clock.timestamp_now`).
+- `metadata.uid`: from the injected factory (the shell passes `propylon.clock.new_uid`).
 
 Generations survive restarts through `export_records()` / `import_records()`: an object
 whose spec hash matches its record keeps generation, timestamp and uid; a changed spec
 gets the record's generation + 1.
 
-The store is pure (no I/O): a clock and a uid factory are injected.
+The store is pure (no I/O, no clock): a clock and a uid factory are required.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -35,20 +34,6 @@ from propylon.store.types import Resource
 
 _STORE_OWNED_METADATA = ("generation", "creationTimestamp", "uid", "resourceVersion")
 _NOT_CONTENT = ("apiVersion", "kind", "metadata", "status")
-
-
-def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
 
 
 def key_to_str(key: ObjectKey) -> str:
@@ -214,20 +199,12 @@ class _Entry:
     incoming: Resource | None = None
 
 
-def _default_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _default_uid() -> str:
-    return str(uuid.uuid4())
-
-
 class Store:
     def __init__(
         self,
         *,
-        now: Callable[[], datetime] = _default_now,
-        new_uid: Callable[[], str] = _default_uid,
+        now: Callable[[], str],
+        new_uid: Callable[[], str],
         records: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._now = now
@@ -339,7 +316,7 @@ class Store:
                         )
                 else:
                     if timestamp is None:
-                        timestamp = format_timestamp(self._now())
+                        timestamp = self._now()
                     record = ObjectRecord(1, s_hash, timestamp, self._new_uid(), source)
                 added.add(key)
             entry = _Entry(

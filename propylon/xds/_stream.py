@@ -125,7 +125,7 @@ class AdsStream:
         self._on_change = on_change
         self._types = {t: _TypeState() for t in ORDER}
         self._desired: Mapping[str, Mapping[str, Encoded]] | None = None
-        self._serial: int | None = None  # `XdsResources.serial` of `_desired`
+        self._stamp: object | None = None  # `XdsResources.stamp` of `_desired`
         self._version = 0
         # Clusters and endpoints gone from the desired state that listeners or routes
         # Envoy may still be using can reference: kept (as last desired) until the
@@ -165,12 +165,12 @@ class AdsStream:
             old is None
             or changes is None
             or base is None
-            or base != self._serial
+            or base is not self._stamp
             or any(t not in changes for t in ORDER)
         ):
             changes = None
         self._desired = new
-        self._serial = resources.serial
+        self._stamp = resources.stamp
         self._version = version
         self._routes_current = False
         if changes is None:

@@ -147,7 +147,7 @@ def test_tls_listener_without_routes_still_valid() -> None:
 def test_redirect_port_omitted_when_well_known() -> None:
     """Gateway API RequestRedirect port defaults: the new scheme's well-known port, else
     the listener's; a Location SHOULD NOT carry the well-known port of its scheme."""
-    from propylon.envoy._translate import _redirect
+    from propylon.envoy.route import _redirect
 
     def red(origin: tuple[str, int], **kw: Any) -> dict[str, Any]:
         msg = _redirect(m.Redirect(**kw), m.RouteMatch(), origin)

@@ -272,11 +272,11 @@ def _vhost_sets(model: m.Model) -> dict[m.VirtualHostSet, tuple[m.VirtualHost, .
 
 def _check_delta(before: m.Model, after: m.Model) -> int:
     """`after.delta`, if any, says exactly how `after` differs from `before`."""
-    assert after.serial and after.serial != before.serial
+    assert after.stamp is not None and after.stamp is not before.stamp
     delta = after.delta
     if delta is None:
         return 0
-    assert delta.base == before.serial
+    assert delta.base is before.stamp
     old = {c.name: c for c in before.clusters}
     new = {c.name: c for c in after.clusters}
     for name in old.keys() | new.keys():

@@ -57,7 +57,7 @@ def _plain(value: Any) -> Any:
         out = {}
         for f in dataclasses.fields(value):
             if not f.compare:
-                continue  # hints (Model.serial, Model.delta), not content
+                continue  # hints (Model.stamp, Model.delta), not content
             v = _plain(getattr(value, f.name))
             # Keep cluster=None visible: it means "this share gets HTTP 500".
             if (v is None and f.name != "cluster") or v == () or v == [] or v == {}:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from propylon.clock import new_uid, timestamp_now
 from propylon.resources.meta import ObjectKey
 from propylon.state import STATE_DIR_ENV, StateDir, default_state_dir
 from propylon.store import ChangeSet, Origin, Store, StoredObject
@@ -16,7 +17,7 @@ def test_default_state_dir() -> None:
 
 def test_metadata_round_trip_through_store(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "state")
-    store = Store()
+    store = Store(now=timestamp_now, new_uid=new_uid)
     gw = fake_object("Gateway", "gw", spec={"a": 1})
     store.apply(ChangeSet({gw.key: StoredObject(gw, Origin("f", 0))}))
     store.apply(
@@ -25,7 +26,7 @@ def test_metadata_round_trip_through_store(tmp_path: Path) -> None:
     state.save_metadata(store.export_records())
     assert not list(state.path.glob(".*tmp"))  # no temp files left behind
 
-    restarted = Store(records=state.load_metadata())
+    restarted = Store(now=timestamp_now, new_uid=new_uid, records=state.load_metadata())
     snap = restarted.apply(
         ChangeSet({gw.key: StoredObject(fake_object("Gateway", "gw", spec={"a": 2}))})
     )

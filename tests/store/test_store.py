@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from propylon.clock import format_timestamp
 from propylon.resources.meta import ObjectKey
 from propylon.store import ChangeSet, Origin, Store, StoredObject
 from propylon.store.testing import FakeResource, fake_object
@@ -12,8 +13,8 @@ class Clock:
     def __init__(self) -> None:
         self.moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
-    def __call__(self) -> datetime:
-        return self.moment
+    def __call__(self) -> str:
+        return format_timestamp(self.moment)
 
 
 def uids() -> itertools.count[int]:

@@ -54,10 +54,10 @@ def random_model(rng: random.Random) -> m.Model:
     )
 
 
-def with_changes(prev: XdsResources | None, res: XdsResources, serial: int) -> XdsResources:
-    """`res` numbered `serial`, with the exact differences from `prev` as its changes."""
+def with_changes(prev: XdsResources | None, res: XdsResources) -> XdsResources:
+    """`res` with a fresh stamp, and the exact differences from `prev` as its changes."""
     if prev is None:
-        return replace(res, serial=serial, base=None, changes=None)
+        return replace(res, stamp=m.Stamp(), base=None, changes=None)
     a, b = prev.by_type(), res.by_type()
     changes = {}
     for t in ORDER:
@@ -67,7 +67,7 @@ def with_changes(prev: XdsResources | None, res: XdsResources, serial: int) -> X
             for n in x.keys() | y.keys()
             if x.get(n) is None or y.get(n) is None or x[n].version != y[n].version
         )
-    return replace(res, serial=serial, base=serial - 1, changes=changes)
+    return replace(res, stamp=m.Stamp(), base=prev.stamp, changes=changes)
 
 
 @dataclass
@@ -157,7 +157,7 @@ def test_changes_path_answers_as_full_comparison(delta: bool, seed: int) -> None
 
     prev: XdsResources | None = None
     for version in range(1, 40):
-        res = with_changes(prev, tr.translate(random_model(rng), m.ProxyOptions()), version)
+        res = with_changes(prev, tr.translate(random_model(rng), m.ProxyOptions()))
         prev = res
         told.set_snapshot(res, version)
         full.set_snapshot(replace(res, changes=None), version)

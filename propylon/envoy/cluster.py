@@ -1,0 +1,28 @@
+"""Cluster resources: one per model Cluster (a Service port), endpoints by EDS."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from propylon import model as m
+from propylon.envoy import _pb as pb
+
+#: A weighted share whose backend could not be resolved goes to this cluster, which never
+#: exists: Envoy answers it with 500 (``cluster_not_found_response_code``).
+INVALID_BACKEND_CLUSTER = "propylon:invalid-backend"
+CONNECT_TIMEOUT_MS = 5_000
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def build_cluster(c: m.Cluster) -> Message:
+    tls = None
+    h2 = c.protocol is m.AppProtocol.H2C
+    if c.tls is not None:
+        tls = pb.upstream_tls(
+            sni=c.tls.sni,
+            ca_pem=c.tls.ca_pem,
+            ca_file=SYSTEM_CA_FILE,
+            sans=list(c.tls.subject_alt_names),
+            alpn=["h2"] if h2 else [],
+        )
+    return pb.cluster(name=c.name, connect_timeout_ms=CONNECT_TIMEOUT_MS, h2=h2, upstream_tls=tls)
