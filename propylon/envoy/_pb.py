@@ -20,6 +20,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2, scoped_route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -231,6 +232,18 @@ def scoped_route_configuration(name: str, key: str, route_config: Message) -> Me
     )
 
 
+LUA_FILTER = "envoy.filters.http.lua"
+_LOWER_AUTHORITY = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local authority = headers:get(":authority")
+  if authority ~= nil and string.find(authority, "%u") then
+    headers:replace(":authority", string.lower(authority))
+  end
+end
+"""
+
+
 def _host_scoped_routes(name: str) -> Message:
     """Scoped RDS over ADS; the scope key is the request's host without the port (the
     part of `:authority` before the first `:`)."""
@@ -267,9 +280,25 @@ def http_connection_manager(
         internal_address_config=HCM.InternalAddressConfig(),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
         http2_protocol_options=protocol_pb2.Http2ProtocolOptions(),
+        # `Host: example.com.` is example.com (DNS's absolute form).
+        strip_trailing_host_dot=True,
     )
     if scoped:
         hcm.scoped_routes.CopyFrom(_host_scoped_routes(route_config_name))
+        # Scope keys match exactly, but hosts are case-insensitive: lower-case the
+        # authority first (the route is looked up again after the change).
+        hcm.http_filters.insert(
+            0,
+            hcm_pb2.HttpFilter(
+                name=LUA_FILTER,
+                typed_config=pack(
+                    lua_pb2.Lua(
+                        default_source_code=base_pb2.DataSource(inline_string=_LOWER_AUTHORITY),
+                        clear_route_cache=wrappers_pb2.BoolValue(value=True),
+                    )
+                ),
+            ),
+        )
     else:
         hcm.rds.CopyFrom(
             hcm_pb2.Rds(config_source=ads_source(), route_config_name=route_config_name)

@@ -149,8 +149,8 @@ def test_redirect_port_omitted_when_well_known() -> None:
     the listener's; a Location SHOULD NOT carry the well-known port of its scheme."""
     from propylon.envoy.route import _redirect
 
-    def red(origin: tuple[str, int], **kw: Any) -> dict[str, Any]:
-        msg = _redirect(m.Redirect(**kw), m.RouteMatch(), origin)
+    def red(origin: tuple[str, int], exact: str | None = None, **kw: Any) -> dict[str, Any]:
+        msg = _redirect(m.Redirect(**kw), m.RouteMatch(), origin, exact)
         d: dict[str, Any] = MessageToDict(msg, preserving_proto_field_name=True)
         d.pop("response_code", None)
         return d
@@ -180,3 +180,12 @@ def test_redirect_port_omitted_when_well_known() -> None:
     assert red(http8080, scheme="https") == {"scheme_redirect": "https", "port_redirect": 443}
     assert red(http8080, port=80) == {"port_redirect": 80}
     assert red(http8080) == {"port_redirect": 8080}
+    # ...and with the virtual host's one exact hostname, it goes with no port at all
+    # (issue #11, item 9: `https://host/`, not `https://host:443/`)
+    exact = {"exact": "h.example"}
+    assert red(http8080, scheme="https", **exact) == {
+        "scheme_redirect": "https",
+        "host_redirect": "h.example",
+    }
+    assert red(http8080, port=80, **exact) == {"host_redirect": "h.example"}
+    assert red(http8080, **exact) == {"port_redirect": 8080}
