@@ -16,7 +16,6 @@ from propylon.values import Values
 
 if TYPE_CHECKING:
     from propylon.runtime.options import RunOptions
-    from propylon.sources.files import ParseFn
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -99,16 +98,15 @@ def crd_paths_from_args(args: argparse.Namespace) -> tuple[Path, ...]:
     return (*crd_paths_from_env(), *args.crds)
 
 
-def parse_from_args(args: argparse.Namespace) -> ParseFn | None:
-    """The parse function for the CRDs the command line names (None: built-in models
-    only). Raises `ValuesError` naming the CRD file that cannot be used."""
-    paths = crd_paths_from_args(args)
+def check_crds(paths: tuple[Path, ...]) -> None:
+    """Raise `ValuesError` naming a CRD file (`--crds`, $PROPYLON_CRDS) that cannot be
+    used, before anything starts."""
     if not paths:
-        return None
-    from propylon.sources.crds import CRDLoadError, crd_parse, load_crd_files
+        return
+    from propylon.sources.crds import CRDLoadError, load_crd_files
 
     try:
-        return crd_parse(load_crd_files(paths))
+        load_crd_files(paths)
     except CRDLoadError as exc:
         raise ValuesError(f"--crds: {exc}") from None
 
@@ -144,7 +142,7 @@ def _pools(cidrs: list[str]) -> tuple[str, ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
-        parse_from_args(args)  # a CRD file that cannot be used stops here, with its name
+        check_crds(options.crds)  # a CRD file that cannot be used stops here, with its name
     except ValuesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,9 @@ from typing import Any
 
 import cel
 import re2
+from pydantic import Field, model_validator
+
+from propylon.resources.base import Resource
 
 # Property names CEL cannot spell as they are: Kubernetes escapes them (so the rules
 # say `self.__namespace__`).
@@ -76,6 +79,31 @@ _META_FIELDS = frozenset(
         "selfLink",
     ]
 )
+
+
+class CustomResourceDefinition(Resource):
+    """A CRD among the manifests: installed (as a cluster would), then objects of its
+    kinds are validated against it. Its schema is kept as written."""
+
+    api_version: str = "apiextensions.k8s.io/v1"
+    kind: str = "CustomResourceDefinition"
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _installable(self) -> CustomResourceDefinition:
+        try:
+            CRDSchemas().install(self.document())
+        except CRDError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {"name": self.metadata.name},
+            "spec": self.spec,
+        }
 
 
 class CRDError(ValueError):
@@ -293,6 +321,7 @@ class CRDSchemas:
                 walk.unknown.append(key)
                 continue
             walk.value(value, sub, key)
+        walk.run_rules()
         meta = doc.get("metadata")
         if isinstance(meta, Mapping):
             walk.unknown.extend(f"metadata.{k}" for k in meta if k not in _META_FIELDS)
@@ -309,18 +338,39 @@ class _Walk:
     def __init__(self) -> None:
         self.problems: list[FieldProblem] = []
         self.unknown: list[str] = []
+        # Errors that make rules unsafe to evaluate (wrong type, missing required field,
+        # unsupported enum value, too long, too many): with any of them, the API server
+        # evaluates no CEL rule of the object, and says so. Others do not stop them.
+        self.blocking = 0
+        self.rules: list[tuple[Any, _Node, str]] = []  # evaluated once the walk is done
+
+    def block(self, path: str, message: str) -> None:
+        self.blocking += 1
+        self.fail(path, message)
+
+    def run_rules(self) -> None:
+        if not self.rules:
+            return
+        if self.blocking:
+            self.fail(
+                "",
+                "the CEL validation rules were not evaluated because of the errors above; "
+                "correct them to complete validation",
+            )
+            return
+        for cel_value, node, path in self.rules:
+            self._rules(cel_value, node, path)
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(FieldProblem(path, message))
 
     def value(self, value: Any, node: _Node, path: str) -> tuple[bool, Any]:
         """Validate `value` (defaults applied to it in place); (valid, CEL value)."""
-        before = len(self.problems)
         schema = node.schema
         if value is None:
             if schema.get("nullable"):
                 return True, None
-            self.fail(
+            self.block(
                 path,
                 f'Invalid value: "null": {path} in body must be of type '
                 f'{node.type or "object"}: "null"',
@@ -329,14 +379,14 @@ class _Walk:
         cel_value: Any = value
         if node.int_or_string:
             if not isinstance(value, int | str) or isinstance(value, bool):
-                self.fail(
+                self.block(
                     path,
                     f"Invalid value: {_show(value)}: {path} in body must be of "
                     "type integer or string",
                 )
                 return False, None
         elif node.type is not None and not _is_type(value, node.type):
-            self.fail(
+            self.block(
                 path,
                 f'Invalid value: "{_json_type(value)}": {path} in body must '
                 f'be of type {node.type}: "{_json_type(value)}"',
@@ -349,22 +399,21 @@ class _Walk:
         else:
             self._scalar(value, node, path)
         self._values(value, schema, path)
-        ok = len(self.problems) == before
-        if ok and node.rules:
-            self._rules(cel_value, node, path)
-        return ok, cel_value
+        if node.rules:
+            self.rules.append((cel_value, node, path))
+        return True, cel_value
 
     def _object(self, value: dict[str, Any], node: _Node, path: str) -> dict[str, Any]:
         schema = node.schema
         for name in schema.get("required") or ():
             if name not in value:
-                self.fail(_join(path, name), "Required value")
+                self.block(_join(path, name), "Required value")
         for name, sub in node.properties.items():
             if name not in value and "default" in sub.schema:
                 value[name] = copy.deepcopy(sub.schema["default"])
         n = len(value)
         if "maxProperties" in schema and n > schema["maxProperties"]:
-            self.fail(path, f"Too many: {n}: must have at most {schema['maxProperties']} items")
+            self.block(path, f"Too many: {n}: must have at most {schema['maxProperties']} items")
         if "minProperties" in schema and n < schema["minProperties"]:
             self.fail(
                 path, f"Invalid value: {n}: must have at least {schema['minProperties']} properties"
@@ -387,7 +436,7 @@ class _Walk:
         schema = node.schema
         n = len(value)
         if "maxItems" in schema and n > schema["maxItems"]:
-            self.fail(path, f"Too many: {n}: must have at most {schema['maxItems']} items")
+            self.block(path, f"Too many: {n}: must have at most {schema['maxItems']} items")
         if "minItems" in schema and n < schema["minItems"]:
             self.fail(
                 path,
@@ -427,7 +476,7 @@ class _Walk:
         if isinstance(value, str):
             n = len(value)
             if "maxLength" in schema and n > schema["maxLength"]:
-                self.fail(path, f"Too long: may not be more than {schema['maxLength']} bytes")
+                self.block(path, f"Too long: may not be more than {schema['maxLength']} bytes")
             if "minLength" in schema and n < schema["minLength"]:
                 self.fail(
                     path,
@@ -470,7 +519,7 @@ class _Walk:
         enum = schema.get("enum")
         if enum is not None and value not in enum:
             shown = ", ".join(_show(v) for v in enum)
-            self.fail(path, f"Unsupported value: {_show(value)}: supported values: {shown}")
+            self.block(path, f"Unsupported value: {_show(value)}: supported values: {shown}")
         one_of = schema.get("oneOf")
         if one_of and sum(1 for s in one_of if _conforms(value, s)) != 1:
             self.fail(

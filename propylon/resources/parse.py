@@ -11,7 +11,7 @@ from propylon.resources.base import Resource
 from propylon.resources.cilium import CiliumGatewayClassConfig, CiliumLoadBalancerIPPool
 from propylon.resources.common import GATEWAY_GROUP
 from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
-from propylon.resources.crd import CRDSchemas
+from propylon.resources.crd import CRDSchemas, CustomResourceDefinition
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
 from propylon.resources.names import metadata_problems
@@ -43,10 +43,11 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     ("cilium.io/v2alpha1", "CiliumGatewayClassConfig"): CiliumGatewayClassConfig,
     ("cilium.io/v2alpha1", "CiliumLoadBalancerIPPool"): CiliumLoadBalancerIPPool,
     ("cilium.io/v2", "CiliumLoadBalancerIPPool"): CiliumLoadBalancerIPPool,
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): CustomResourceDefinition,
 }
 
 CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset(
-    {"GatewayClass", "Namespace", "CiliumLoadBalancerIPPool"}
+    {"GatewayClass", "Namespace", "CiliumLoadBalancerIPPool", "CustomResourceDefinition"}
 )
 NAMESPACED_KINDS: frozenset[str] = frozenset(
     kind for (_, kind) in KINDS if kind not in CLUSTER_SCOPED_KINDS

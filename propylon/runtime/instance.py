@@ -29,7 +29,6 @@ from propylon.runtime.pipeline import (
     evaluate,
     previous_addresses,
 )
-from propylon.sources.crds import crd_parse, load_crd_files
 from propylon.sources.files import FileSource
 from propylon.sources.watch import watch
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
@@ -80,8 +79,7 @@ class Instance:
         self._xds: Any = None
         self._envoy: EnvoySupervisor | None = None
         self._api: ApiServer | None = None
-        parse = crd_parse(load_crd_files(options.crds)) if options.crds else None
-        self._source = FileSource(options.paths, parse=parse)
+        self._source = FileSource(options.paths, crds=options.crds)
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
         self._conditions = ConditionDiagnostics()
