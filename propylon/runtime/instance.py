@@ -21,6 +21,7 @@ from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
+from propylon.runtime import isolation
 from propylon.runtime.bindable import BindProbe
 from propylon.runtime.options import RunOptions
 from propylon.runtime.pipeline import (
@@ -28,6 +29,7 @@ from propylon.runtime.pipeline import (
     Evaluation,
     evaluate,
     previous_addresses,
+    proxy_options,
 )
 from propylon.sources.files import FileSource
 from propylon.sources.watch import watch
@@ -80,6 +82,13 @@ class Instance:
         self._envoy: EnvoySupervisor | None = None
         self._api: ApiServer | None = None
         self._source = FileSource(options.paths, crds=options.crds)
+        # NACK isolation (runtime.isolation): objects withheld from Envoy -> (the
+        # resource that was rejected, Envoy's message); released when they change.
+        self._withheld: dict[ObjectKey, tuple[object, str]] = {}
+        self._withheld_changed: set[ObjectKey] = set()
+        self._pushed: dict[int, Evaluation] = {}  # the last few versions sent
+        self._last_changeset: ChangeSet | None = None
+        self._isolator: asyncio.Task[None] | None = None
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
         self._conditions = ConditionDiagnostics()
@@ -135,6 +144,7 @@ class Instance:
             )
             await self._envoy.start()
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
+            self._isolator = asyncio.create_task(self._isolate_rejections())
             async for changeset in watch(
                 self.options.paths,
                 source=self._source,
@@ -153,6 +163,10 @@ class Instance:
         self._stop.set()
 
     async def _shutdown(self) -> None:
+        if self._isolator is not None:
+            self._isolator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._isolator
         self.flush_state()
         if self._gc_handle is not None:
             self._gc_handle.cancel()
@@ -173,6 +187,16 @@ class Instance:
 
     async def reconcile(self, changeset: ChangeSet) -> None:
         snapshot = self.store.apply(changeset)
+        self._last_changeset = changeset
+        for key, (resource, _) in list(self._withheld.items()):
+            stored = snapshot.get(key)
+            if stored is None or stored.resource is not resource:
+                del self._withheld[key]  # changed or gone: give it another chance
+                self._withheld_changed.add(key)
+                log.info("%s changed: no longer withheld from Envoy", key)
+        withheld = {k: message for k, (_, message) in self._withheld.items()}
+        withheld_changed = frozenset(self._withheld_changed)
+        self._withheld_changed.clear()
 
         def evaluate_snapshot() -> Evaluation:
             return evaluate(
@@ -185,6 +209,8 @@ class Instance:
                 translator=self._translator,
                 builder=self._builder,
                 conditions=self._conditions,
+                withheld=withheld,
+                withheld_changed=withheld_changed,
             )
 
         evaluation = evaluate_snapshot()
@@ -202,6 +228,9 @@ class Instance:
                 changed = None
         self.evaluation = evaluation
         self.xds_version = self._push(evaluation.resources)
+        self._pushed[self.xds_version] = evaluation
+        for old in [v for v in self._pushed if v <= self.xds_version - 4]:
+            del self._pushed[old]
         self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
         self.diagnostics = evaluation.diagnostics
         self._schedule_save()
@@ -318,6 +347,35 @@ class Instance:
         recovered = self._bind_probe.refresh()
         return self._bind_probe.check(evaluation.result.addresses.values()) or recovered
 
+    async def _isolate_rejections(self) -> None:
+        """Whenever Envoy rejects a version: find the objects it came from, withhold
+        them (their status says why) and push the rest again (see runtime.isolation)."""
+        handled = 0
+        while True:
+            version, message = await self._xds.wait_rejected(handled)
+            handled = version
+            evaluation = self._pushed.get(version)
+            if evaluation is None or self._envoy is None:
+                continue
+            log.error("Envoy rejected version %s: %s", version, message)
+            found = await isolation.find_rejected(
+                evaluation.result.model,
+                proxy_options(self.options.values),
+                isolation.envoy_validator(self._envoy.binary),
+            )
+            if not found:
+                log.error("could not tell which objects Envoy rejected in version %s", version)
+                continue
+            snapshot = evaluation.snapshot
+            for key, why in found.items():
+                stored = snapshot.get(key)
+                if stored is not None:
+                    self._withheld[key] = (stored.resource, why)
+                    self._withheld_changed.add(key)
+                    log.error("withheld from Envoy: %s: %s", key, why)
+            if self._last_changeset is not None:
+                await self.reconcile(self._last_changeset)
+
     def _push(self, resources: XdsResources) -> int:
         version: int = self._xds.update(resources)
         return version
@@ -350,8 +408,15 @@ class Instance:
 
     def health(self) -> Mapping[str, Any]:
         envoy = self._envoy
+        rejections = self._xds.rejections() if self._xds else []
+        withheld = {str(k): message for k, (_, message) in sorted(self._withheld.items())}
+        status = "starting"
+        if self.ready.is_set():
+            status = "degraded" if rejections or withheld else "ok"
         return {
-            "status": "ok" if self.ready.is_set() else "starting",
+            "status": status,
+            "rejected": rejections,
+            "withheld": withheld,
             "pid": os.getpid(),
             "envoy": {
                 "pid": envoy.pid if envoy else None,

@@ -1,9 +1,12 @@
 """Issue #11 through a real Envoy: redirects leave the well-known port out (item 9),
-hosts match case-insensitively and with a trailing dot in both routing modes (item 10)."""
+hosts match case-insensitively and with a trailing dot in both routing modes (item 10),
+and a configuration Envoy rejects is isolated (NACK isolation)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +15,7 @@ from dataplane_helpers import Backend, eventually, forward, free_address, start_
 
 from propylon import model as m
 from propylon.envoy import Translator
+from propylon.resources import ObjectKey
 
 pytestmark = pytest.mark.e2e
 OPTIONS = m.ProxyOptions()
@@ -75,3 +79,100 @@ async def test_9_and_10_redirect_port_and_host_case(
     r = await _get(lst, "/secure/x?y=1", f"h1.scoped.local:{lst[1]}")
     assert r.status_code == 302
     assert r.headers["location"] == "https://h1.scoped.local/secure/x?y=1"
+
+
+# --- NACK isolation: if Envoy still rejects something, the rest keeps flowing ------------
+
+
+async def test_envoy_rejection_is_isolated(
+    tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route Envoy rejects (the checks that would refuse it first are switched off
+    here) is found by bisection, withheld with Envoy's message in its status and in
+    health; the valid route keeps serving and a route added later is served too."""
+    import importlib
+
+    from propylon.runtime.instance import Instance
+    from propylon.runtime.options import RunOptions
+
+    build_module = importlib.import_module("propylon.gatewayapi.build")
+    monkeypatch.setattr(build_module, "route_problems", lambda route: [])
+    address, port = free_address()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "base.yaml").write_text(
+        NACK_BASE.format(port=port, backend_host=backend.host, backend_port=backend.port)
+    )
+    (manifests / "good.yaml").write_text(nack_route("good", "/"))
+    (manifests / "bad.yaml").write_text(nack_route("bad", "/foo(?=x)", regex=True))
+    instance = Instance(
+        RunOptions(
+            paths=(manifests,), state_dir=tmp_path / "state", default_pool=(f"{address}/32",)
+        )
+    )
+    serving = asyncio.create_task(instance.serve())
+    try:
+
+        async def withheld() -> None:
+            assert not serving.done()
+            assert "HTTPRoute default/bad" in instance.health()["withheld"]
+
+        await eventually(withheld, timeout=60, what="the bad route withheld")
+        health = instance.health()
+        assert health["status"] == "degraded"
+        assert "invalid perl operator" in health["withheld"]["HTTPRoute default/bad"]
+        status = instance.statuses[ObjectKey("HTTPRoute", "default", "bad")]
+        accepted = {c["type"]: c for c in status["parents"][0]["conditions"]}["Accepted"]
+        assert accepted["status"] == "False" and "Envoy rejected" in accepted["message"]
+
+        async def served(host: str) -> None:
+            assert (await _get((address, port), "/", host)).status_code == 200
+
+        await eventually(lambda: served("good.example"), timeout=20, what="good route")
+        (manifests / "later.yaml").write_text(nack_route("later", "/"))
+        await eventually(lambda: served("later.example"), timeout=20, what="later route")
+    finally:
+        instance.stop()
+        await asyncio.wait_for(serving, 30)
+
+
+NACK_BASE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: cilium}}
+spec: {{controllerName: io.cilium/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+endpoints: [{{addresses: [{backend_host}]}}]
+ports: [{{port: {backend_port}}}]
+"""
+
+
+def nack_route(name: str, path: str, *, regex: bool = False) -> str:
+    kind = "RegularExpression" if regex else "PathPrefix"
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [{name}.example]
+  rules:
+  - matches: [{{path: {{type: {kind}, value: "{path}"}}}}]
+    backendRefs: [{{name: svc, port: 80}}]
+"""
