@@ -89,6 +89,7 @@ class Instance:
         self._pushed: dict[int, Evaluation] = {}  # the last few versions sent
         self._last_changeset: ChangeSet | None = None
         self._isolator: asyncio.Task[None] | None = None
+        self._unexplained: str | None = None  # a rejection no object could be blamed for
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
         self._conditions = ConditionDiagnostics()
@@ -194,6 +195,8 @@ class Instance:
                 del self._withheld[key]  # changed or gone: give it another chance
                 self._withheld_changed.add(key)
                 log.info("%s changed: no longer withheld from Envoy", key)
+        if self._unexplained is not None and self._xds is not None and not self._xds.rejections():
+            self._unexplained = None  # a later version was acknowledged
         withheld = {k: message for k, (_, message) in self._withheld.items()}
         withheld_changed = frozenset(self._withheld_changed)
         self._withheld_changed.clear()
@@ -211,6 +214,7 @@ class Instance:
                 conditions=self._conditions,
                 withheld=withheld,
                 withheld_changed=withheld_changed,
+                rejected=self._unexplained,
             )
 
         evaluation = evaluate_snapshot()
@@ -364,7 +368,12 @@ class Instance:
                 isolation.envoy_validator(self._envoy.binary),
             )
             if not found:
+                # Nothing to withhold: the Gateways are not Programmed until Envoy takes
+                # a later version.
                 log.error("could not tell which objects Envoy rejected in version %s", version)
+                self._unexplained = message
+                if self._last_changeset is not None:
+                    await self.reconcile(self._last_changeset)
                 continue
             snapshot = evaluation.snapshot
             for key, why in found.items():

@@ -68,6 +68,7 @@ def evaluate(
     conditions: ConditionDiagnostics | None = None,
     withheld: Mapping[ObjectKey, str] | None = None,
     withheld_changed: frozenset[ObjectKey] = frozenset(),
+    rejected: str | None = None,
 ) -> Evaluation:
     """`builder`, `translator` and `conditions` carry memory from one evaluation to the
     next (the runtime keeps one of each, fed every snapshot in order); without them
@@ -75,7 +76,8 @@ def evaluate(
 
     `withheld`: objects Envoy rejected (key -> its message; see `runtime.isolation`):
     left out of the build, their status says why. `withheld_changed`: the keys that
-    entered or left it since the previous evaluation."""
+    entered or left it since the previous evaluation. `rejected`: Envoy's message for a
+    rejection no object could be blamed for: every Gateway is then not Programmed."""
     objects = snapshot.resources()
     if withheld:
         objects = {k: v for k, v in objects.items() if k not in withheld}
@@ -92,6 +94,8 @@ def evaluate(
     result = builder.build(inputs, changed) if builder is not None else gatewayapi.build(inputs)
     if withheld:
         result = _with_rejections(result, snapshot, withheld)
+    if rejected:
+        result = _not_programmed(result, rejected)
     resources = (translator or Translator()).translate(result.model, proxy_options(values))
     diagnostics = [
         *changeset.diagnostics,
@@ -137,6 +141,23 @@ def _with_rejections(
                 }
             )
         statuses[key] = {"parents": parents}
+    return dataclasses.replace(result, statuses=statuses, changed=None, since=None)
+
+
+def _not_programmed(result: gatewayapi.BuildResult, message: str) -> gatewayapi.BuildResult:
+    """Every Gateway `Programmed=False`: Envoy rejected the latest configuration."""
+    statuses = dict(result.statuses)
+    text = f"Envoy rejected the latest configuration: {message}"
+    for key, status in result.statuses.items():
+        if key.kind != "Gateway":
+            continue
+        conditions = [
+            {**c, "status": "False", "reason": "Invalid", "message": text}
+            if c.get("type") == "Programmed"
+            else c
+            for c in status.get("conditions") or ()
+        ]
+        statuses[key] = {**status, "conditions": conditions}
     return dataclasses.replace(result, statuses=statuses, changed=None, since=None)
 
 

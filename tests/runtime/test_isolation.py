@@ -52,3 +52,38 @@ def test_without_keeps_the_rest() -> None:
         "HTTPRoute/default/b/rule/0/match/0"
     ]  # type: ignore[index]
     assert without(model, set()) is model
+
+
+def test_unexplained_rejection_makes_gateways_not_programmed() -> None:
+    import yaml
+
+    from propylon.resources import parse_object
+    from propylon.runtime.pipeline import evaluate
+    from propylon.store import ChangeSet, Store, StoredObject
+
+    docs = yaml.safe_load_all(
+        """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: cilium}
+spec: {controllerName: io.cilium/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: cilium
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"""
+    )
+    objects = {o.key: StoredObject(o, None) for o in map(parse_object, docs)}
+    store = Store(now=lambda: "2026-01-01T00:00:00Z", new_uid=lambda: "u")
+    changeset = ChangeSet(objects=objects)
+    snapshot = store.apply(changeset)
+    from propylon.values import Values
+
+    evaluation = evaluate(snapshot, changeset, Values(), rejected="bad thing")
+    status = evaluation.result.statuses[ObjectKey("Gateway", "default", "gw")]
+    programmed = {c["type"]: c for c in status["conditions"]}["Programmed"]
+    assert programmed["status"] == "False"
+    assert "Envoy rejected the latest configuration: bad thing" in programmed["message"]
