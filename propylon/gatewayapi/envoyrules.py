@@ -98,7 +98,7 @@ def route_problems(route: HTTPRoute | GRPCRoute | TLSRoute) -> list[str]:
     out = [
         f"spec.hostnames[{i}]: {h!r} is an IP address; route hostnames must be DNS names"
         for i, h in enumerate(route.spec.hostnames)
-        if is_ip_address(h)
+        if h[:1].isdigit() and is_ip_address(h)  # a hostname pattern: no ':', no IPv6
     ]
     if isinstance(route, HTTPRoute):
         out.extend(_http_problems(route))
@@ -125,7 +125,8 @@ def _http_problems(route: HTTPRoute) -> Iterator[str]:
                     )
         yield from _filter_problems(f"{at}.filters", rule.filters)
         for b, ref in enumerate(rule.backend_refs):
-            yield from _filter_problems(f"{at}.backendRefs[{b}].filters", ref.filters)
+            if ref.filters:
+                yield from _filter_problems(f"{at}.backendRefs[{b}].filters", ref.filters)
 
 
 def _grpc_problems(route: GRPCRoute) -> Iterator[str]:
@@ -149,12 +150,15 @@ def _grpc_problems(route: GRPCRoute) -> Iterator[str]:
                     )
         yield from _filter_problems(f"{at}.filters", rule.filters)
         for b, ref in enumerate(rule.backend_refs):
-            yield from _filter_problems(f"{at}.backendRefs[{b}].filters", ref.filters)
+            if ref.filters:
+                yield from _filter_problems(f"{at}.backendRefs[{b}].filters", ref.filters)
 
 
 def _filter_problems(
     at: str, filters: Sequence[HTTPRouteFilter | GRPCRouteFilter]
 ) -> Iterator[str]:
+    if not filters:
+        return
     for f, flt in enumerate(filters):
         here = f"{at}[{f}]"
         yield from _headers(f"{here}.requestHeaderModifier", flt.request_header_modifier)

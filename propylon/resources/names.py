@@ -106,6 +106,54 @@ def name_problem(kind: str, name: str) -> str | None:
     return dns1123_subdomain(name)
 
 
+_FAST_NAME = {
+    "Service": _DNS1035_LABEL_RE,
+    "Namespace": _DNS1123_LABEL_RE,
+}
+# A label/annotation key whose name part is short enough (the common case) in one match.
+_FAST_KEY_RE = re.compile(
+    rf"(?:{_LABEL_1123}(?:\.{_LABEL_1123})*/)?(?:[A-Za-z0-9][-A-Za-z0-9_.]{{0,61}})?[A-Za-z0-9]"
+)
+
+
+def metadata_ok(kind: str, meta: Mapping[str, Any], namespace: str) -> bool:
+    """True when `metadata_problems` would find nothing, checked the quick way (every
+    object is parsed through here); False means: ask `metadata_problems`."""
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return False
+    limit = DNS1123_LABEL_MAX if kind in _FAST_NAME else DNS1123_SUBDOMAIN_MAX
+    if len(name) > limit or not _FAST_NAME.get(kind, _DNS1123_SUBDOMAIN_RE).fullmatch(name):
+        return False
+    if namespace and (
+        len(namespace) > DNS1123_LABEL_MAX or not _DNS1123_LABEL_RE.fullmatch(namespace)
+    ):
+        return False
+    labels = meta.get("labels")
+    if labels:
+        if not isinstance(labels, Mapping):
+            return False
+        for key, value in labels.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                continue
+            if len(key) > DNS1123_LABEL_MAX or not _FAST_KEY_RE.fullmatch(key):
+                return False
+            if len(value) > DNS1123_LABEL_MAX or (value and not _LABEL_VALUE_RE.fullmatch(value)):
+                return False
+    annotations = meta.get("annotations")
+    if annotations and isinstance(annotations, Mapping):
+        chars = 0
+        for key, value in annotations.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                continue
+            if len(key) > DNS1123_LABEL_MAX or not _FAST_KEY_RE.fullmatch(key):
+                return False
+            chars += len(key) + len(value)
+        if chars * 4 > ANNOTATIONS_MAX_BYTES:  # UTF-8: at most 4 bytes a character
+            return False
+    return True
+
+
 def metadata_problems(
     kind: str, meta: Mapping[str, Any], namespace: str
 ) -> Iterator[tuple[str, str]]:

@@ -14,7 +14,7 @@ from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret,
 from propylon.resources.crd import CRDSchemas, CustomResourceDefinition
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
-from propylon.resources.names import metadata_problems
+from propylon.resources.names import metadata_ok, metadata_problems
 from propylon.resources.policy import BackendTLSPolicy, ReferenceGrant
 from propylon.resources.routes import GRPCRoute, HTTPRoute, TLSRoute
 
@@ -114,7 +114,11 @@ def parse_object(doc: Mapping[str, Any], crds: CRDSchemas | None = None) -> Reso
         namespace = ""
     elif not namespace:
         namespace = "default"
-    problems = list(metadata_problems(kind_s, meta, namespace))
+    problems = (
+        []
+        if metadata_ok(kind_s, meta, namespace)
+        else list(metadata_problems(kind_s, meta, namespace))
+    )
     if problems:
         field, message = problems[0]
         if len(problems) > 1:

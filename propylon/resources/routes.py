@@ -237,6 +237,8 @@ def _camel(attr: str) -> str:
 
 
 def _filter_set_problem(filters: Sequence[HTTPRouteFilter | GRPCRouteFilter]) -> str | None:
+    if len(filters) < 2:
+        return None
     types = [f.type for f in filters]
     for t in _UNIQUE_FILTERS:
         if types.count(t) > 1:  # type: ignore[arg-type]
@@ -293,6 +295,9 @@ class HTTPRouteRule(Struct):
 
     @model_validator(mode="after")
     def _rule_rules(self) -> HTTPRouteRule:
+        plain = not self.filters and self.session_persistence is None
+        if plain and all(not b.filters for b in self.backend_refs):
+            return self  # the common case: nothing these rules are about
         problem = _filter_set_problem(self.filters)
         if problem is not None:
             raise ValueError(f"filters: {problem}")
@@ -331,6 +336,8 @@ def _route_spec_problem(
     parent_refs: Sequence[ParentReference], rule_names: Sequence[str | None], matches: int
 ) -> str | None:
     """The CRDs' rules on a route's spec, shared by every route kind."""
+    if len(parent_refs) < 2 and matches <= MAX_MATCHES_PER_ROUTE and len(rule_names) < 2:
+        return None
     if matches > MAX_MATCHES_PER_ROUTE:
         return (
             "rules: While 16 rules and 64 matches per rule are allowed, the total number of "
