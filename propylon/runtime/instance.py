@@ -13,25 +13,29 @@ import gc
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now, utc_now
-from propylon.dataplane import EnvoySupervisor
+from propylon.dataplane import EnvoyError, EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.bindable import BindProbe
-from propylon.runtime.options import RunOptions
+from propylon.runtime.options import RunError, RunOptions
 from propylon.runtime.pipeline import (
     ConditionDiagnostics,
     Evaluation,
     evaluate,
     previous_addresses,
 )
+from propylon.runtime.worker import Stopping, Worker
 from propylon.sources.files import FileSource
 from propylon.sources.watch import watch
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
+from propylon.state.api import InstanceRunningError
 from propylon.store import ChangeSet, Diagnostic, Store
 
 log = logging.getLogger("propylon")
@@ -85,6 +89,7 @@ class Instance:
         self._conditions = ConditionDiagnostics()
         self._bind_probe = BindProbe()
         self._stop = asyncio.Event()
+        self._worker = Worker()
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
         # The build `statuses` was last merged from, and its Gateways' keys.
         self._merged_from: Mapping[ObjectKey, Mapping[str, Any]] | None = None
@@ -103,7 +108,11 @@ class Instance:
         """Run until `stop()` or SIGINT/SIGTERM."""
         from propylon.xds import AdsServer  # grpc is heavy; import it only when serving
 
-        self.state.ensure()
+        try:
+            self.state.ensure()
+        except OSError as exc:
+            what = "is not a directory" if self.state.path.exists() else exc.strerror
+            raise RunError(f"--state-dir {self.state.path}: {what}") from None
         self.store.import_records(self.state.load_metadata())
         self.statuses = dict(self.state.load_statuses())
         self._api = ApiServer(
@@ -112,7 +121,12 @@ class Instance:
             diagnostics=lambda: self.diagnostics,
             health=self.health,
         )
-        await self._api.start()  # refuses to start beside a live instance
+        try:
+            await self._api.start()  # refuses to start beside a live instance
+        except InstanceRunningError as exc:
+            raise RunError(str(exc)) from None
+        if self.options.admin_port:
+            _check_port_free(self.options.admin_port)
         self.state.write_pid(os.getpid())
         loop = asyncio.get_running_loop()
         self._gc_was_enabled = gc.isenabled()
@@ -126,14 +140,17 @@ class Instance:
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")
             admin_port = self.options.admin_port or 0
-            self._envoy = EnvoySupervisor(
-                binary=self.options.envoy_binary,
-                xds_address=xds_address,
-                admin_address=f"127.0.0.1:{admin_port}",
-                node_id=self.options.node_id,
-                workdir=self.state.path / "envoy",
-            )
-            await self._envoy.start()
+            try:
+                self._envoy = EnvoySupervisor(
+                    binary=self.options.envoy_binary,
+                    xds_address=xds_address,
+                    admin_address=f"127.0.0.1:{admin_port}",
+                    node_id=self.options.node_id,
+                    workdir=self.state.path / "envoy",
+                )
+                await self._envoy.start()
+            except EnvoyError as exc:
+                raise RunError(_one_line(str(exc))) from None
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
             async for changeset in watch(
                 self.options.paths,
@@ -142,10 +159,13 @@ class Instance:
                 step_ms=WATCH_STEP_MS,
                 debounce_ms=WATCH_DEBOUNCE_MS,
                 rescan_interval=RESCAN_INTERVAL_S,
+                offload=partial(self._worker.run, stop=self._stop),
             ):
                 await self.reconcile(changeset)
                 if self._stop.is_set():
                     break
+        except Stopping:
+            log.info("stopping in the middle of reading or building; that work is dropped")
         finally:
             await self._shutdown()
 
@@ -153,7 +173,9 @@ class Instance:
         self._stop.set()
 
     async def _shutdown(self) -> None:
-        self.flush_state()
+        if not self._worker.busy:  # else the store is half-updated: keep the last save
+            self.flush_state()
+        self._worker.close()
         if self._gc_handle is not None:
             self._gc_handle.cancel()
         if self._gc_young_handle is not None:
@@ -172,6 +194,22 @@ class Instance:
     # --- reconcile ------------------------------------------------------------------
 
     async def reconcile(self, changeset: ChangeSet) -> None:
+        """Apply, build and translate on the worker thread (seconds for thousands of
+        routes: the loop stays free for the xDS stream, the API and signals), then push
+        and merge statuses here. Raises `Stopping` if a stop comes first."""
+        evaluation, changed = await self._worker.run(partial(self._evaluate, changeset), self._stop)
+        self.evaluation = evaluation
+        self.xds_version = self._push(evaluation.resources)
+        self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
+        self.diagnostics = evaluation.diagnostics
+        self._schedule_save()
+        self._report(evaluation.diagnostics)
+        self.ready.set()
+        self._schedule_collect()
+
+    def _evaluate(self, changeset: ChangeSet) -> tuple[Evaluation, frozenset[ObjectKey] | None]:
+        """The CPU-bound part of a reconcile (on the worker thread): the evaluation, and
+        the keys whose status may differ from the build merged last (None: unknown)."""
         snapshot = self.store.apply(changeset)
 
         def evaluate_snapshot() -> Evaluation:
@@ -200,14 +238,7 @@ class Instance:
                 changed = changed | again.changed
             else:
                 changed = None
-        self.evaluation = evaluation
-        self.xds_version = self._push(evaluation.resources)
-        self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
-        self.diagnostics = evaluation.diagnostics
-        self._schedule_save()
-        self._report(evaluation.diagnostics)
-        self.ready.set()
-        self._schedule_collect()
+        return evaluation, changed
 
     def _merge_statuses(
         self,
@@ -360,6 +391,23 @@ class Instance:
             },
             "xds": {"version": self.xds_version, "acked": self._xds.nodes() if self._xds else {}},
         }
+
+
+def _check_port_free(port: int) -> None:
+    """Envoy would exit on a taken admin port with a page of output: say it first."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RunError(f"--admin-port {port}: 127.0.0.1:{port}: {exc.strerror}") from None
+
+
+def _one_line(message: str) -> str:
+    """The first line and the last (Envoy's own reason) of a multi-line message."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 async def serve(options: RunOptions) -> int:
