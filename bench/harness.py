@@ -16,6 +16,7 @@ from propylon.testing.launcher import (
     RunningPropylon,
     launch_propylon,
     repo_env,
+    stop_process,
     wait_for,
 )
 
@@ -72,6 +73,9 @@ def _static_listener(
 class StaticEnvoy:
     process: subprocess.Popen[bytes]
     ports: list[int]
+
+    def stop(self) -> None:
+        stop_process(self.process)
 
 
 def start_static_envoy(
