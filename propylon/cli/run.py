@@ -116,6 +116,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     here, not at start-up, so that `get` and `describe` start fast)."""
     from propylon.runtime.options import RunOptions
 
+    if args.admin_port is not None and not 1 <= args.admin_port <= 65535:
+        raise ValuesError(f"--admin-port {args.admin_port}: out of range (1-65535)")
     options = RunOptions(
         paths=tuple(args.paths),
         state_dir=args.state_dir or default_state_dir(),
@@ -151,8 +153,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from propylon.runtime import run  # imported here: it is slow to import (grpc)
+    from propylon.runtime.options import RunError
 
     try:
         return run(options)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -217,6 +217,44 @@ def route_configuration(name: str, virtual_hosts: Iterable[Message]) -> Message:
     )
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(number: int, data: bytes) -> bytes:
+    """One length-delimited field (a message, bytes or string) as protobuf encodes it."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+# Deterministic serialization writes the fields in the order of their numbers, so a
+# message can be put together from fields already serialized: the translator splices
+# virtual hosts it encoded once into route configurations and scopes, instead of keeping
+# every message object to copy it into each (tests/envoy check the bytes are equal).
+_VIRTUAL_HOSTS = 2  # RouteConfiguration.virtual_hosts; the fields we set after it: 7, 14
+_RC_AFTER_VIRTUAL_HOSTS = route_configuration("", ()).SerializeToString(deterministic=True)
+_SCOPE_ROUTE_CONFIGURATION = 5  # ScopedRouteConfiguration.route_configuration (after 1, 3)
+
+
+def route_configuration_bytes(name: str, virtual_hosts: Iterable[bytes]) -> bytes:
+    """`route_configuration(name, ...)` serialized, from serialized virtual hosts."""
+    head = ROUTE_CONFIGURATION(name=name).SerializeToString(deterministic=True)
+    parts = b"".join(length_delimited(_VIRTUAL_HOSTS, vh) for vh in virtual_hosts)
+    return head + parts + _RC_AFTER_VIRTUAL_HOSTS
+
+
+def scoped_route_configuration_bytes(name: str, key: str, route_config: bytes) -> bytes:
+    """`scoped_route_configuration(...)` serialized, from a serialized route config."""
+    SRC = scoped_route_pb2.ScopedRouteConfiguration
+    head = SRC(name=name, key=SRC.Key(fragments=[SRC.Key.Fragment(string_key=key)]))
+    data = head.SerializeToString(deterministic=True)
+    return data + length_delimited(_SCOPE_ROUTE_CONFIGURATION, route_config)
+
+
 # --- listeners ------------------------------------------------------------------------
 
 HCM = hcm_pb2.HttpConnectionManager

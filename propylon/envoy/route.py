@@ -11,12 +11,21 @@ from google.protobuf.message import Message
 from propylon import model as m
 from propylon.envoy import _pb as pb
 from propylon.envoy.cluster import INVALID_BACKEND_CLUSTER
-from propylon.envoy.output import Encoded, encode
+from propylon.envoy.output import Encoded, encoded
 
 
 def build_scope(name: str, host: str, vhost: Encoded) -> tuple[Encoded, Encoded]:
-    rc = pb.route_configuration(name, (vhost.message,))
-    return encode(pb.scoped_route_configuration(name, host, rc)), vhost
+    """The scope `name` for `host`: a route configuration of the same name holding the
+    host's virtual host (spliced from its bytes), and the virtual host it was made of."""
+    rc = pb.route_configuration_bytes(name, (vhost.data,))
+    data = pb.scoped_route_configuration_bytes(name, host, rc)
+    return encoded(pb.SCOPED_ROUTE_CONFIGURATION, data), vhost
+
+
+def build_route_configuration(name: str, vhosts: Iterable[Encoded]) -> Encoded:
+    """A RouteConfiguration spliced from its virtual hosts' bytes."""
+    data = pb.route_configuration_bytes(name, (vh.data for vh in vhosts))
+    return encoded(pb.ROUTE_CONFIGURATION, data)
 
 
 def _domains(hostnames: Iterable[str]) -> list[str]:

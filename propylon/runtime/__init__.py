@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from propylon.runtime.instance import Instance
-from propylon.runtime.options import DEFAULT_POOL, RunOptions
+from propylon.runtime.options import DEFAULT_POOL, RunError, RunOptions
 
 
 def run(options: RunOptions) -> int:
@@ -14,4 +14,4 @@ def run(options: RunOptions) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_POOL", "Instance", "RunOptions", "run"]
+__all__ = ["DEFAULT_POOL", "Instance", "RunError", "RunOptions", "run"]

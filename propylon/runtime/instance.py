@@ -13,17 +13,19 @@ import gc
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now, utc_now
-from propylon.dataplane import EnvoySupervisor
+from propylon.dataplane import EnvoyError, EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.resources.meta import ObjectKey
 from propylon.runtime import isolation
 from propylon.runtime.bindable import BindProbe
-from propylon.runtime.options import RunOptions
+from propylon.runtime.options import RunError, RunOptions
 from propylon.runtime.pipeline import (
     ConditionDiagnostics,
     Evaluation,
@@ -31,9 +33,11 @@ from propylon.runtime.pipeline import (
     previous_addresses,
     proxy_options,
 )
+from propylon.runtime.worker import Stopping, Worker
 from propylon.sources.files import FileSource
 from propylon.sources.watch import watch
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
+from propylon.state.api import InstanceRunningError
 from propylon.store import ChangeSet, Diagnostic, Store
 
 log = logging.getLogger("propylon")
@@ -95,6 +99,7 @@ class Instance:
         self._conditions = ConditionDiagnostics()
         self._bind_probe = BindProbe()
         self._stop = asyncio.Event()
+        self._worker = Worker()
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
         # The build `statuses` was last merged from, and its Gateways' keys.
         self._merged_from: Mapping[ObjectKey, Mapping[str, Any]] | None = None
@@ -113,7 +118,11 @@ class Instance:
         """Run until `stop()` or SIGINT/SIGTERM."""
         from propylon.xds import AdsServer  # grpc is heavy; import it only when serving
 
-        self.state.ensure()
+        try:
+            self.state.ensure()
+        except OSError as exc:
+            what = "is not a directory" if self.state.path.exists() else exc.strerror
+            raise RunError(f"--state-dir {self.state.path}: {what}") from None
         self.store.import_records(self.state.load_metadata())
         self.statuses = dict(self.state.load_statuses())
         self._api = ApiServer(
@@ -122,7 +131,12 @@ class Instance:
             diagnostics=lambda: self.diagnostics,
             health=self.health,
         )
-        await self._api.start()  # refuses to start beside a live instance
+        try:
+            await self._api.start()  # refuses to start beside a live instance
+        except InstanceRunningError as exc:
+            raise RunError(str(exc)) from None
+        if self.options.admin_port:
+            _check_port_free(self.options.admin_port)
         self.state.write_pid(os.getpid())
         loop = asyncio.get_running_loop()
         self._gc_was_enabled = gc.isenabled()
@@ -136,14 +150,17 @@ class Instance:
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")
             admin_port = self.options.admin_port or 0
-            self._envoy = EnvoySupervisor(
-                binary=self.options.envoy_binary,
-                xds_address=xds_address,
-                admin_address=f"127.0.0.1:{admin_port}",
-                node_id=self.options.node_id,
-                workdir=self.state.path / "envoy",
-            )
-            await self._envoy.start()
+            try:
+                self._envoy = EnvoySupervisor(
+                    binary=self.options.envoy_binary,
+                    xds_address=xds_address,
+                    admin_address=f"127.0.0.1:{admin_port}",
+                    node_id=self.options.node_id,
+                    workdir=self.state.path / "envoy",
+                )
+                await self._envoy.start()
+            except EnvoyError as exc:
+                raise RunError(_one_line(str(exc))) from None
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
             self._isolator = asyncio.create_task(self._isolate_rejections())
             async for changeset in watch(
@@ -153,10 +170,13 @@ class Instance:
                 step_ms=WATCH_STEP_MS,
                 debounce_ms=WATCH_DEBOUNCE_MS,
                 rescan_interval=RESCAN_INTERVAL_S,
+                offload=partial(self._worker.run, stop=self._stop),
             ):
                 await self.reconcile(changeset)
                 if self._stop.is_set():
                     break
+        except Stopping:
+            log.info("stopping in the middle of reading or building; that work is dropped")
         finally:
             await self._shutdown()
 
@@ -168,7 +188,9 @@ class Instance:
             self._isolator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._isolator
-        self.flush_state()
+        if not self._worker.busy:  # else the store is half-updated: keep the last save
+            self.flush_state()
+        self._worker.close()
         if self._gc_handle is not None:
             self._gc_handle.cancel()
         if self._gc_young_handle is not None:
@@ -187,19 +209,54 @@ class Instance:
     # --- reconcile ------------------------------------------------------------------
 
     async def reconcile(self, changeset: ChangeSet) -> None:
-        snapshot = self.store.apply(changeset)
-        self._last_changeset = changeset
-        for key, (resource, _) in list(self._withheld.items()):
-            stored = snapshot.get(key)
-            if stored is None or stored.resource is not resource:
-                del self._withheld[key]  # changed or gone: give it another chance
-                self._withheld_changed.add(key)
-                log.info("%s changed: no longer withheld from Envoy", key)
+        """Apply, build and translate on the worker thread (seconds for thousands of
+        routes: the loop stays free for the xDS stream, the API and signals), then push
+        and merge statuses here. Raises `Stopping` if a stop comes first."""
+        # NACK isolation's state is the loop's: the worker gets a copy and says which
+        # withheld objects changed (they get another chance).
         if self._unexplained is not None and self._xds is not None and not self._xds.rejections():
             self._unexplained = None  # a later version was acknowledged
-        withheld = {k: message for k, (_, message) in self._withheld.items()}
-        withheld_changed = frozenset(self._withheld_changed)
+        withheld = dict(self._withheld)
+        entered = frozenset(self._withheld_changed)
         self._withheld_changed.clear()
+        evaluation, changed, released = await self._worker.run(
+            partial(self._evaluate, changeset, withheld, entered, self._unexplained), self._stop
+        )
+        for key in released:
+            if self._withheld.get(key) is withheld[key]:
+                del self._withheld[key]
+                log.info("%s changed: no longer withheld from Envoy", key)
+        self._last_changeset = changeset
+        self.evaluation = evaluation
+        self.xds_version = self._push(evaluation.resources)
+        self._pushed[self.xds_version] = evaluation
+        for old in [v for v in self._pushed if v <= self.xds_version - 4]:
+            del self._pushed[old]
+        self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
+        self.diagnostics = evaluation.diagnostics
+        self._schedule_save()
+        self._report(evaluation.diagnostics)
+        self.ready.set()
+        self._schedule_collect()
+
+    def _evaluate(
+        self,
+        changeset: ChangeSet,
+        withheld_now: Mapping[ObjectKey, tuple[object, str]],
+        entered: frozenset[ObjectKey],
+        unexplained: str | None,
+    ) -> tuple[Evaluation, frozenset[ObjectKey] | None, frozenset[ObjectKey]]:
+        """The CPU-bound part of a reconcile (on the worker thread): the evaluation, the
+        keys whose status may differ from the build merged last (None: unknown), and the
+        withheld objects that changed since Envoy rejected them (released)."""
+        snapshot = self.store.apply(changeset)
+        released = frozenset(
+            key
+            for key, (resource, _) in withheld_now.items()
+            if (stored := snapshot.get(key)) is None or stored.resource is not resource
+        )
+        withheld = {k: m for k, (_, m) in withheld_now.items() if k not in released}
+        withheld_changed = entered | released
 
         def evaluate_snapshot() -> Evaluation:
             return evaluate(
@@ -214,7 +271,7 @@ class Instance:
                 conditions=self._conditions,
                 withheld=withheld,
                 withheld_changed=withheld_changed,
-                rejected=self._unexplained,
+                rejected=unexplained,
             )
 
         evaluation = evaluate_snapshot()
@@ -230,17 +287,7 @@ class Instance:
                 changed = changed | again.changed
             else:
                 changed = None
-        self.evaluation = evaluation
-        self.xds_version = self._push(evaluation.resources)
-        self._pushed[self.xds_version] = evaluation
-        for old in [v for v in self._pushed if v <= self.xds_version - 4]:
-            del self._pushed[old]
-        self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
-        self.diagnostics = evaluation.diagnostics
-        self._schedule_save()
-        self._report(evaluation.diagnostics)
-        self.ready.set()
-        self._schedule_collect()
+        return evaluation, changed, released
 
     def _merge_statuses(
         self,
@@ -434,6 +481,23 @@ class Instance:
             },
             "xds": {"version": self.xds_version, "acked": self._xds.nodes() if self._xds else {}},
         }
+
+
+def _check_port_free(port: int) -> None:
+    """Envoy would exit on a taken admin port with a page of output: say it first."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RunError(f"--admin-port {port}: 127.0.0.1:{port}: {exc.strerror}") from None
+
+
+def _one_line(message: str) -> str:
+    """The first line and the last (Envoy's own reason) of a multi-line message."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 async def serve(options: RunOptions) -> int:

@@ -12,6 +12,10 @@ from propylon.values import Values
 DEFAULT_POOL: tuple[str, ...] = ("127.10.0.0/16",)
 
 
+class RunError(Exception):
+    """Why `propylon run` cannot start or go on, in one line for the user."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     paths: tuple[Path, ...]
