@@ -419,8 +419,7 @@ class Instance:
                 # a later version.
                 log.error("could not tell which objects Envoy rejected in version %s", version)
                 self._unexplained = message
-                if self._last_changeset is not None:
-                    await self.reconcile(self._last_changeset)
+                await self._reconcile_again()
                 continue
             snapshot = evaluation.snapshot
             for key, why in found.items():
@@ -429,7 +428,12 @@ class Instance:
                     self._withheld[key] = (stored.resource, why)
                     self._withheld_changed.add(key)
                     log.error("withheld from Envoy: %s: %s", key, why)
-            if self._last_changeset is not None:
+            await self._reconcile_again()
+
+    async def _reconcile_again(self) -> None:
+        """The last change set once more (what is withheld from Envoy changed)."""
+        if self._last_changeset is not None:
+            with contextlib.suppress(Stopping):
                 await self.reconcile(self._last_changeset)
 
     def _push(self, resources: XdsResources) -> int:

@@ -118,7 +118,8 @@ async def find_rejected(
     offline)."""
 
     async def check(mdl: m.Model) -> str | None:
-        return await validate(Translator().translate(mdl, options))
+        # Off the event loop: translating thousands of routes takes a while.
+        return await validate(await asyncio.to_thread(Translator().translate, mdl, options))
 
     if await check(model) is None:
         return {}
