@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import pytest
 import re2
@@ -18,6 +19,7 @@ from propylon.gatewayapi.backends import cluster_name
 from propylon.model import AppProtocol, PathMatchType
 from propylon.resources import ObjectKey, ResourceError, parse_object
 from propylon.sources.documents import DocumentError, load_documents
+from propylon.sources.files import load_paths
 
 
 def http_route(name: str, rule: str, hostnames: str = "[bad.example]") -> str:
@@ -413,3 +415,21 @@ spec:
         "default:svc:8080": AppProtocol.HTTP1,
         "default:svc:8080:h2c": AppProtocol.H2C,
     }
+
+
+def test_6_a_bad_file_is_an_error_on_that_file_only(tmp_path: Path) -> None:
+    """The deep JSON and the alias bomb as files beside a good one: each is an error
+    naming its file, and the good file's objects are there (the run keeps starting)."""
+    (tmp_path / "deep.json").write_text('{"a":' * 1000 + "1" + "}" * 1000)
+    bomb = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    bomb += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    (tmp_path / "good.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 80}]}\n"
+    )
+    changeset = load_paths([tmp_path])
+    errors = {Path(str(d.file)).name: str(d) for d in changeset.errors}
+    assert set(errors) == {"deep.json", "bomb.yaml"}
+    assert "nested more than 100 levels deep" in errors["deep.json"]
+    assert "aliases expand a document" in errors["bomb.yaml"]
+    assert ObjectKey("Service", "default", "svc") in changeset.objects
