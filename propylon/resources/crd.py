@@ -41,7 +41,7 @@ _META_FIELDS_TEXT = (
     "creationTimestamp deletionTimestamp deletionGracePeriodSeconds "
     "ownerReferences finalizers managedFields selfLink "
 )
-_META_FIELDS = frozenset(_META_FIELDS_TEXT.split())
+META_FIELDS = frozenset(_META_FIELDS_TEXT.split())
 
 
 class CustomResourceDefinition(Resource):
@@ -141,7 +141,7 @@ class CRDSchemas:
         walk.run_rules()
         meta = doc.get("metadata")
         if isinstance(meta, Mapping):
-            walk.unknown.extend(f"metadata.{k}" for k in meta if k not in _META_FIELDS)
+            walk.unknown.extend(f"metadata.{k}" for k in meta if k not in META_FIELDS)
         return [
             *walk.problems,
             *(FieldProblem("", f'unknown field "{path}"') for path in walk.unknown),

@@ -85,6 +85,23 @@ def test_invalid_corpus_is_refused(path: Path, schemas: CRDSchemas) -> None:
     assert expect in str(without.value)
 
 
+def test_unknown_fields_without_crds_are_warnings(tmp_path: Path) -> None:
+    """Without the CRD files a typo cannot be refused (the models may lack a field), but
+    it is not silent either: a warning names the field."""
+    (tmp_path / "route.yaml").write_text(
+        (Path(__file__).parent / "invalid" / "17-unknown-field.yaml").read_text()
+    )
+    changeset = load_paths([tmp_path])
+    assert not changeset.errors
+    (warning,) = changeset.diagnostics
+    assert 'unknown field "spec.rules[0].backendRef"' in str(warning)
+
+
+def test_no_unknown_field_warnings_on_the_conformance_manifests() -> None:
+    changeset = load_paths([CONFORMANCE])
+    assert not [d for d in changeset.diagnostics if "unknown field" in str(d)]
+
+
 def test_crds_among_the_manifests_are_installed(tmp_path: Path) -> None:
     (tmp_path / "route.yaml").write_text(
         (Path(__file__).parent / "invalid" / "17-unknown-field.yaml").read_text()
