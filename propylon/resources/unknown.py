@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from propylon.resources.base import Resource
 from propylon.resources.common import GATEWAY_GROUP
 from propylon.resources.crd import META_FIELDS
+from propylon.resources.parse import KINDS
 
 # Fields of the v1.4.1 CRDs that Propylon does not implement (it ignores them, as it
 # ignores other features it lacks): known, so not reported as unknown.
@@ -83,19 +84,17 @@ def _shapes(roots: list[type[BaseModel]]) -> dict[type[BaseModel], _Shape]:
     return shapes
 
 
-def _gateway_models() -> list[type[BaseModel]]:
-    from propylon.resources.parse import KINDS  # parse imports this module's users
-
-    return [m for (api, _), m in KINDS.items() if api.startswith(f"{GATEWAY_GROUP}/")]
-
-
-_SHAPES: Mapping[type[BaseModel], _Shape] | None = None
+# Computed once, at import, from the model classes: constant data (like a compiled
+# pattern), not state.
+_SHAPES: Mapping[type[BaseModel], _Shape] = _shapes(
+    [m for (api, _), m in KINDS.items() if api.startswith(f"{GATEWAY_GROUP}/")]
+)
 
 
 def unknown_fields(resource: Resource, doc: Mapping[str, Any]) -> list[str]:
     """Paths (`spec.rules[0].backendRef`) in `doc` that the model of `resource` (what
     `doc` parsed into) does not have; empty for kinds outside the Gateway API."""
-    shapes = _shapes_table()
+    shapes = _SHAPES
     shape = shapes.get(type(resource))
     if shape is None:
         return []
@@ -109,13 +108,6 @@ def unknown_fields(resource: Resource, doc: Mapping[str, Any]) -> list[str]:
             continue
         _walk(shapes, shape, key, value, key, out)
     return out
-
-
-def _shapes_table() -> Mapping[type[BaseModel], _Shape]:
-    global _SHAPES  # computed once from the model classes (constant data, like a regex)
-    if _SHAPES is None:
-        _SHAPES = _shapes(_gateway_models())
-    return _SHAPES
 
 
 def _walk(
