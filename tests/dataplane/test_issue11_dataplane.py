@@ -176,3 +176,36 @@ spec:
   - matches: [{{path: {{type: {kind}, value: "{path}"}}}}]
     backendRefs: [{{name: svc, port: 80}}]
 """
+
+
+async def test_11_http_route_beside_grpc_route_to_one_service_port(
+    plane: Plane, backend: Backend
+) -> None:
+    """A GRPCRoute to the same Service port no longer turns the HTTPRoute's cluster
+    into HTTP/2: the HTTP/1 backend keeps answering the HTTPRoute (it got 502)."""
+    import yaml
+
+    from propylon.gatewayapi import Inputs, build
+    from propylon.resources import parse_object
+
+    address, port = free_address()
+    text = NACK_BASE.format(port=port, backend_host=backend.host, backend_port=backend.port)
+    text += "---\n" + nack_route("web", "/")
+    text += """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [rpc.example]
+  rules: [{backendRefs: [{name: svc, port: 80}]}]
+"""
+    objects = {o.key: o for o in (parse_object(d) for d in yaml.safe_load_all(text) if d)}
+    result = build(Inputs(objects=objects, default_pool=(f"{address}/32",)))
+    res = Translator().translate(result.model, OPTIONS)
+    await plane.xds.wait_acked(plane.xds.update(res), node_id=plane.envoy.node_id)
+
+    async def served() -> None:
+        assert (await _get((address, port), "/", "web.example")).status_code == 200
+
+    await eventually(served, timeout=10, what="the HTTPRoute over HTTP/1")
