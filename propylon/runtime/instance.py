@@ -173,6 +173,8 @@ class Instance:
         self._stop.set()
 
     async def _shutdown(self) -> None:
+        if self._envoy is not None:
+            self._envoy.terminate()  # Envoy exits while the state is written
         if not self._worker.busy:  # else the store is half-updated: keep the last save
             self.flush_state()
         self._worker.close()
@@ -289,19 +291,30 @@ class Instance:
         # Under steady churn, at most one write per STATE_SAVE_MIN_INTERVAL_S (a write
         # walks every status and record: tens of milliseconds at thousands of routes).
         wait = STATE_SAVE_MIN_INTERVAL_S - (loop.time() - self._saved_at)
-        self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self.flush_state)
+        self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self._save_later)
+
+    def _save_later(self) -> None:
+        """`flush_state` on the worker (in turn with reconciles, so the store is whole):
+        at thousands of routes a write takes long enough to stall the xDS stream."""
+        self._save_handle = None
+        self._saved_at = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(self._worker.run(self._write_state, self._stop))
+        task.add_done_callback(_ignore_stopping)
 
     def flush_state(self) -> None:
         """Write statuses and generations to the state directory now."""
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
+        self._write_state()
+        with contextlib.suppress(RuntimeError):
+            self._saved_at = asyncio.get_running_loop().time()
+
+    def _write_state(self) -> None:
         if self.evaluation is None:
             return
         self.state.save_statuses(self.statuses)
         self.state.save_metadata(self.store.export_records())
-        with contextlib.suppress(RuntimeError):
-            self._saved_at = asyncio.get_running_loop().time()
 
     def _schedule_collect(self) -> None:
         """Keep the cyclic garbage collector off the reconcile path: what survived a
@@ -391,6 +404,11 @@ class Instance:
             },
             "xds": {"version": self.xds_version, "acked": self._xds.nodes() if self._xds else {}},
         }
+
+
+def _ignore_stopping(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and not isinstance(task.exception(), Stopping | type(None)):
+        log.error("saving the state failed: %s", task.exception())
 
 
 def _check_port_free(port: int) -> None:
