@@ -44,6 +44,7 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
+ENVOY_STOP_GRACE_S = 1.0
 # After this long without changes, a full garbage collection runs (see `_collect`).
 GC_IDLE_S = 5.0
 # ... if the frozen heap grew by this fraction since the last one; or, under steady
@@ -96,6 +97,7 @@ class Instance:
         self._gateways: set[ObjectKey] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
+        self._unsaved = False  # a reconcile since the state was last written
         self._gc_handle: asyncio.TimerHandle | None = None
         self._gc_young_handle: asyncio.TimerHandle | None = None
         self._gc_was_enabled = True
@@ -186,7 +188,10 @@ class Instance:
             if self._gc_was_enabled:
                 gc.enable()
         if self._envoy is not None:
-            await self._envoy.stop()
+            # Envoy holds no state of its own (it is programmed over xDS): after SIGTERM
+            # it gets a second to exit before SIGKILL, not the many seconds it can take
+            # to free the configuration of tens of thousands of routes.
+            await self._envoy.stop(timeout=ENVOY_STOP_GRACE_S)
         if self._xds is not None:
             await self._xds.stop()
         if self._api is not None:
@@ -281,6 +286,7 @@ class Instance:
     def _schedule_save(self) -> None:
         """Persist statuses and generations soon, not now: the state files are for the
         CLI and restarts, and writing them must not delay the next push to Envoy."""
+        self._unsaved = True
         if self._save_handle is not None:
             self._save_handle.cancel()
         try:
@@ -311,8 +317,9 @@ class Instance:
             self._saved_at = asyncio.get_running_loop().time()
 
     def _write_state(self) -> None:
-        if self.evaluation is None:
+        if self.evaluation is None or not self._unsaved:
             return
+        self._unsaved = False
         self.state.save_statuses(self.statuses)
         self.state.save_metadata(self.store.export_records())
 
