@@ -46,6 +46,7 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
+ENVOY_STOP_GRACE_S = 1.0
 # After this long without changes, a full garbage collection runs (see `_collect`).
 GC_IDLE_S = 5.0
 # ... if the frozen heap grew by this fraction since the last one; or, under steady
@@ -106,6 +107,7 @@ class Instance:
         self._gateways: set[ObjectKey] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
+        self._unsaved = False  # a reconcile since the state was last written
         self._gc_handle: asyncio.TimerHandle | None = None
         self._gc_young_handle: asyncio.TimerHandle | None = None
         self._gc_was_enabled = True
@@ -188,6 +190,8 @@ class Instance:
             self._isolator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._isolator
+        if self._envoy is not None:
+            self._envoy.terminate()  # Envoy exits while the state is written
         if not self._worker.busy:  # else the store is half-updated: keep the last save
             self.flush_state()
         self._worker.close()
@@ -199,7 +203,10 @@ class Instance:
             if self._gc_was_enabled:
                 gc.enable()
         if self._envoy is not None:
-            await self._envoy.stop()
+            # Envoy holds no state of its own (it is programmed over xDS): after SIGTERM
+            # it gets a second to exit before SIGKILL, not the many seconds it can take
+            # to free the configuration of tens of thousands of routes.
+            await self._envoy.stop(timeout=ENVOY_STOP_GRACE_S)
         if self._xds is not None:
             await self._xds.stop()
         if self._api is not None:
@@ -328,6 +335,7 @@ class Instance:
     def _schedule_save(self) -> None:
         """Persist statuses and generations soon, not now: the state files are for the
         CLI and restarts, and writing them must not delay the next push to Envoy."""
+        self._unsaved = True
         if self._save_handle is not None:
             self._save_handle.cancel()
         try:
@@ -338,19 +346,31 @@ class Instance:
         # Under steady churn, at most one write per STATE_SAVE_MIN_INTERVAL_S (a write
         # walks every status and record: tens of milliseconds at thousands of routes).
         wait = STATE_SAVE_MIN_INTERVAL_S - (loop.time() - self._saved_at)
-        self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self.flush_state)
+        self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self._save_later)
+
+    def _save_later(self) -> None:
+        """`flush_state` on the worker (in turn with reconciles, so the store is whole):
+        at thousands of routes a write takes long enough to stall the xDS stream."""
+        self._save_handle = None
+        self._saved_at = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(self._worker.run(self._write_state, self._stop))
+        task.add_done_callback(_ignore_stopping)
 
     def flush_state(self) -> None:
         """Write statuses and generations to the state directory now."""
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
-        if self.evaluation is None:
-            return
-        self.state.save_statuses(self.statuses)
-        self.state.save_metadata(self.store.export_records())
+        self._write_state()
         with contextlib.suppress(RuntimeError):
             self._saved_at = asyncio.get_running_loop().time()
+
+    def _write_state(self) -> None:
+        if self.evaluation is None or not self._unsaved:
+            return
+        self._unsaved = False
+        self.state.save_statuses(self.statuses)
+        self.state.save_metadata(self.store.export_records())
 
     def _schedule_collect(self) -> None:
         """Keep the cyclic garbage collector off the reconcile path: what survived a
@@ -485,6 +505,11 @@ class Instance:
             },
             "xds": {"version": self.xds_version, "acked": self._xds.nodes() if self._xds else {}},
         }
+
+
+def _ignore_stopping(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and not isinstance(task.exception(), Stopping | type(None)):
+        log.error("saving the state failed: %s", task.exception())
 
 
 def _check_port_free(port: int) -> None:

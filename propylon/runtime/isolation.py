@@ -159,9 +159,11 @@ def envoy_validator(binary: Path, timeout: float = 60.0) -> Validator:
             )
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-            except TimeoutError:
-                proc.kill()
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                proc.kill()  # never leave it running (a stop cancels the bisection)
                 await proc.wait()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return None
         if proc.returncode == 0:
             return None

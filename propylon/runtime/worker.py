@@ -33,7 +33,11 @@ class Worker:
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
-        self.busy = False  # a call is running or queued (read on the loop)
+        self._pending = 0  # calls queued or running (counted on the loop)
+
+    @property
+    def busy(self) -> bool:
+        return self._pending > 0
 
     async def run(self, fn: Callable[[], T], stop: asyncio.Event | None = None) -> T:
         """`fn()` on the worker thread; raises `Stopping` if `stop` is set first."""
@@ -55,23 +59,23 @@ class Worker:
         if self._thread is None:
             self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
             self._thread.start()
-        self.busy = True
+        self._pending += 1
+        future.add_done_callback(self._finished)
         self._calls.put((fn, done))
+        if stop is None:
+            return await future
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        waiting: set[asyncio.Future[Any]] = {future, stopped}
         try:
-            if stop is None:
-                return await future
-            stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-            waiting: set[asyncio.Future[Any]] = {future, stopped}
-            try:
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopped.cancel()
-            if not future.done():
-                raise Stopping
-            return future.result()
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if future.done():
-                self.busy = False
+            stopped.cancel()
+        if not future.done():
+            raise Stopping
+        return future.result()
+
+    def _finished(self, _: asyncio.Future[Any]) -> None:
+        self._pending -= 1
 
     def close(self) -> None:
         """Let the thread end once it is idle (it is a daemon: exit does not wait)."""

@@ -20,8 +20,10 @@ def test_golden(case: Path) -> None:
         path = case / name
         if UPDATE:
             path.write_text(text)
-        # A missing expected file fails (write it with PROPYLON_UPDATE_GOLDEN=1 and review).
-        assert path.exists(), f"{case.name}/{name} is missing (PROPYLON_UPDATE_GOLDEN=1)"
+        if not path.exists():
+            pytest.fail(
+                f"{path} is missing: write it with PROPYLON_UPDATE_GOLDEN=1, then review it"
+            )
         assert path.read_text() == text, f"{case.name}/{name} differs (PROPYLON_UPDATE_GOLDEN=1)"
 
 
