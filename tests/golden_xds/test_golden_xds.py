@@ -111,11 +111,11 @@ def test_deterministic_and_cached(name: str) -> None:
 
 def test_cache_rebuilds_only_what_changed() -> None:
     tr = Translator()
-    model = load_case("http_features")[0]
+    model = load_case("wildcard_and_catch_all_hosts")[0]
     first = tr.translate(model, OPTIONS).by_type()
     lst = model.listeners[0]
     assert lst.http is not None
-    vhosts = (lst.http[0], lst.http[1], m.VirtualHost(lst.http[2].name, ("*",), ()))
+    vhosts = (*lst.http[:-1], m.VirtualHost(lst.http[-1].name, ("*",), ()))
     changed = m.Model(
         listeners=(m.Listener(lst.name, lst.address, lst.port, http=vhosts),),
         clusters=model.clusters,
