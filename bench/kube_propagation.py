@@ -35,6 +35,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import ssl
 import statistics
 import subprocess
@@ -165,6 +166,13 @@ def install(cluster: Cluster, envoy: str) -> None:
     for value in values:
         args += ["--set", value]
     helm(cluster, *args, "--wait", "--timeout", "5m")
+    # A previous run's namespace may still be going away (its routes deleted one by one).
+    wait_for(
+        f"namespace {NS} from an earlier run to be gone",
+        lambda: "Terminating" not in cluster.kubectl("get", "namespace", NS, check=False),
+        600,
+        every=2,
+    )
     cluster.kubectl("apply", "-f", "-", input=FIXTURES)
 
 
@@ -183,7 +191,8 @@ def gateway_address(cluster: Cluster) -> str | None:
 
 def pod_processes(cluster: Cluster) -> dict[str, psutil.Process]:
     """The chart's pods' processes (operator replicas, agents, Envoy DaemonSet pods), by
-    pod name, from the node agents' records (pid of the first container)."""
+    pod name, from the node agents' records (pid of the first container); and the API
+    server's and etcd's."""
     found: dict[str, psutil.Process] = {}
     for record in Path(cluster.folder).glob("nodes/*/pods/*/record.json"):
         data = json.loads(record.read_text())
@@ -193,6 +202,11 @@ def pod_processes(cluster: Cluster) -> dict[str, psutil.Process]:
             with contextlib.suppress(psutil.NoSuchProcess, KeyError, ValueError):
                 found[data["name"]] = psutil.Process(int(container["pid"]))
             break
+    # The control plane's share of the same cores.
+    for name in ("kube-apiserver", "etcd"):
+        pid = cluster.pid(name)
+        if pid is not None:
+            found[name] = psutil.Process(pid)
     return found
 
 
@@ -209,7 +223,7 @@ def usage(procs: dict[str, psutil.Process]) -> dict[str, dict[str, Any]]:
     for pod, proc in procs.items():
         for p in tree(proc):
             try:
-                name = "envoy" if "envoy" in p.name() else "propylon"
+                name = "envoy" if "envoy" in p.name() else p.name()
                 times, rss = p.cpu_times(), p.memory_info().rss
             except psutil.NoSuchProcess:
                 continue
@@ -232,6 +246,25 @@ class Sampler(threading.Thread):
         while not self.stop.wait(0.5):
             for key, entry in usage(self.procs).items():
                 self.peak[key] = max(self.peak.get(key, 0.0), entry["rss_mib"])
+
+
+def start_profilers(
+    procs: dict[str, psutil.Process], folder: Path
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each propylon process (not Envoy, not the control plane), stopped with
+    SIGINT at the end of the measured changes. Samples of running threads only (no
+    --idle): where the CPU goes; --nonblocking does not pause the process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    started = []
+    for pod, proc in procs.items():
+        if not pod.startswith("propylon"):
+            continue
+        argv = [str(spy), "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250"]
+        argv += ["--nonblocking", "--output", str(folder / f"{pod}.txt")]
+        started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1)  # attached before the first change
+    return started
 
 
 # ---- API server metrics ------------------------------------------------------------
@@ -409,17 +442,35 @@ async def propagation(
     in_place: int,
     first: int,
     measure: int,
+    profile: Path | None,
 ) -> dict[str, Any]:
     url = f"http://{address}:{PORT}/"
     procs = pod_processes(cluster)
+    say(f"propagation: {measure} new routes, {in_place} in place")
+    profilers = start_profilers(procs, profile) if profile else []
     traffic = Traffic(address, [host(i) for i in range(0, in_place, max(1, in_place // 50))])
     traffic.start()
     cpu_before = usage(procs)
     requests_before = apiserver_counts(cluster)
     latencies: list[float] = []
     create_ms: list[float] = []
+    watch_ms: list[float] = []
     others: list[int] = []
     timeouts = 0
+    # A watcher of our own, on the host like the operator's and agents' (same API
+    # server, same watch cache): when its ADDED event arrives is watch delivery.
+    seen: dict[str, float] = {}
+    watch_api = KubeApi.connect(cluster.kubeconfig, field_manager="kbench")
+    _, rv = await watch_api.list(kinds.HTTP_ROUTE, label_selector="kbench=nothing")
+
+    async def watcher() -> None:
+        async for kind, obj in watch_api.watch(
+            kinds.HTTP_ROUTE, rv, timeout_s=3600, label_selector="kbench=route"
+        ):
+            if kind == "ADDED":
+                seen.setdefault(obj["metadata"]["name"], time.monotonic())
+
+    watching = asyncio.create_task(watcher())
     try:
         for j in range(measure):
             i = first + j
@@ -432,6 +483,8 @@ async def propagation(
                 timeouts += 1
                 continue
             latencies.append((t1 - t0) * 1000)
+            if f"r{i}" in seen:
+                watch_ms.append((seen[f"r{i}"] - t0) * 1000)
             others.extend(bad)
             # Let the change settle (statuses written) before the next, as one apply at a
             # time would.
@@ -440,6 +493,13 @@ async def propagation(
     finally:
         traffic.stop.set()
         traffic.join()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await watch_api.close()
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
     requests_after = apiserver_counts(cluster)
     cpu_after = usage(procs)
     delta = {
@@ -461,6 +521,11 @@ async def propagation(
         "after_create_mean_ms": round(
             statistics.fmean(a - b for a, b in zip(latencies, create_ms, strict=False)), 1
         ),
+        # Create start -> our own watcher's ADDED event (API server + watch delivery),
+        # and first 200 - that (the agent's work, Envoy's update, the probe's 2 ms step).
+        "watch_event_mean_ms": round(statistics.fmean(watch_ms), 1) if watch_ms else None,
+        "watch_event_max_ms": round(max(watch_ms), 1) if watch_ms else None,
+        "watch_events_seen": len(watch_ms),
         "probe_other_statuses": dict(Counter(others)),
         "traffic_to_existing_routes": dict(traffic.statuses),
         "requests_per_change": delta,
@@ -492,7 +557,7 @@ async def run(args: argparse.Namespace, cluster: Cluster, address: str) -> dict[
             # In place: routes 0..prefill-1; new ones take names never used in this run.
             first = max(args.bulk, args.prefill)
             result["propagation"] = await propagation(
-                api, cluster, client, address, args.prefill, first, args.measure
+                api, cluster, client, address, args.prefill, first, args.measure, args.profile
             )
     finally:
         await api.close()
@@ -524,6 +589,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--uninstall", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="folder: py-spy samples (collapsed stacks) of the operators and agents "
+        "while the new routes are measured (pip install py-spy)",
+    )
     args = parser.parse_args()
     cluster = Cluster.existing()
     if not cluster.is_running():
