@@ -28,7 +28,7 @@ from devcluster.node.envvars import (
     expand_all,
     referenced_objects,
 )
-from devcluster.node.ipam import PodIPAllocator
+from devcluster.node.ipam import PodIPAllocator, PoolExhausted
 from devcluster.node.process import ContainerProcess, launch_argv
 from devcluster.node.state import ContainerRecord, PodRecord
 from devcluster.node.status import Conditions, ContainerStatus, phase, pod_conditions
@@ -188,7 +188,7 @@ class PodWorker:
                 self.volumes = await writer.write_all()
                 self._volume_writer = writer
                 return True
-            except (ConfigError, netns.CommandFailed, *API_ERRORS) as error:
+            except (ConfigError, PoolExhausted, netns.CommandFailed, *API_ERRORS) as error:
                 message = str(error)
                 log.warning("pod %s/%s: setup: %s", self.namespace, self.name, message)
                 for status in self.containers:
