@@ -6,6 +6,7 @@ propylon describe KIND NAME      one object in detail, with conditions
 propylon validate -f PATH...     report every problem in manifests
 propylon translate -f PATH...    print statuses and xDS resources
 propylon demo ...                the walkthrough's demo backends and client
+propylon operator / agent        Kubernetes mode (the Helm chart runs these)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from propylon.cli.get import add_get_parsers
 from propylon.cli.kinds import UnknownResourceError
+from propylon.cli.kube import add_kube_parsers
 from propylon.cli.run import add_run_parser
 from propylon.cli.validate import add_validate_parsers
 from propylon.demo.cli import add_demo_parser
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_get_parsers(subparsers, common)
     add_validate_parsers(subparsers)
     add_demo_parser(subparsers)
+    add_kube_parsers(subparsers)
     return parser
 
 

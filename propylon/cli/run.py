@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from propylon.cli.helmvalues import ValuesError, load_values
+from propylon.cli.observability import add_log_args, add_metrics_args, configure_logging
+from propylon.metrics import AddressError, parse_address
 from propylon.state import default_state_dir
 from propylon.values import Values
 
 if TYPE_CHECKING:
     from propylon.runtime.options import RunOptions
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def add_run_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -41,7 +40,8 @@ def add_run_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="addresses for Gateways when no CiliumLoadBalancerIPPool exists "
         "(default 127.10.0.0/16); repeatable",
     )
-    run.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    add_metrics_args(run)
+    add_log_args(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -93,6 +93,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         envoy_binary=args.envoy_binary,
         log_level=args.log_level,
         admin_port=args.admin_port,
+        metrics_address=args.metrics_address,
     )
     if args.ip_pools:
         options = dataclasses.replace(options, default_pool=_pools(args.ip_pools))
@@ -111,16 +112,18 @@ def _pools(cidrs: list[str]) -> tuple[str, ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
-    except ValuesError as exc:
+        if options.metrics_address is not None:
+            parse_address(options.metrics_address)
+    except (ValuesError, AddressError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(options.log_level, args.log_format)
     from propylon.runtime import run  # imported here: it is slow to import (grpc)
 
     try:
         return run(options)
+    except AddressError as exc:  # the metrics endpoint could not listen
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

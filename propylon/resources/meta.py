@@ -24,7 +24,8 @@ class ObjectMeta(BaseModel):
     """The subset of Kubernetes ObjectMeta that Propylon reads.
 
     `generation`, `creationTimestamp` and `uid` are owned by the store (as the API
-    server owns them): whatever a file says for them is replaced.
+    server owns them): whatever a file says for them is replaced. In Kubernetes mode
+    they (and `resourceVersion`) are the API server's.
     """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -36,3 +37,5 @@ class ObjectMeta(BaseModel):
     generation: int = 1
     creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")
     uid: str | None = None
+    # Set by an API server (Kubernetes mode); files have none.
+    resource_version: str | None = Field(default=None, alias="resourceVersion")

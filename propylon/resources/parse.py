@@ -27,6 +27,7 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     (f"{_GW}/v1", "HTTPRoute"): HTTPRoute,
     (f"{_GW}/v1beta1", "HTTPRoute"): HTTPRoute,
     (f"{_GW}/v1", "GRPCRoute"): GRPCRoute,
+    (f"{_GW}/v1", "TLSRoute"): TLSRoute,
     (f"{_GW}/v1alpha2", "TLSRoute"): TLSRoute,
     (f"{_GW}/v1alpha3", "TLSRoute"): TLSRoute,
     (f"{_GW}/v1beta1", "ReferenceGrant"): ReferenceGrant,

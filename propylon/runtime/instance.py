@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,17 +20,16 @@ from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
+from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
 from propylon.resources.meta import ObjectKey
-from propylon.runtime.bindable import BindProbe
+from propylon.runtime.collector import QuietCollector
 from propylon.runtime.options import RunOptions
 from propylon.runtime.pipeline import (
     ConditionDiagnostics,
     Evaluation,
     evaluate,
-    previous_addresses,
 )
-from propylon.sources.files import FileSource
-from propylon.sources.watch import watch
+from propylon.runtime.seams import StandalonePool, WatchedFiles
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
 from propylon.store import ChangeSet, Diagnostic, Store
 
@@ -40,34 +39,15 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
-# After this long without changes, a full garbage collection runs (see `_collect`).
-GC_IDLE_S = 5.0
-# ... if the frozen heap grew by this fraction since the last one; or, under steady
-# churn, shortly after a reconcile once this long has passed.
-GC_FULL_GROWTH = 0.1
-GC_MAX_INTERVAL_S = 600.0
-# While serving, CPython's automatic collections are off: in a burst (a thousand files
-# read, then reconciled) they kept scanning the burst's new objects, ~20 % of its time.
-# Everything a reconcile leaves is frozen instead (`_schedule_collect`), and what other
-# work leaves (API requests, streams) is collected every `GC_YOUNG_S` once this many
-# tracked objects accumulated since the last freeze or collection.
-GC_YOUNG_S = 2.0
-GC_YOUNG_OBJECTS = 20_000
-# The watcher hands over a batch once no new event came for this long, or, while events
-# keep coming, this long after the first. A burst read meanwhile is coalesced (see
-# `propylon.sources.watch`): one reconcile for the whole burst when reading is slower.
-WATCH_STEP_MS = 2
-WATCH_DEBOUNCE_MS = 20
-# Events re-read only the files they name; a full rescan (a stat of every file), the
-# safety net for missed events, runs after this long without events.
-RESCAN_INTERVAL_S = 10.0
 
 
 class Instance:
     """Owns the store, the xDS server, Envoy and the local API of one state directory."""
 
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, metrics: Metrics | None = None) -> None:
         self.options = options
+        self.metrics = metrics if metrics is not None else default_metrics()
+        self._metrics_server: MetricsServer | None = None
         self.state = StateDir(options.state_dir)
         self.store = Store(now=timestamp_now, new_uid=new_uid)
         self.statuses: dict[ObjectKey, dict[str, Any]] = {}
@@ -79,23 +59,20 @@ class Instance:
         self._xds: Any = None
         self._envoy: EnvoySupervisor | None = None
         self._api: ApiServer | None = None
-        self._source = FileSource(options.paths)
+        # The seams (propylon/runtime/seams.py): the standalone pool; files in (below).
+        self._allocator = StandalonePool(options.default_pool)
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
         self._conditions = ConditionDiagnostics()
-        self._bind_probe = BindProbe()
         self._stop = asyncio.Event()
+        self._files = WatchedFiles(options.paths, stop_event=self._stop)
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
         # The build `statuses` was last merged from, and its Gateways' keys.
         self._merged_from: Mapping[ObjectKey, Mapping[str, Any]] | None = None
         self._gateways: set[ObjectKey] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
-        self._gc_handle: asyncio.TimerHandle | None = None
-        self._gc_young_handle: asyncio.TimerHandle | None = None
-        self._gc_was_enabled = True
-        self._collected_at = 0.0
-        self._frozen_after_collect = 0  # gc.get_freeze_count() after the last full collect
+        self._collector = QuietCollector()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -103,6 +80,12 @@ class Instance:
         """Run until `stop()` or SIGINT/SIGTERM."""
         from propylon.xds import AdsServer  # grpc is heavy; import it only when serving
 
+        # First: a metrics address that cannot be used stops the start before anything
+        # else was set up (nothing to undo).
+        if self.options.metrics_address is not None:
+            self._metrics_server = serve_metrics(self.options.metrics_address)
+            log.info("metrics on http://%s/metrics", self._metrics_server.address)
+        self.metrics.set_leader(True)  # one process, no election: it always leads
         self.state.ensure()
         self.store.import_records(self.state.load_metadata())
         self.statuses = dict(self.state.load_statuses())
@@ -115,13 +98,11 @@ class Instance:
         await self._api.start()  # refuses to start beside a live instance
         self.state.write_pid(os.getpid())
         loop = asyncio.get_running_loop()
-        self._gc_was_enabled = gc.isenabled()
-        gc.disable()
-        self._gc_young_handle = loop.call_later(GC_YOUNG_S, self._collect_young)
+        self._collector.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        xds = AdsServer()
+        xds = AdsServer(metrics=self.metrics)
         self._xds = xds
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")
@@ -135,14 +116,7 @@ class Instance:
             )
             await self._envoy.start()
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
-            async for changeset in watch(
-                self.options.paths,
-                source=self._source,
-                stop_event=self._stop,
-                step_ms=WATCH_STEP_MS,
-                debounce_ms=WATCH_DEBOUNCE_MS,
-                rescan_interval=RESCAN_INTERVAL_S,
-            ):
+            async for changeset in self._files.changes():
                 await self.reconcile(changeset)
                 if self._stop.is_set():
                     break
@@ -154,24 +128,21 @@ class Instance:
 
     async def _shutdown(self) -> None:
         self.flush_state()
-        if self._gc_handle is not None:
-            self._gc_handle.cancel()
-        if self._gc_young_handle is not None:
-            self._gc_young_handle.cancel()
-            self._gc_young_handle = None
-            if self._gc_was_enabled:
-                gc.enable()
+        self._collector.stop()
         if self._envoy is not None:
             await self._envoy.stop()
         if self._xds is not None:
             await self._xds.stop()
         if self._api is not None:
             await self._api.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         self.state.remove_pid()
 
     # --- reconcile ------------------------------------------------------------------
 
     async def reconcile(self, changeset: ChangeSet) -> None:
+        started = time.perf_counter()
         snapshot = self.store.apply(changeset)
 
         def evaluate_snapshot() -> Evaluation:
@@ -179,9 +150,9 @@ class Instance:
                 snapshot,
                 changeset,
                 self.options.values,
-                previous=previous_addresses(self._gateway_statuses()),
-                default_pool=self.options.default_pool,
-                unbindable=self._bind_probe.unbindable,
+                previous=self._allocator.previous(self._gateway_statuses()),
+                default_pool=self._allocator.default_pool,
+                unbindable=self._allocator.unbindable,
                 translator=self._translator,
                 builder=self._builder,
                 conditions=self._conditions,
@@ -207,7 +178,10 @@ class Instance:
         self._schedule_save()
         self._report(evaluation.diagnostics)
         self.ready.set()
-        self._schedule_collect()
+        self.metrics.reconciled(
+            time.perf_counter() - started, (key.kind for key in snapshot.changed)
+        )
+        self._collector.after_reconcile()
 
     def _merge_statuses(
         self,
@@ -272,51 +246,14 @@ class Instance:
         with contextlib.suppress(RuntimeError):
             self._saved_at = asyncio.get_running_loop().time()
 
-    def _schedule_collect(self) -> None:
-        """Keep the cyclic garbage collector off the reconcile path: what survived a
-        reconcile is frozen (not scanned again by automatic collections, which at
-        thousands of routes cost hundreds of milliseconds). Cyclic garbage frozen with
-        them stays until a full collection: measured, a reconcile makes almost none (a
-        few hundred objects in 100 changes), while a full collection (unfreeze) costs
-        over a second of CPU at 5000 routes and found nothing. So one runs only once
-        changes have stopped for `GC_IDLE_S` and the frozen heap grew by
-        `GC_FULL_GROWTH` since the last one, or under steady churn every
-        `GC_MAX_INTERVAL_S` (it was every 30 s: ~0.05 core at 5000 routes)."""
-        gc.freeze()
-        if self._gc_handle is not None:
-            self._gc_handle.cancel()
-        with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            overdue = loop.time() - self._collected_at > GC_MAX_INTERVAL_S
-            self._gc_handle = loop.call_later(0.2 if overdue else GC_IDLE_S, self._collect)
-
-    def _collect_young(self) -> None:
-        if gc.get_count()[0] > GC_YOUNG_OBJECTS:
-            gc.collect(1)
-        with contextlib.suppress(RuntimeError):
-            loop = asyncio.get_running_loop()
-            self._gc_young_handle = loop.call_later(GC_YOUNG_S, self._collect_young)
-
-    def _collect(self) -> None:
-        self._gc_handle = None
-        with contextlib.suppress(RuntimeError):
-            now = asyncio.get_running_loop().time()
-            grown = gc.get_freeze_count() > self._frozen_after_collect * (1 + GC_FULL_GROWTH)
-            if not grown and now - self._collected_at <= GC_MAX_INTERVAL_S:
-                return
-            self._collected_at = now
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        self._frozen_after_collect = gc.get_freeze_count()
-
     def _bind_probe_needed(self, evaluation: Evaluation) -> bool:
         """Probe the Gateways' addresses (not with hostNetwork: listeners bind the host's
         addresses then); True if the build must be redone with what was found."""
         if self.options.values.gateway_api.host_network.enabled:
             return False
-        recovered = self._bind_probe.refresh()
-        return self._bind_probe.check(evaluation.result.addresses.values()) or recovered
+        probe = self._allocator.probe
+        recovered = probe.refresh()
+        return probe.check(evaluation.result.addresses.values()) or recovered
 
     def _push(self, resources: XdsResources) -> int:
         version: int = self._xds.update(resources)

@@ -22,3 +22,4 @@ class RunOptions:
     admin_port: int | None = None
     default_pool: tuple[str, ...] = DEFAULT_POOL
     node_id: str = "propylon-standalone"
+    metrics_address: str | None = None  # HOST:PORT for /metrics; None: not served

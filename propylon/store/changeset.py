@@ -51,6 +51,9 @@ class ChangeSet:
     base: object | None = field(default=None, compare=False, repr=False)
     touched: frozenset[ObjectKey] = field(default=frozenset(), compare=False, repr=False)
     token: object = field(default_factory=object, compare=False, repr=False)
+    # True when the source is an API server: the objects' uid, generation and
+    # creationTimestamp are real and kept as they are (files: the store emulates them).
+    server_metadata: bool = False
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:

@@ -11,6 +11,9 @@ whatever a file says for them:
   reads no clock and formats no time; the shell passes `propylon.clock.timestamp_now`).
 - `metadata.uid`: from the injected factory (the shell passes `propylon.clock.new_uid`).
 
+A ChangeSet with `server_metadata` (the Kubernetes source) is taken as the API server
+gave it: its uid, generation and creationTimestamp are real, never emulated.
+
 Generations survive restarts through `export_records()` / `import_records()`: an object
 whose spec hash matches its record keeps generation, timestamp and uid; a changed spec
 gets the record's generation + 1.
@@ -296,6 +299,20 @@ class Store:
                     self._set_stored(key, entry, replace(entry.stored, origin=incoming.origin))
                 continue
             s_hash, c_hash = hashes(incoming.resource)
+            if changeset.server_metadata:
+                if entry is not None and c_hash == entry.content:
+                    entry.incoming = incoming.resource
+                    continue
+                (updated if entry is not None else added).add(key)
+                entry = _Entry(
+                    incoming,
+                    _server_record(incoming.resource, s_hash, source),
+                    c_hash,
+                    incoming.resource,
+                )
+                self._entries[key] = entry
+                self._set_stored(key, entry, entry.stored)
+                continue
             if entry is not None:
                 record = entry.record
                 if c_hash == entry.content:
@@ -364,12 +381,21 @@ class Store:
         self._resources[key] = stored.resource
 
 
+def _server_record(resource: Resource, spec_hash: str, source: str) -> ObjectRecord:
+    """The record of an object whose metadata an API server owns: taken, not made."""
+    meta = resource.metadata
+    return ObjectRecord(
+        meta.generation, spec_hash, meta.creation_timestamp or "", meta.uid or "", source
+    )
+
+
 def _stamp(resource: Resource, record: ObjectRecord) -> Resource:
     meta = resource.metadata.model_copy(
         update={
             "generation": record.generation,
             "creation_timestamp": record.creation_timestamp,
             "uid": record.uid,
+            "resource_version": None,  # files have none (only an API server sets it)
         }
     )
     return resource.model_copy(update={"metadata": meta})

@@ -1,0 +1,1 @@
+"""Kubernetes mode's edges: API client, list+watch source, status sink, leader election."""

@@ -1,0 +1,62 @@
+"""The API resources Propylon reads and writes, and which versions it prefers."""
+
+from __future__ import annotations
+
+from propylon.kube.api import Kind
+
+GW = "gateway.networking.k8s.io"
+
+# Watched by operator and agent: what the pure core reads. For a kind served in several
+# versions, the first one the API server serves is used (`resolve`); Gateway API v1.4.1
+# and newer serve all of these.
+GATEWAY_CLASS = Kind(GW, "v1", "gatewayclasses", "GatewayClass", namespaced=False)
+GATEWAY = Kind(GW, "v1", "gateways", "Gateway", namespaced=True)
+HTTP_ROUTE = Kind(GW, "v1", "httproutes", "HTTPRoute", namespaced=True)
+GRPC_ROUTE = Kind(GW, "v1", "grpcroutes", "GRPCRoute", namespaced=True)
+TLS_ROUTE = Kind(GW, "v1alpha2", "tlsroutes", "TLSRoute", namespaced=True)
+REFERENCE_GRANT = Kind(GW, "v1beta1", "referencegrants", "ReferenceGrant", namespaced=True)
+BACKEND_TLS_POLICY = Kind(GW, "v1", "backendtlspolicies", "BackendTLSPolicy", namespaced=True)
+SERVICE = Kind("", "v1", "services", "Service", namespaced=True)
+ENDPOINT_SLICE = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
+NAMESPACE = Kind("", "v1", "namespaces", "Namespace", namespaced=False)
+SECRET = Kind("", "v1", "secrets", "Secret", namespaced=True)
+CONFIG_MAP = Kind("", "v1", "configmaps", "ConfigMap", namespaced=True)
+GATEWAY_CLASS_CONFIG = Kind(
+    "cilium.io", "v2alpha1", "ciliumgatewayclassconfigs", "CiliumGatewayClassConfig", True
+)
+LB_IP_POOL = Kind("cilium.io", "v2", "ciliumloadbalancerippools", "CiliumLoadBalancerIPPool", False)
+
+# Written (and for CRDs, watched to notice a kind installed later).
+LEASE = Kind("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
+EVENT = Kind("events.k8s.io", "v1", "events", "Event", namespaced=True)
+NODE = Kind("", "v1", "nodes", "Node", namespaced=False)
+CRD = Kind(
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False
+)
+
+WATCHED: tuple[Kind, ...] = (
+    GATEWAY_CLASS,
+    GATEWAY,
+    HTTP_ROUTE,
+    GRPC_ROUTE,
+    TLS_ROUTE,
+    REFERENCE_GRANT,
+    BACKEND_TLS_POLICY,
+    SERVICE,
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    SECRET,
+    CONFIG_MAP,
+    GATEWAY_CLASS_CONFIG,
+    LB_IP_POOL,
+)
+
+# Kinds whose status the operator writes.
+WITH_STATUS: dict[str, Kind] = {
+    k.kind: k
+    for k in (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, BACKEND_TLS_POLICY)
+}
+BY_KIND: dict[str, Kind] = {k.kind: k for k in WATCHED}
+
+# The agents' per-node reports (see propylon.kube.nodereport).
+NODE_REPORT = LEASE

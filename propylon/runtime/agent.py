@@ -1,0 +1,284 @@
+"""`propylon agent`: one per node. Watches the API server itself, builds and translates
+with the same core as `run` and the operator, programs the node's Envoy over xDS, puts
+the Gateway addresses on the node, and reports what Envoy accepted (its node Lease,
+see `propylon.kube.nodereport`), from which the operator sets `Programmed`.
+
+Why agents watch the API server rather than take xDS from the operator: see
+docs/architecture.md ("Kubernetes mode").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from propylon import gatewayapi
+from propylon.clock import new_uid, timestamp_now
+from propylon.dataplane import EnvoySupervisor
+from propylon.envoy import Translator
+from propylon.kube import kinds
+from propylon.kube.addresses import NodeAddresses
+from propylon.kube.api import ApiError, KubeApi
+from propylon.kube.health import HealthServer
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
+from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
+from propylon.kube.source import KubeSource
+from propylon.resources.meta import ObjectKey
+from propylon.runtime.collector import QuietCollector
+from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
+from propylon.runtime.seams import LbIpamPools
+from propylon.store import ChangeSet, Store
+from propylon.values import Values
+
+log = logging.getLogger("propylon.agent")
+
+REPORT_LEASE_S = 40  # like a kubelet's node Lease
+REPORT_RENEW_S = 10.0
+ACK_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    node_name: str
+    namespace: str
+    kubeconfig: Path | None = None
+    values: Values = field(default_factory=Values)
+    state_dir: Path = Path("/var/run/propylon")
+    admin_port: int = 9901
+    envoy_mode: str = "embedded"
+    xds_socket: Path | None = None
+    envoy_binary: Path | None = None
+    address_device: str = "lo"
+    health_address: str | None = None
+    metrics_address: str | None = None
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Agent:
+    def __init__(
+        self,
+        options: AgentOptions,
+        api: KubeApi | None = None,
+        *,
+        metrics: KubeMetrics = NO_METRICS,
+    ) -> None:
+        self.options = options
+        self._owns_api = api is None
+        self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-agent")
+        self.source = KubeSource(self.api, metrics=metrics)
+        self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
+        self.builder = gatewayapi.Builder()
+        self.translator = Translator()
+        self.conditions = ConditionDiagnostics()
+        self.allocator = LbIpamPools()
+        self.collector = QuietCollector()
+        self.addresses = NodeAddresses(options.address_device, options.state_dir / "addresses.json")
+        self.evaluation: Evaluation | None = None
+        self._previous: dict[ObjectKey, str] = {}
+        self._addresses: frozenset[str] | None = None
+        self.xds_version = 0
+        self._xds: Any = None
+        self._envoy: EnvoySupervisor | None = None
+        self._acked: dict[ObjectKey, int] = {}
+        self._nack: tuple[str, dict[ObjectKey, int]] | None = None
+        self._acked_version = 0
+        self._report_dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ready = asyncio.Event()
+
+    async def serve(self, *, handle_signals: bool = True) -> None:
+        from propylon.xds import AdsServer  # grpc is heavy; only when serving
+
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._stop.set)
+        opts.state_dir.mkdir(parents=True, exist_ok=True)
+        health = None
+        if opts.health_address:
+            health = HealthServer(opts.health_address, ready=self.ready.is_set)
+            log.info("health on http://%s/healthz", await health.start())
+        self._xds = AdsServer()
+        socket = opts.xds_socket or opts.state_dir / "xds.sock"
+        with contextlib.suppress(FileNotFoundError):
+            socket.unlink()
+        xds_address = await self._xds.start(f"unix:{socket}")
+        try:
+            if opts.envoy_mode == "embedded":
+                self._envoy = EnvoySupervisor(
+                    binary=opts.envoy_binary,
+                    xds_address=xds_address,
+                    admin_address=f"127.0.0.1:{opts.admin_port}",
+                    node_id=opts.node_name,
+                    workdir=opts.state_dir / "envoy",
+                )
+                await self._envoy.start()
+                log.info(
+                    "envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address
+                )
+            else:
+                log.info("waiting for Envoy on %s", xds_address)
+            self.source.start()
+            self.collector.start()
+            reporter = asyncio.create_task(self._report_loop(), name="node report")
+            reconcile = asyncio.create_task(self._reconcile_loop(), name="reconcile")
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stop, reporter, reconcile], return_when=asyncio.FIRST_COMPLETED)
+            for task in (reporter, reconcile, stop, *self._tasks):
+                task.cancel()
+            for task in (reporter, reconcile):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.error("%s failed: %r", task.get_name(), task.exception())
+        finally:
+            self.collector.stop()
+            await self.source.stop()
+            if self._envoy is not None:
+                await self._envoy.stop()
+            await self._xds.stop()
+            if health is not None:
+                await health.stop()
+            if self._owns_api:
+                await self.api.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- reconcile -------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        async for changeset in self.source.changes():
+            await self.reconcile(changeset)
+
+    async def reconcile(self, changeset: ChangeSet) -> None:
+        started = time.perf_counter()
+        snapshot = self.store.apply(changeset)
+        gateway_statuses = self.source.statuses("Gateway")
+        previous = self.allocator.previous(gateway_statuses)
+        if self.evaluation is not None and not snapshot.changed and previous == self._previous:
+            return  # only statuses changed (the operator's writes): nothing to serve anew
+        self._previous = previous
+        evaluation = evaluate(
+            snapshot,
+            changeset,
+            self.options.values,
+            previous=previous,
+            default_pool=self.allocator.default_pool,
+            translator=self.translator,
+            builder=self.builder,
+            conditions=self.conditions,
+        )
+        self.evaluation = evaluation
+        # Addresses first: Envoy binds its listeners to them.
+        addresses = frozenset(evaluation.result.addresses.values())
+        if addresses != self._addresses:
+            await self.addresses.ensure(addresses)
+            self._addresses = addresses
+        version: int = self._xds.update(evaluation.resources)
+        self.xds_version = version
+        served = {
+            key: snapshot[key].resource.metadata.generation
+            for key in evaluation.result.addresses
+            if key in snapshot
+        }
+        log.debug(
+            "reconcile: %d changed, xDS version %d pushed after %.1f ms",
+            len(snapshot.changed),
+            version,
+            (time.perf_counter() - started) * 1000,
+        )
+        task = asyncio.create_task(self._await_ack(version, served))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.ready.set()
+        self.collector.after_reconcile()
+
+    async def _await_ack(self, version: int, served: Mapping[ObjectKey, int]) -> None:
+        from propylon.xds import XdsNackError
+
+        try:
+            await self._xds.wait_acked(version, timeout=ACK_TIMEOUT_S)
+        except XdsNackError as exc:
+            if version >= self._acked_version:
+                log.error("Envoy rejected configuration %d: %s", version, exc)
+                self._nack = (str(exc), dict(served))
+                self._report_dirty.set()
+            return
+        except TimeoutError:
+            return
+        if version > self._acked_version:
+            self._acked_version = version
+            changed = self._acked != served or self._nack is not None
+            self._acked, self._nack = dict(served), None
+            if changed:
+                self._report_dirty.set()
+
+    # --- the node report ---------------------------------------------------------------
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                await self._write_report()
+            except (ApiError, httpx2.HTTPError, OSError) as exc:
+                log.warning("node report: %s", exc)
+            self._report_dirty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_dirty.wait(), REPORT_RENEW_S)
+
+    async def _write_report(self) -> None:
+        opts = self.options
+        name = report_name(opts.node_name)
+        now = _micro_time(datetime.now(UTC))
+        state = encode_state(self._acked, self._nack)
+        lease = await self.api.get(kinds.LEASE, name, opts.namespace)
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": opts.namespace,
+                    "labels": {REPORT_LABEL: "true"},
+                    "annotations": {STATE_ANNOTATION: state},
+                },
+                "spec": {
+                    "holderIdentity": opts.node_name,
+                    "leaseDurationSeconds": REPORT_LEASE_S,
+                    "renewTime": now,
+                },
+            }
+            await self.api.create(kinds.LEASE, body, opts.namespace)
+            return
+        await self.api.patch(
+            kinds.LEASE,
+            name,
+            {
+                "metadata": {"annotations": {STATE_ANNOTATION: state}},
+                "spec": {
+                    "holderIdentity": opts.node_name,
+                    "renewTime": now,
+                    "leaseDurationSeconds": REPORT_LEASE_S,
+                },
+            },
+            namespace=opts.namespace,
+        )
+
+
+async def serve(options: AgentOptions) -> int:
+    await Agent(options).serve()
+    return 0

@@ -1,0 +1,360 @@
+"""`propylon operator`: the cluster's Gateway API controller.
+
+Kubernetes list+watch -> store -> gatewayapi (the same pure core as `propylon run`) ->
+statuses through the status subresource, generated Services/EndpointSlices with their
+LB-IPAM addresses, the `cilium` GatewayClass, Events. Only the Lease holder writes;
+a standby keeps its caches warm and computes the same results, so a takeover writes
+at once (and writes nothing where the old leader left things right).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from propylon import gatewayapi
+from propylon.clock import new_uid, timestamp_now
+from propylon.gatewayapi import conditions as c
+from propylon.gatewayapi.gateway import OWNING_GATEWAY_LABEL
+from propylon.kube import kinds
+from propylon.kube.api import ApiError, KubeApi, pod_identity
+from propylon.kube.events import EventRecorder
+from propylon.kube.generated import GeneratedObjects
+from propylon.kube.health import HealthServer
+from propylon.kube.hooks import NO_METRICS, KubeMetrics
+from propylon.kube.leader import LeaderElector, LeaseConfig
+from propylon.kube.nodereport import NodeReports
+from propylon.kube.source import KubeSource
+from propylon.kube.status import StatusSink
+from propylon.resources.meta import ObjectKey
+from propylon.runtime.collector import QuietCollector
+from propylon.runtime.seams import LbIpamPools
+from propylon.state import merge_conditions
+from propylon.store import ChangeSet, Store
+from propylon.values import CILIUM_CONTROLLER_NAME, Values
+
+log = logging.getLogger("propylon.operator")
+
+GATEWAY_CLASS_NAME = "cilium"
+REPORT_CHECK_S = 5.0
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespace: str
+    kubeconfig: Path | None = None
+    values: Values = field(default_factory=Values)
+    leader_elect: bool = True
+    lease: LeaseConfig | None = None
+    health_address: str | None = None
+    metrics_address: str | None = None
+    # Gateways are Programmed only once an agent's Envoy accepted them (off: as soon
+    # as the core says so, e.g. with no agent running).
+    require_agent_ack: bool = True
+
+
+class Operator:
+    def __init__(
+        self,
+        options: OperatorOptions,
+        api: KubeApi | None = None,
+        *,
+        metrics: KubeMetrics = NO_METRICS,
+    ) -> None:
+        self.options = options
+        self.metrics = metrics
+        self.identity = options.lease.identity if options.lease else pod_identity()
+        self._owns_api = api is None
+        self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
+        self.source = KubeSource(self.api, [*kinds.WATCHED, kinds.NODE_REPORT], metrics=metrics)
+        self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
+        self.builder = gatewayapi.Builder()
+        self.allocator = LbIpamPools()
+        self.collector = QuietCollector()
+        self.elector: LeaderElector | None = None
+        if options.leader_elect:
+            lease = options.lease or LeaseConfig(options.namespace, identity=self.identity)
+            self.elector = LeaderElector(self.api, lease, on_change=self._leader_changed)
+        fence = self.can_write
+        self.statuses = StatusSink(
+            self.api,
+            self.source.raw,
+            controller=CILIUM_CONTROLLER_NAME,
+            merge_conditions=merge_conditions,
+            can_write=fence,
+            metrics=metrics,
+        )
+        self.generated = GeneratedObjects(
+            self.api,
+            self.source.raw,
+            self._owned_services,
+            can_write=fence,
+            on_address=self._address_assigned,
+        )
+        self.events = EventRecorder(self.api, instance=self.identity)
+        self.reports = NodeReports(options.namespace)
+        self.source.on_raw = self._on_raw
+        self.result: gatewayapi.BuildResult | None = None
+        self._previous: dict[ObjectKey, str] = {}
+        self.reconciles = 0
+        self._last_statuses: Mapping[ObjectKey, Mapping[str, Any]] | None = None
+        self._reported: set[str] = set()
+        self._nacks: dict[ObjectKey, str] = {}
+        self._stop = asyncio.Event()
+
+    # --- the fence -------------------------------------------------------------------
+
+    def can_write(self) -> bool:
+        return self.elector is None or self.elector.can_write()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def serve(self, *, handle_signals: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._stop.set)
+        health = None
+        if self.options.health_address:
+            health = HealthServer(self.options.health_address, ready=self.source.synced.is_set)
+            log.info("health on http://%s/healthz", await health.start())
+        self.source.start()
+        self.collector.start()
+        tasks = [
+            asyncio.create_task(self.statuses.run(), name="status writer"),
+            asyncio.create_task(self.generated.run(), name="generated objects"),
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+            asyncio.create_task(self._expire_reports(), name="node report expiry"),
+        ]
+        if self.elector is not None:
+            tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
+        else:
+            await self._leader_changed(True)
+        try:
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            # Leader election last: the Lease is released once nothing else writes.
+            for task in tasks[:4]:
+                task.cancel()
+            for task in tasks[:4]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self.source.stop()
+            for task in tasks[4:]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.collector.stop()
+            if health is not None:
+                await health.stop()
+            if self._owns_api:
+                await self.api.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _reconcile_loop(self) -> None:
+        async for changeset in self.source.changes():
+            self.reconcile(changeset)
+
+    async def _expire_reports(self) -> None:
+        """An agent that dies stops renewing its report; nothing is written then, so
+        look again now and then (Programmed falls back to what the live agents say)."""
+        while True:
+            await asyncio.sleep(REPORT_CHECK_S)
+            if self.result is not None and self.reports.expire():
+                statuses, gated = self._gate_programmed(self.result.statuses)
+                self.statuses.update(statuses, gated)
+
+    # --- reconcile -------------------------------------------------------------------
+
+    def reconcile(self, changeset: ChangeSet) -> None:
+        snapshot = self.store.apply(changeset)
+        objects = snapshot.resources()
+        gateway_statuses = self.source.statuses("Gateway")
+        previous = self.allocator.previous(gateway_statuses)
+        if self.result is not None and not snapshot.changed and previous == self._previous:
+            return  # only statuses changed (ours, mostly): the build would be the same
+        self._previous = previous
+        inputs = gatewayapi.Inputs(
+            objects=objects,
+            values=self.options.values,
+            previous_addresses=previous,
+            default_pool=self.allocator.default_pool,
+        )
+        result = self.builder.build(inputs, snapshot.changed)
+        self.result = result
+        changed = result.changed if result.since is self._last_statuses else None
+        self._last_statuses = result.statuses
+        statuses, gated = self._gate_programmed(result.statuses)
+        self.statuses.update(statuses, None if changed is None else {*changed, *gated})
+        uids = self.source.uids("Gateway")
+        self.generated.update(result.services, uids)
+        self._report(result.diagnostics, changeset)
+        self.reconciles += 1
+        self.collector.after_reconcile()
+        if self.can_write():
+            self._ensure_gateway_class()
+
+    def _gate_programmed(
+        self, statuses: Mapping[ObjectKey, Mapping[str, Any]]
+    ) -> tuple[Mapping[ObjectKey, Mapping[str, Any]], set[ObjectKey]]:
+        """Programmed=True on a Gateway only once an agent's Envoy accepted its listeners
+        (the agents' reports); a NACK makes it False with Envoy's message."""
+        if not self.options.require_agent_ack:
+            return statuses, set()
+        out = dict(statuses)
+        gated: set[ObjectKey] = set()
+        for key, status in statuses.items():
+            if key.kind != "Gateway":
+                continue
+            gated.add(key)
+            verdict = self.reports.verdict(key, _generation(status))
+            if verdict is None:
+                continue  # accepted by every reporting agent
+            reason, message = verdict
+            out[key] = _with_programmed(status, reason, message)
+        return out, gated
+
+    def _report(self, diagnostics: Iterable[gatewayapi.Diagnostic], changeset: ChangeSet) -> None:
+        current = {str(d) for d in diagnostics} | {str(d) for d in changeset.diagnostics}
+        for text in sorted(current - self._reported):
+            log.warning("%s", text)
+        self._reported = current
+
+    # --- events from the API server ---------------------------------------------------
+
+    def _on_raw(self, key: ObjectKey) -> None:
+        if key.kind in kinds.WITH_STATUS:
+            self.statuses.object_changed(key)
+        elif key.kind in ("Service", "EndpointSlice"):
+            self.generated.object_changed(ObjectKey("Service", key.namespace, key.name))
+        elif key.kind == kinds.NODE_REPORT.kind and self.reports.accept(key, self.source.raw(key)):
+            self._announce_nacks()
+            if self.result is not None:
+                statuses, gated = self._gate_programmed(self.result.statuses)
+                self.statuses.update(statuses, gated)
+
+    def _owned_services(self) -> list[ObjectKey]:
+        reflector = self.source.reflectors.get("Service")
+        if reflector is None:
+            return []
+        return [
+            ObjectKey("Service", ns, name)
+            for (ns, name), obj in reflector.objects.items()
+            if OWNING_GATEWAY_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
+        ]
+
+    # --- leadership ------------------------------------------------------------------
+
+    async def _leader_changed(self, leader: bool) -> None:
+        self.metrics.set_leader(leader)
+        if leader:
+            self.statuses.resync()
+            self.generated.resync()
+            self._ensure_gateway_class()
+            lease_ref = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "name": self.elector.config.name if self.elector else "propylon-operator",
+                "namespace": self.options.namespace,
+            }
+            self.events.emit(
+                lease_ref, "LeaderElection", f"{self.identity} became leader", action="Lead"
+            )
+            for key in self._gateways():
+                raw = self.source.raw(key)
+                if raw is not None:
+                    self.events.emit(
+                        raw,
+                        "LeaderElection",
+                        f"{self.identity} now writes this Gateway's status",
+                        action="Lead",
+                    )
+
+    def _gateways(self) -> list[ObjectKey]:
+        if self.result is None:
+            return []
+        return [k for k in self.result.addresses if k.kind == "Gateway"]
+
+    def _address_assigned(self, gateway: ObjectKey, addresses: tuple[str, ...]) -> None:
+        raw = self.source.raw(gateway)
+        if raw is not None:
+            self.events.emit(
+                raw,
+                "AddressAssigned",
+                f"LB-IPAM assigned {', '.join(addresses)}",
+                action="AssignAddress",
+            )
+
+    def _announce_nacks(self) -> None:
+        fresh = self.reports.nacks()
+        for key, message in fresh.items():
+            if self._nacks.get(key) != message and self.can_write():
+                raw = self.source.raw(key)
+                if raw is not None:
+                    self.events.emit(raw, "Rejected", message, type_="Warning", action="Program")
+        self._nacks = fresh
+
+    def _ensure_gateway_class(self) -> None:
+        create = self.options.values.gateway_api.gateway_class.create
+        wanted = create in (True, "true") or (
+            create == "auto" and self.source.installed("GatewayClass")
+        )
+        if not wanted or not self.source.synced.is_set():
+            return
+        if self.source.raw(ObjectKey("GatewayClass", "", GATEWAY_CLASS_NAME)) is not None:
+            return
+        asyncio.get_running_loop().create_task(self._create_gateway_class())
+
+    async def _create_gateway_class(self) -> None:
+        body = {
+            "apiVersion": f"{kinds.GW}/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS_NAME},
+            "spec": {"controllerName": CILIUM_CONTROLLER_NAME},
+        }
+        try:
+            await self.api.create(kinds.GATEWAY_CLASS, body)
+            log.info("created GatewayClass %s", GATEWAY_CLASS_NAME)
+        except ApiError as exc:
+            if exc.code != 409:
+                log.warning("GatewayClass %s: %s", GATEWAY_CLASS_NAME, exc)
+
+
+def _generation(status: Mapping[str, Any]) -> int:
+    for cond in status.get("conditions") or ():
+        if isinstance(cond, Mapping) and cond.get("type") == c.PROGRAMMED:
+            return int(cond.get("observedGeneration") or 0)
+    return 0
+
+
+def _with_programmed(status: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:
+    out = dict(status)
+    conds = []
+    for cond in status.get("conditions") or ():
+        if (
+            isinstance(cond, Mapping)
+            and cond.get("type") == c.PROGRAMMED
+            and cond.get("status") == "True"
+        ):
+            cond = {**cond, "status": "False", "reason": reason, "message": message}
+        conds.append(cond)
+    out["conditions"] = conds
+    return out
+
+
+async def serve(options: OperatorOptions) -> int:
+    await Operator(options).serve()
+    return 0

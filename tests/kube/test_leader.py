@@ -1,0 +1,124 @@
+"""Lease leader election against a real API server: one leader, takeover when the
+leader is partitioned or stops, and never two writers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx2
+from conftest import eventually
+
+from propylon.kube import kinds
+from propylon.kube.api import KubeApi
+from propylon.kube.leader import LeaderElector, LeaseConfig
+
+FAST = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.3}
+
+
+class Partitionable:
+    """A KubeApi whose requests fail while `partitioned` (a network partition)."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+        self.partitioned = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.api, name)
+        if not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.partitioned:
+                raise httpx2.ConnectError("partitioned")
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+class Overlap:
+    """Samples both electors' write fences on one clock; records any moment where
+    both would write."""
+
+    def __init__(self, *electors: LeaderElector) -> None:
+        self.electors = electors
+        self.both = 0
+        self.samples = 0
+
+    async def run(self) -> None:
+        while True:
+            writers = [e for e in self.electors if e.can_write()]
+            self.samples += 1
+            if len(writers) > 1:
+                self.both += 1
+            await asyncio.sleep(0.002)
+
+
+def _elector(api: Any, namespace: str, identity: str) -> LeaderElector:
+    return LeaderElector(api, LeaseConfig(namespace, "op", identity=identity, **FAST))
+
+
+async def test_one_leader_and_takeover_on_partition(api: KubeApi, namespace: str) -> None:
+    a_api, b_api = Partitionable(api), Partitionable(api)
+    a, b = _elector(a_api, namespace, "a"), _elector(b_api, namespace, "b")
+    overlap = Overlap(a, b)
+    tasks = [asyncio.create_task(x) for x in (a.run(), overlap.run())]
+    try:
+        await eventually(a.can_write, what="a leads")
+        tasks.append(asyncio.create_task(b.run()))
+        # b stays a standby while a renews.
+        await asyncio.sleep(3 * FAST["lease_duration"])
+        assert a.can_write() and not b.can_write()
+
+        a_api.partitioned = True
+        cut = time.monotonic()
+        await eventually(lambda: not a.can_write(), what="a stops writing")
+        stopped = time.monotonic() - cut
+        await eventually(b.can_write, timeout=10, what="b takes over")
+        took = time.monotonic() - cut
+        # a stops within its renew deadline; b leads within lease duration (+ retry).
+        assert stopped <= FAST["renew_deadline"] + FAST["retry_period"]
+        assert took <= FAST["lease_duration"] + 2 * FAST["retry_period"] + 1.0
+        lease = await api.get(kinds.LEASE, "op", namespace)
+        assert lease is not None
+        assert lease["spec"]["holderIdentity"] == "b"
+        assert lease["spec"]["leaseTransitions"] == 1
+
+        a_api.partitioned = False  # a comes back: b keeps leading
+        await asyncio.sleep(3 * FAST["retry_period"])
+        assert b.can_write() and not a.can_write()
+        assert overlap.samples > 100 and overlap.both == 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_clean_stop_releases_the_lease(api: KubeApi, namespace: str) -> None:
+    a, b = _elector(api, namespace, "a"), _elector(api, namespace, "b")
+    overlap = Overlap(a, b)
+    ta = asyncio.create_task(a.run())
+    to = asyncio.create_task(overlap.run())
+    await eventually(a.can_write, what="a leads")
+    tb = asyncio.create_task(b.run())
+    try:
+        await asyncio.sleep(2 * FAST["retry_period"])
+        ta.cancel()
+        await asyncio.gather(ta, return_exceptions=True)
+        cut = time.monotonic()
+        await eventually(b.can_write, what="b takes over")
+        # Released: no need to wait out the lease duration.
+        assert time.monotonic() - cut < FAST["lease_duration"]
+        assert overlap.both == 0
+    finally:
+        for task in (tb, to):
+            task.cancel()
+        await asyncio.gather(tb, to, return_exceptions=True)
+
+
+def test_config_refuses_a_renew_deadline_past_the_lease() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="lease-duration > renew-deadline"):
+        LeaseConfig("ns", lease_duration=10, renew_deadline=10, retry_period=2)
