@@ -13,7 +13,6 @@ from devcluster.node.envvars import ConfigError, PodFacts
 from devcluster.node.volumes import VolumeWriter
 
 FACTS = PodFacts(pod_ip="198.18.17.2", host_ip="198.18.0.11")
-NOW = datetime.datetime.now(datetime.UTC)
 
 
 def pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -26,10 +25,12 @@ def pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
 class Tokens:
     def __init__(self) -> None:
         self.requests: list[tuple[str | None, int]] = []
+        self.issued = datetime.datetime.now(datetime.UTC)
 
     async def __call__(self, audience: str | None, seconds: int) -> tuple[str, datetime.datetime]:
         self.requests.append((audience, seconds))
-        return f"token-{len(self.requests)}", NOW + datetime.timedelta(seconds=seconds)
+        self.issued = datetime.datetime.now(datetime.UTC)
+        return f"token-{len(self.requests)}", self.issued + datetime.timedelta(seconds=seconds)
 
 
 KUBE_API_ACCESS = {
@@ -68,7 +69,7 @@ async def test_service_account_volume_as_the_admission_plugin_writes_it(tmp_path
     assert (directory / "namespace").read_text() == "shop"
     assert tokens.requests == [(None, 3607)]  # no audience: the API server's
     assert volumes.refresh_at is not None
-    lifetime = (volumes.refresh_at - NOW).total_seconds()
+    lifetime = (volumes.refresh_at - tokens.issued).total_seconds()
     assert 0.79 * 3607 < lifetime < 0.81 * 3607  # refreshed at 80 % of its life
 
     await writer.refresh_tokens(volumes)
