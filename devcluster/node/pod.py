@@ -243,6 +243,8 @@ class PodWorker:
         path = BASE_PATH
         if any(str(p).startswith(sys.prefix) for p in image.executables.values()):
             path = f"{sys.prefix}/bin:{path}"
+        # What every pod sees for the `kubernetes` Service (named after its port 443), but
+        # pointing at the API server itself: nothing routes ClusterIPs (no kube-proxy).
         host, port = config.api_host, str(config.api_port)
         return {
             "PATH": path,
@@ -258,8 +260,9 @@ class PodWorker:
             "KUBERNETES_PORT_443_TCP_PORT": port,
         }
 
-    def _prepare(self, spec: Obj, status: ContainerStatus) -> tuple[list[str], dict[str, str]]:
-        """argv and env of the container, or a waiting reason explaining why not."""
+    def _prepare(self, spec: Obj) -> tuple[list[str], dict[str, str]]:
+        """argv and env of the container; ImageError, ExecutableNotFound or ConfigError say
+        why not."""
         image = images.resolve(spec["image"])
         env = container_env(
             self.pod,
@@ -276,7 +279,7 @@ class PodWorker:
 
     def _start(self, spec: Obj, status: ContainerStatus) -> ContainerProcess | None:
         try:
-            argv, env = self._prepare(spec, status)
+            argv, env = self._prepare(spec)
         except images.ImageError as error:
             self._waiting(status, "ErrImagePull", str(error))
             return None
