@@ -90,6 +90,7 @@ class PodWorker:
         self._secrets: dict[str, Obj | None] = {}
         self._config_maps: dict[str, Obj | None] = {}
         self._volume_writer: VolumeWriter | None = None
+        self._network_released = False
         self.done = asyncio.Event()
 
     # Called by the agent -------------------------------------------------------------
@@ -157,6 +158,10 @@ class PodWorker:
     async def _set_up(self) -> bool:
         """Network and volumes; retried until they work or the pod is going away."""
         config = self.ctx.config
+        if self._pod_done():  # finished before an agent restart: nothing to set up again
+            self.pod_ip = self.pod.get("status", {}).get("podIP", "")
+            self._network_released = True
+            return True
         while not self._stopping.is_set():
             try:
                 if self.host_network:
@@ -373,7 +378,7 @@ class PodWorker:
         backoff = CrashBackoff()
         process = self._adopt(spec["name"], status, policy)
         if status.final:
-            self._dirty.set()
+            self._container_finished()
             return
         while not self._stopping.is_set():
             if process is None:
@@ -411,7 +416,7 @@ class PodWorker:
             if not should_restart(policy, terminated["exitCode"]):
                 status.state = {"terminated": terminated}
                 status.final = True
-                self._dirty.set()
+                self._container_finished()
                 return
             status.last_state = {"terminated": terminated}
             delay = backoff.delay_after_exit(time.monotonic() - began)
@@ -424,6 +429,25 @@ class PodWorker:
             if await self._sleep_unless_stopping(delay):
                 return
             status.restart_count += 1  # counted when it restarts, as the kubelet does
+
+    def _pod_done(self) -> bool:
+        return phase(self.init_containers, self.containers) in ("Succeeded", "Failed")
+
+    def _container_finished(self) -> None:
+        """Once the pod has Succeeded or Failed, its network goes, as the kubelet removes a
+        finished pod's sandbox; its podIP stays in the status, its dirs until deletion."""
+        self._dirty.set()
+        if self._pod_done() and not self._network_released:
+            self._network_released = True
+            self._tasks.append(asyncio.create_task(self._release_network()))
+
+    async def _release_network(self) -> None:
+        if self.record.netns and self.record.veth:
+            await netns.delete_pod_network(self.record.netns, self.record.veth)
+        self.ctx.ipam.release(self.uid)
+        self.network_ready = False
+        self._dirty.set()
+        log.info("pod %s/%s finished: network released", self.namespace, self.name)
 
     async def _fetch_referenced_quietly(self) -> None:
         with contextlib.suppress(*API_ERRORS):

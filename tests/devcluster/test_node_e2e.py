@@ -340,6 +340,12 @@ spec:
     assert log.splitlines() == [f"hello s3cret-arg {ip} {NODE}", "from-configmaps3cret"], log
     # The mounts were the container's own: the host sees empty mount points at most.
     assert not any((Path(mount_point) / "cfg").iterdir())
+    # A finished pod's network is released (its sandbox, as the kubelet says); podIP stays.
+    uid8 = pod["metadata"]["uid"][:8]
+    wait_for(
+        "the finished pod's netns to go", lambda: not any(n.endswith(uid8) for n in pod_netns())
+    )
+    assert get(cluster, "pod", "-n", namespace, "env")["status"]["podIP"] == ip
 
 
 def test_unknown_image_and_crashing_container_are_reported(cluster: Any, namespace: str) -> None:
