@@ -28,7 +28,8 @@ def restore_root_logger() -> Iterator[None]:
 def test_json_lines(restore_root_logger: None) -> None:
     out = io.StringIO()
     configure_logging("info", "json", stream=out)
-    log = logging.getLogger("propylon.test")
+    # A logger no other test configured: its level comes from the root's, set here.
+    log = logging.getLogger("test_logs.json")
     log.debug("not shown at info")
     log.info("gateway %s programmed", "default/eg", extra={"gateway": "default/eg"})
     try:
@@ -41,7 +42,7 @@ def test_json_lines(restore_root_logger: None) -> None:
     assert first["msg"] == "gateway default/eg programmed"
     assert (first["level"], first["logger"], first["gateway"]) == (
         "INFO",
-        "propylon.test",
+        "test_logs.json",
         "default/eg",
     )
     assert datetime.fromisoformat(first["time"]).utcoffset() is not None  # with its zone
@@ -52,5 +53,5 @@ def test_json_lines(restore_root_logger: None) -> None:
 def test_text_is_the_default_format(restore_root_logger: None) -> None:
     out = io.StringIO()
     configure_logging("warning", "text", stream=out)
-    logging.getLogger("propylon.test").warning("plain %d", 1)
-    assert out.getvalue().rstrip().endswith("WARNING propylon.test: plain 1")
+    logging.getLogger("test_logs.text").warning("plain %d", 1)
+    assert out.getvalue().rstrip().endswith("WARNING test_logs.text: plain 1")
