@@ -101,10 +101,17 @@ async def test_secret_config_map_empty_dir_and_mounts(tmp_path: Path) -> None:
             {"name": "scratch", "mountPath": "/data"},
         ]
     }
-    mounts = volumes.mounts(container)
+    mounts = volumes.mounts(container, {})
     assert [(m.target, m.read_only) for m in mounts] == [("/etc/creds", True), ("/data", False)]
     with pytest.raises(ConfigError, match="volumeMount nope: no volume of that name"):
-        volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]})
+        volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, {})
+    # subPathExpr is expanded with the container's env; the folder is made if missing.
+    per_node = {"volumeMounts": [{"name": "scratch", "mountPath": "/s", "subPathExpr": "$(N)"}]}
+    (mount,) = volumes.mounts(per_node, {"N": "node-2"})
+    assert mount.source == volumes.dirs["scratch"] / "node-2" and mount.source.is_dir()
+    escape = {"volumeMounts": [{"name": "scratch", "mountPath": "/s", "subPath": "../x"}]}
+    with pytest.raises(ConfigError, match="leaves the volume"):
+        volumes.mounts(escape, {})
 
 
 async def test_missing_secret_is_a_config_error_naming_it(tmp_path: Path) -> None:
