@@ -216,8 +216,9 @@ class Operator:
             return statuses, set()
         out = dict(statuses)
         gated: set[ObjectKey] = set()
-        for key, status in statuses.items():
-            if key.kind != "Gateway":
+        for key in self.source.uids("Gateway"):  # O(Gateways), not O(statuses)
+            status = statuses.get(key)
+            if status is None:
                 continue
             gated.add(key)
             verdict = self.reports.verdict(key, _generation(status))
