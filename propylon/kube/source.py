@@ -181,7 +181,11 @@ class KubeSource:
             if self.on_raw is not None:
                 self.on_raw(key)
             if _status_only(event):
-                continue  # e.g. the operator's status writes, seen by every watcher
+                # E.g. the operator's status writes, seen by every watcher: not parsed.
+                # A Gateway's status holds its assigned address, which a build reads
+                # (previous addresses): that still wakes the loop, with nothing touched.
+                touched = touched or key.kind in STATUS_READ_BY_BUILD
+                continue
             touched = True
             self._touched.add(key)
             self._problems.pop(key, None)
@@ -232,6 +236,8 @@ def _status_only(event: Event) -> bool:
     return bool(new.get("generation") and all(new.get(f) == old.get(f) for f in _SPEC_METADATA))
 
 
+# Kinds whose status (as the API server has it) is an input of the build.
+STATUS_READ_BY_BUILD = frozenset({"Gateway"})
 _SPEC_METADATA = ("generation", "labels", "annotations", "deletionTimestamp", "uid")
 
 
