@@ -31,7 +31,7 @@ from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.leader import LeaderElector, LeaseConfig
 from propylon.kube.nodereport import NodeReports
 from propylon.kube.source import KubeSource
-from propylon.kube.status import StatusSink
+from propylon.kube.status import WRITE_TIMEOUT_S, StatusSink
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.seams import LbIpamPools
@@ -88,6 +88,7 @@ class Operator:
             controller=CILIUM_CONTROLLER_NAME,
             merge_conditions=merge_conditions,
             can_write=fence,
+            write_budget=self.write_budget,
             metrics=metrics,
         )
         self.generated = GeneratedObjects(
@@ -95,6 +96,7 @@ class Operator:
             self.source.raw,
             self._owned_services,
             can_write=fence,
+            write_budget=self.write_budget,
             on_address=self._address_assigned,
         )
         self.events = EventRecorder(self.api, instance=self.identity)
@@ -112,6 +114,10 @@ class Operator:
 
     def can_write(self) -> bool:
         return self.elector is None or self.elector.can_write()
+
+    def write_budget(self) -> float:
+        """How long a write may still take: until the fence closes (leader election)."""
+        return self.elector.remaining() if self.elector is not None else WRITE_TIMEOUT_S
 
     # --- lifecycle -------------------------------------------------------------------
 
