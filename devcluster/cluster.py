@@ -30,14 +30,15 @@ from devcluster.build import Binaries, ensure_built
 
 REPO = Path(__file__).resolve().parents[1]
 API_PORT = 6443
-ETCD_CLIENT_PORT = 23790
-ETCD_PEER_PORT = 23800
+ETCD_CLIENT_PORT = 23790 + 10 * network.INSTANCE
+ETCD_PEER_PORT = 23800 + 10 * network.INSTANCE
 API_SERVER = f"https://{network.HOST_ADDRESS}:{API_PORT}"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
 def run_dir() -> Path:
-    return Path(os.environ.get("PROPYLON_DEVCLUSTER_DIR", "/run/propylon-devcluster"))
+    default = "/run/propylon-devcluster" + (f"-{network.INSTANCE}" if network.INSTANCE else "")
+    return Path(os.environ.get("PROPYLON_DEVCLUSTER_DIR", default))
 
 
 def _say(message: str) -> None:

@@ -51,6 +51,12 @@ def install(cluster: Cluster, values: list[str]) -> None:
     binaries = build.binaries()
     crds = gateway_api_crds()
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    pool = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumLoadBalancerIPPool",
+        "metadata": {"name": "conformance"},
+        "spec": {"blocks": [{"cidr": str(network.LB_POOL)}]},
+    }
     argv = [
         str(binaries.helm),
         "upgrade",
@@ -72,6 +78,7 @@ def install(cluster: Cluster, values: list[str]) -> None:
     for value in values:
         argv += ["--set", value]
     subprocess.run(argv, check=True)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pool))
 
 
 def main(argv: list[str] | None = None) -> int:

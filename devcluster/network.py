@@ -7,22 +7,36 @@ unreachable from a node or a pod instead of leaking onto the machine's real netw
 
     host   pdc-br0 198.18.0.1/24 ──veth── node-i eth0 198.18.0.(10+i)/24
                                            node-i cbr0 198.18.(16+i).1/24 ── pods
+
+(instance 0; instance k shifts the third octet by 32*k and names things pdc-brk, pdcK-n,
+ck-node-i.)
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from dataclasses import dataclass
 
+# Several clusters can run side by side on one machine (one per developer task), each
+# with its own addresses, names and run folder: $PROPYLON_DEVCLUSTER_INSTANCE (0-2).
+# Instance 0 is the default, and the one CI and the README use.
+INSTANCE = int(os.environ.get("PROPYLON_DEVCLUSTER_INSTANCE", "0"))
+if not 0 <= INSTANCE <= 2:
+    raise SystemExit("PROPYLON_DEVCLUSTER_INSTANCE must be 0, 1 or 2")
+_BASE = 32 * INSTANCE  # third octet of this instance's node subnet in 198.18.0.0/16
+
 PREFIX = "pdc-"
-HOST_BRIDGE = "pdc-br0"
-HOST_ADDRESS = "198.18.0.1"
-NODE_SUBNET = ipaddress.ip_network("198.18.0.0/24")
+NODE_PREFIX = "node-" if INSTANCE == 0 else f"c{INSTANCE}-node-"
+HOST_BRIDGE = f"pdc-br{INSTANCE}"
+LINK_PREFIX = "pdc-n" if INSTANCE == 0 else f"pdc{INSTANCE}-n"
+HOST_ADDRESS = f"198.18.{_BASE}.1"
+NODE_SUBNET = ipaddress.ip_network(f"198.18.{_BASE}.0/24")
 CLUSTER_RANGE = ipaddress.ip_network("198.18.0.0/15")
-SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
-LB_POOL = ipaddress.ip_network("198.19.200.0/24")
-MAX_NODES = 15  # node i's pod CIDR is 198.18.(16+i).0/24
+SERVICE_RANGE = ipaddress.ip_network(f"198.19.{64 * INSTANCE}.0/18")
+LB_POOL = ipaddress.ip_network(f"198.19.{200 + INSTANCE}.0/24")
+MAX_NODES = 15  # node i's pod CIDR is 198.18.(base+16+i).0/24
 
 
 @dataclass(frozen=True)
@@ -32,29 +46,29 @@ class NodeNet:
 
     @property
     def netns(self) -> str:
-        return f"{PREFIX}node-{self.index}"
+        return f"{PREFIX}{self.name}"
 
     @property
     def host_veth(self) -> str:
-        return f"{PREFIX}n{self.index}"
+        return f"{LINK_PREFIX}{self.index}"
 
     @property
     def ip(self) -> str:
-        return f"198.18.0.{10 + self.index}"
+        return f"198.18.{_BASE}.{10 + self.index}"
 
     @property
     def pod_cidr(self) -> str:
-        return f"198.18.{16 + self.index}.0/24"
+        return f"198.18.{_BASE + 16 + self.index}.0/24"
 
     @property
     def pod_gateway(self) -> str:
-        return f"198.18.{16 + self.index}.1"
+        return f"198.18.{_BASE + 16 + self.index}.1"
 
 
 def nodes(count: int) -> list[NodeNet]:
     if not 1 <= count <= MAX_NODES:
         raise ValueError(f"--nodes must be between 1 and {MAX_NODES}")
-    return [NodeNet(i, f"node-{i}") for i in range(1, count + 1)]
+    return [NodeNet(i, f"{NODE_PREFIX}{i}") for i in range(1, count + 1)]
 
 
 def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
@@ -106,12 +120,14 @@ def route_to_node(prefix: str, node: NodeNet) -> None:
 
 
 def destroy() -> list[str]:
-    """Remove every namespace and host link this module made (by name prefix); return
-    what was removed. Safe to call when nothing is there."""
+    """Remove every namespace and host link this instance made (its node namespaces, the
+    pod namespaces its node agents name `pdc-pod-<node>-...`, its bridge and veths);
+    return what was removed. Safe to call when nothing is there."""
     removed: list[str] = []
+    namespaces = (f"{PREFIX}{NODE_PREFIX}", f"{PREFIX}pod-{NODE_PREFIX}")
     for line in _ip("netns", "list", check=False).splitlines():
         name = line.split()[0] if line.strip() else ""
-        if name.startswith(PREFIX):
+        if name.startswith(namespaces):
             _ip("netns", "delete", name, check=False)
             removed.append(name)
     for line in _ip("-o", "link", "show", check=False).splitlines():
@@ -119,7 +135,7 @@ def destroy() -> list[str]:
         if len(parts) < 2:
             continue
         name = parts[1].strip().split("@")[0]
-        if name.startswith(PREFIX):
+        if name == HOST_BRIDGE or name.startswith(LINK_PREFIX):
             _ip("link", "delete", name, check=False)
             removed.append(name)
     return removed

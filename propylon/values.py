@@ -33,6 +33,14 @@ class GatewayClassValues(_Values):
     create: Literal["auto", "true", "false"] | bool = "auto"
 
 
+class SecretsNamespace(_Values):
+    # Where TLS Secrets referenced by Gateways are copied to (sync) for the agents
+    # (the chart creates the namespace; the copy is not implemented yet).
+    create: bool = True
+    name: str = "cilium-secrets"
+    sync: bool = True
+
+
 class GatewayAPIValues(_Values):
     enabled: bool = True
     xff_num_trusted_hops: int = Field(default=0, ge=0, alias="xffNumTrustedHops")
@@ -41,6 +49,13 @@ class GatewayAPIValues(_Values):
     external_traffic_policy: Literal["Cluster", "Local"] = Field(
         default="Cluster", alias="externalTrafficPolicy"
     )
+    secrets_namespace: SecretsNamespace = Field(
+        default=SecretsNamespace(), alias="secretsNamespace"
+    )
+    # Accepted with Cilium's meaning so its values files install; not acted on yet.
+    enable_proxy_protocol: bool = Field(default=False, alias="enableProxyProtocol")
+    enable_alpn: bool = Field(default=False, alias="enableAlpn")
+    enable_app_protocol: bool = Field(default=False, alias="enableAppProtocol")
 
 
 class Capabilities(_Values):

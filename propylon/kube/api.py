@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -249,7 +250,9 @@ class KubeApi:
 
 
 def pod_identity() -> str:
-    """This process as a Lease holder: pod name + uid in a pod, else host + pid."""
+    """This process as a Lease holder: the pod's name (else the host's) and a random
+    part new at every start, as client-go does. A restarted container is a new
+    candidate: it cannot take its predecessor's unexpired Lease as its own, so the
+    standby takes over when the leader dies, whether or not the kubelet restarts it."""
     name = os.environ.get("POD_NAME") or os.uname().nodename
-    uid = os.environ.get("POD_UID") or str(os.getpid())
-    return f"{name}_{uid}"
+    return f"{name}_{uuid.uuid4()}"

@@ -14,6 +14,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from propylon.envoy import XdsResources
+from propylon.metrics import Metrics
 from propylon.xds._stream import AdsStream, Request, Response
 
 log = logging.getLogger("propylon.xds")
@@ -78,7 +79,8 @@ class AdsServer:
     """Aggregated Discovery Service (SotW and Delta) serving one desired state to every
     connected Envoy. `update` is synchronous and must be called from the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._server: grpc.aio.Server | None = None
         self._resources: XdsResources | None = None
         self.version = 0
@@ -168,6 +170,23 @@ class AdsServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
 
+    def rejections(self) -> list[dict[str, object]]:
+        """Nodes whose latest rejected version is newer than what they acknowledged:
+        {node, version, message} (Envoy's error detail)."""
+        return [
+            {"node": s.node_id, "version": s.nacked_version, "message": s.last_nack}
+            for s in sorted(self._streams, key=lambda s: s.node_id)
+            if s.nacked_version > s.acked_version
+        ]
+
+    async def wait_rejected(self, after: int) -> tuple[int, str]:
+        """Wait until a node rejects a version newer than `after`; (version, message)."""
+        while True:
+            for s in self._streams:
+                if s.nacked_version > max(after, s.acked_version):
+                    return s.nacked_version, s.last_nack or "rejected"
+            await self._changed.wait()
+
     def _notify(self, _stream: AdsStream | None) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -186,10 +205,14 @@ class AdsServer:
         decode = _delta_request if delta else _sotw_request
         encode = _delta_response if delta else _sotw_response
 
+        metrics = self._metrics
+
         async def read() -> None:
             try:
                 async for msg in requests:
-                    stream.on_request(decode(msg))
+                    answered = stream.on_request(decode(msg))
+                    if metrics is not None and answered is not None:
+                        metrics.xds_answered(msg.type_url, accepted=answered == "ack")
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
             except Exception:
@@ -202,10 +225,16 @@ class AdsServer:
             stream.set_snapshot(self._resources, self.version)
         reader = asyncio.create_task(read())
         log.info("%s ADS stream opened", "delta" if delta else "sotw")
+        if metrics is not None:
+            metrics.xds_streams.inc()
         try:
             while (item := await queue.get()) is not None:
                 await context.write(encode(item))
+                if metrics is not None:
+                    metrics.xds_pushed(item.type_url)
         finally:
+            if metrics is not None:
+                metrics.xds_streams.dec()
             reader.cancel()
             self._streams.discard(stream)
             self._notify(stream)

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import Literal
 
 from propylon.envoy import (
     CLUSTER_TYPE,
@@ -57,6 +58,9 @@ SHORT = {
     SCOPED_ROUTE_TYPE: "SRDS",
     ROUTE_TYPE: "RDS",
 }
+
+# What a request says about the response in flight of its type.
+Answer = Literal["ack", "nack"]
 
 
 @dataclass(frozen=True)
@@ -223,16 +227,20 @@ class AdsStream:
             ts.dirty |= self._ahead
         ts.missing = {n for n in now if n not in ts.names}
 
-    def on_request(self, req: Request) -> None:
+    def on_request(self, req: Request) -> Answer | None:
+        """Apply one request from Envoy. Returns "ack" or "nack" when it answers the
+        response in flight of its type, else None."""
         ts = self._types.get(req.type_url)
         if ts is None:
             log.debug("ignoring request for unknown type %s", req.type_url)
-            return
+            return None
         if req.node_id and not self.node_id:
             self.node_id = req.node_id
+        answer: Answer | None = None
         if req.nonce:
             if req.nonce == ts.pending:
                 ts.pending = None
+                answer = "nack" if req.error else "ack"
                 if req.error:
                     ts.nack = req.error
                     self.nacked_version = max(self.nacked_version, ts.sent_version)
@@ -248,7 +256,7 @@ class AdsStream:
                 else:
                     ts.nack = None
             elif req.nonce != ts.last_nonce and not self.delta:
-                return  # stale SotW request: superseded by a response Envoy hasn't seen
+                return None  # stale SotW request: superseded by a response Envoy hasn't seen
         elif not self.delta or not ts.requested:
             # An initial request: it must be answered, even with nothing. (Later Delta
             # requests without a nonce only change the subscription.)
@@ -275,6 +283,7 @@ class AdsStream:
                 if self._desired is not None:
                     self._full_dirty(req.type_url)
         self._pump()
+        return answer
 
     def _delta_subscribe(self, req: Request, ts: _TypeState, first: bool) -> None:
         t = req.type_url

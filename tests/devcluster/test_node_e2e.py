@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-NODE = "node-1"
-POD_CIDR_PREFIX = "198.18.17."
+from devcluster import network
+
+NODE = network.nodes(1)[0].name
+POD_CIDR_PREFIX = network.nodes(1)[0].pod_cidr.removesuffix("0/24")
 T = TypeVar("T")
 
 
@@ -146,7 +148,7 @@ spec: {{selector: {{app: echo}}, ports: [{{port: 80, targetPort: 3000}}]}}
 
 def echo_json(ip: str) -> dict[str, Any]:
     route = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
-    assert "pdc-br0" in route, f"no route to {ip} through the cluster's bridge: {route}"
+    assert network.HOST_BRIDGE in route, f"no route to {ip} through the cluster's bridge: {route}"
     with urllib.request.urlopen(f"http://{ip}:3000/probe", timeout=5) as response:
         return dict(json.loads(response.read()))
 
@@ -156,7 +158,7 @@ def test_node_is_registered_ready_with_a_fresh_lease(cluster: Any) -> None:
     conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
     assert conditions["Ready"] == "True"
     assert node["spec"]["podCIDR"] == POD_CIDR_PREFIX + "0/24"
-    assert {"type": "InternalIP", "address": "198.18.0.11"} in node["status"]["addresses"]
+    assert {"type": "InternalIP", "address": network.nodes(1)[0].ip} in node["status"]["addresses"]
     assert int(node["status"]["allocatable"]["pods"]) > 0
     lease = get(cluster, "lease", "-n", "kube-node-lease", NODE)
     assert lease["spec"]["holderIdentity"] == NODE
@@ -178,7 +180,7 @@ def test_echo_deployment_runs_serves_scales_to_zero_and_leaves_nothing(
     assert len(set(ips)) == 2
     for pod in pods:
         status = pod["status"]
-        assert status["hostIP"] == "198.18.0.11"
+        assert status["hostIP"] == network.nodes(1)[0].ip
         assert status["containerStatuses"][0]["state"].get("running")
         body = echo_json(status["podIP"])
         assert body["pod"] == pod["metadata"]["name"]
@@ -436,7 +438,7 @@ spec:
     )
     wait_for("the hostNetwork pod to run", lambda: ready_pods(cluster, namespace, "!none", 1))
     pod = get(cluster, "pod", "-n", namespace, "host")
-    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == "198.18.0.11"
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == network.nodes(1)[0].ip
     (pid,) = container_pids(cluster, namespace).values()
     agent = cluster.pid(NODE)
     assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink(f"/proc/{agent}/ns/net")
