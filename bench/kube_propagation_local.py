@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -301,6 +302,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         cp.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -9,8 +9,9 @@ import logging
 from typing import Any
 
 from devcluster.node import netns
-from devcluster.node.api import API_ERRORS, NodeApi, WatchExpired
+from devcluster.node.api import NodeApi
 from devcluster.node.config import NodeConfig
+from devcluster.node.informer import run_informer
 from devcluster.node.ipam import PodIPAllocator
 from devcluster.node.pod import NodeContext, PodWorker, release_pod
 from devcluster.node.registration import Registration
@@ -37,7 +38,7 @@ class Agent:
         self.config.pods_dir.mkdir(parents=True, exist_ok=True)
         background = [
             asyncio.create_task(Registration(self.config, self.api).run()),
-            asyncio.create_task(self._watch_pods()),
+            asyncio.create_task(run_informer(self.api, self.config.name, self)),
         ]
         await stop.wait()
         log.info("node %s stopping: stopping %d pods", self.config.name, len(self.workers))
@@ -56,30 +57,7 @@ class Agent:
         await self.api.close()
 
     # Pods ------------------------------------------------------------------------------
-    async def _watch_pods(self) -> None:
-        """List, then watch from the list's resourceVersion; a watch that ends or breaks
-        (API server restart) resumes from the last version seen, bookmarks included; 410
-        Gone means that version is too old: list again."""
-        version: str | None = None
-        while True:
-            try:
-                if version is None:
-                    pods, version = await self.api.list_pods(self.config.name)
-                    await self._sync(pods)
-                async for kind, obj in self.api.watch_pods(self.config.name, version):
-                    version = obj.get("metadata", {}).get("resourceVersion") or version
-                    if kind in ("ADDED", "MODIFIED"):
-                        self._on_pod(obj)
-                    elif kind == "DELETED":
-                        self._on_pod_gone(obj["metadata"]["uid"])
-            except WatchExpired:
-                log.info("pod watch: resourceVersion %s expired, listing again", version)
-                version = None
-            except API_ERRORS as error:
-                log.warning("pod watch: %s; retrying", error)
-                await asyncio.sleep(1.0)
-
-    async def _sync(self, pods: list[Obj]) -> None:
+    async def sync(self, pods: list[Obj]) -> None:
         """Make the workers match a full list: start new ones, stop those gone; release
         pods remembered in the state dir that the API server no longer has."""
         listed = {pod["metadata"]["uid"] for pod in pods}
@@ -87,7 +65,7 @@ class Agent:
             if uid not in listed:
                 worker.stop(delete_from_api=False)
         for pod in pods:
-            self._on_pod(pod)
+            self.changed(pod)
         for uid in [uid for uid in self._records if uid not in listed]:
             log.info("pod %s no longer exists: releasing what is left of it", uid)
             await release_pod(self.ctx, self._records.pop(uid), self.config.pods_dir / uid)
@@ -99,7 +77,7 @@ class Agent:
                 log.info("removing stray network namespace %s", name)
                 await netns.run("ip", "netns", "del", name, check=False)
 
-    def _on_pod(self, pod: Obj) -> None:
+    def changed(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
         if uid in self._finished:
             return
@@ -129,8 +107,8 @@ class Agent:
             self.workers.pop(worker.uid, None)
             self._finished.add(worker.uid)
 
-    def _on_pod_gone(self, uid: str) -> None:
-        worker = self.workers.get(uid)
+    def deleted(self, pod: Obj) -> None:
+        worker = self.workers.get(pod["metadata"]["uid"])
         if worker is not None:
             worker.stop(delete_from_api=False)
 

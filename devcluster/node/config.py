@@ -18,7 +18,7 @@ class NodeConfig:
     bridge: str
     api_host: str
     api_port: int
-    ca: Path
+    ca: Path  # the launcher passes it; the API client takes its CA from the kubeconfig
     state_dir: Path
     labels: dict[str, str] = field(default_factory=dict)
     # How often the Lease is renewed and the Ready condition refreshed (the kubelet

@@ -28,7 +28,7 @@ from devcluster.node.envvars import (
     expand_all,
     referenced_objects,
 )
-from devcluster.node.ipam import PodIPAllocator
+from devcluster.node.ipam import PodIPAllocator, PoolExhausted
 from devcluster.node.process import ContainerProcess, launch_argv
 from devcluster.node.state import ContainerRecord, PodRecord
 from devcluster.node.status import Conditions, ContainerStatus, phase, pod_conditions
@@ -90,6 +90,7 @@ class PodWorker:
         self._secrets: dict[str, Obj | None] = {}
         self._config_maps: dict[str, Obj | None] = {}
         self._volume_writer: VolumeWriter | None = None
+        self._network_released = False
         self.done = asyncio.Event()
 
     # Called by the agent -------------------------------------------------------------
@@ -157,6 +158,10 @@ class PodWorker:
     async def _set_up(self) -> bool:
         """Network and volumes; retried until they work or the pod is going away."""
         config = self.ctx.config
+        if self._pod_done():  # finished before an agent restart: nothing to set up again
+            self.pod_ip = self.pod.get("status", {}).get("podIP", "")
+            self._network_released = True
+            return True
         while not self._stopping.is_set():
             try:
                 if self.host_network:
@@ -188,7 +193,7 @@ class PodWorker:
                 self.volumes = await writer.write_all()
                 self._volume_writer = writer
                 return True
-            except (ConfigError, netns.CommandFailed, *API_ERRORS) as error:
+            except (ConfigError, PoolExhausted, netns.CommandFailed, *API_ERRORS) as error:
                 message = str(error)
                 log.warning("pod %s/%s: setup: %s", self.namespace, self.name, message)
                 for status in self.containers:
@@ -243,6 +248,8 @@ class PodWorker:
         path = BASE_PATH
         if any(str(p).startswith(sys.prefix) for p in image.executables.values()):
             path = f"{sys.prefix}/bin:{path}"
+        # What every pod sees for the `kubernetes` Service (named after its port 443), but
+        # pointing at the API server itself: nothing routes ClusterIPs (no kube-proxy).
         host, port = config.api_host, str(config.api_port)
         return {
             "PATH": path,
@@ -258,8 +265,9 @@ class PodWorker:
             "KUBERNETES_PORT_443_TCP_PORT": port,
         }
 
-    def _prepare(self, spec: Obj, status: ContainerStatus) -> tuple[list[str], dict[str, str]]:
-        """argv and env of the container, or a waiting reason explaining why not."""
+    def _prepare(self, spec: Obj) -> tuple[list[str], dict[str, str]]:
+        """argv and env of the container; ImageError, ExecutableNotFound or ConfigError say
+        why not."""
         image = images.resolve(spec["image"])
         env = container_env(
             self.pod,
@@ -271,12 +279,12 @@ class PodWorker:
         )
         argv = image.argv(expand_all(spec.get("command"), env), expand_all(spec.get("args"), env))
         assert self.volumes is not None
-        mounts = self.volumes.mounts(spec)
+        mounts = self.volumes.mounts(spec, env)
         return launch_argv(argv, self.record.netns, mounts, spec.get("workingDir")), env
 
     def _start(self, spec: Obj, status: ContainerStatus) -> ContainerProcess | None:
         try:
-            argv, env = self._prepare(spec, status)
+            argv, env = self._prepare(spec)
         except images.ImageError as error:
             self._waiting(status, "ErrImagePull", str(error))
             return None
@@ -370,7 +378,7 @@ class PodWorker:
         backoff = CrashBackoff()
         process = self._adopt(spec["name"], status, policy)
         if status.final:
-            self._dirty.set()
+            self._container_finished()
             return
         while not self._stopping.is_set():
             if process is None:
@@ -408,7 +416,7 @@ class PodWorker:
             if not should_restart(policy, terminated["exitCode"]):
                 status.state = {"terminated": terminated}
                 status.final = True
-                self._dirty.set()
+                self._container_finished()
                 return
             status.last_state = {"terminated": terminated}
             delay = backoff.delay_after_exit(time.monotonic() - began)
@@ -421,6 +429,25 @@ class PodWorker:
             if await self._sleep_unless_stopping(delay):
                 return
             status.restart_count += 1  # counted when it restarts, as the kubelet does
+
+    def _pod_done(self) -> bool:
+        return phase(self.init_containers, self.containers) in ("Succeeded", "Failed")
+
+    def _container_finished(self) -> None:
+        """Once the pod has Succeeded or Failed, its network goes, as the kubelet removes a
+        finished pod's sandbox; its podIP stays in the status, its dirs until deletion."""
+        self._dirty.set()
+        if self._pod_done() and not self._network_released:
+            self._network_released = True
+            self._tasks.append(asyncio.create_task(self._release_network()))
+
+    async def _release_network(self) -> None:
+        if self.record.netns and self.record.veth:
+            await netns.delete_pod_network(self.record.netns, self.record.veth)
+        self.ctx.ipam.release(self.uid)
+        self.network_ready = False
+        self._dirty.set()
+        log.info("pod %s/%s finished: network released", self.namespace, self.name)
 
     async def _fetch_referenced_quietly(self) -> None:
         with contextlib.suppress(*API_ERRORS):

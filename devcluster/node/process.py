@@ -41,34 +41,38 @@ def is_same_process(pid: int, started: int) -> bool:
     return start_time(pid) == started
 
 
+FIRST_MOUNT_FD = 10  # above the shell's own; bash takes multi-digit descriptors
+
+
 def launch_argv(
     argv: list[str], netns: str | None, mounts: list[BindMount], working_dir: str | None
 ) -> list[str]:
-    """nsenter (network) -> unshare (private mount namespace) -> sh (bind mounts) -> exec.
-    Each step execs the next, so the pid is the container process's."""
+    """nsenter (network) -> unshare (private mount namespace) -> bash (bind mounts) -> exec.
+    Each step execs the next, so the pid is the container process's.
+
+    Every source is opened before the first mount and bound from /proc/self/fd: a volume
+    mounted over a folder holding the state dir (an emptyDir at /tmp, say) must not hide
+    the sources of the mounts after it."""
     steps = ["set -e"]
-    for mount in mounts:
+    fds = [FIRST_MOUNT_FD + i for i in range(len(mounts))]
+    for fd, mount in zip(fds, mounts, strict=True):
+        steps.append(f"exec {fd}<{shlex.quote(str(mount.source))}")
+    for fd, mount in zip(fds, mounts, strict=True):
         target = shlex.quote(mount.target)
         options = "bind,ro" if mount.read_only else "bind"
         steps.append(f"mkdir -p {target}")
-        steps.append(f"mount -o {options} {shlex.quote(str(mount.source))} {target}")
+        steps.append(f"mount -o {options} /proc/self/fd/{fd} {target}")
+    if fds:
+        steps.append("exec " + " ".join(f"{fd}<&-" for fd in fds))
     if working_dir:
         steps.append(f"cd {shlex.quote(working_dir)}")
     steps.append('exec "$@"')
     prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
     return [
         *prefix,
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-c",
-        "; ".join(steps),
-        "pdc-container",
-        *argv,
-    ]
+        "unshare", "--mount", "--propagation", "private", "--",
+        "/bin/bash", "-c", "; ".join(steps), "pdc-container", *argv,
+    ]  # fmt: skip
 
 
 class ContainerProcess:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster.node.envvars import ConfigError, PodFacts, field_value, object_data
+from devcluster.node.envvars import ConfigError, PodFacts, expand, field_value, object_data
 from devcluster.node.process import BindMount
 
 Obj = dict[str, Any]
@@ -29,14 +29,19 @@ class PodVolumes:
     # When the earliest token must be fetched again (80% of its lifetime, as the kubelet).
     refresh_at: datetime.datetime | None = None
 
-    def mounts(self, container: Obj) -> list[BindMount]:
+    def mounts(self, container: Obj, env: Mapping[str, str]) -> list[BindMount]:
         mounts = []
         for mount in container.get("volumeMounts", []):
-            source = self.dirs.get(mount["name"])
+            name = mount["name"]
+            source = self.dirs.get(name)
             if source is None:
-                raise ConfigError(f"volumeMount {mount['name']}: no volume of that name")
-            if mount.get("subPath"):
-                source = source / mount["subPath"]
+                raise ConfigError(f"volumeMount {name}: no volume of that name")
+            sub = mount.get("subPath") or expand(mount.get("subPathExpr", ""), env)
+            if sub:
+                if sub.startswith("/") or ".." in Path(sub).parts:
+                    raise ConfigError(f"volumeMount {name}: subPath {sub!r} leaves the volume")
+                source = source / sub
+                source.mkdir(parents=True, exist_ok=True)  # as the kubelet makes it
             mounts.append(BindMount(source, mount["mountPath"], bool(mount.get("readOnly"))))
         return mounts
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -11,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from propylon.cli.helmvalues import ValuesError
+from propylon.cli.observability import add_log_args, add_metrics_args, configure_logging
 from propylon.cli.run import add_values_args, values_from_args
+from propylon.metrics import AddressError, Metrics, MetricsServer, default_metrics, serve_metrics
 
 DEFAULT_NAMESPACE = "kube-system"
 
@@ -35,12 +36,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("POD_NAMESPACE") or DEFAULT_NAMESPACE,
         help="namespace of the Lease and reports (default: $POD_NAMESPACE, else kube-system)",
     )
-    parser.add_argument("--metrics-address", metavar="HOST:PORT")
+    add_metrics_args(parser)
     parser.add_argument("--health-address", metavar="HOST:PORT", help="/healthz and /readyz")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
-    )
+    add_log_args(parser)
 
 
 def add_kube_parsers(subparsers: Any) -> None:
@@ -88,38 +86,22 @@ def add_kube_parsers(subparsers: Any) -> None:
     agent.set_defaults(func=cmd_agent)
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        body = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
-        return json.dumps(body)
-
-
 def setup_logging(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    configure_logging(level, fmt)
     # One line per HTTP request is far too much at info.
     for noisy in ("httpx2", "httpx", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def _metrics_note(args: argparse.Namespace) -> None:
-    if args.metrics_address:
-        logging.getLogger("propylon").warning(
-            "--metrics-address %s: Prometheus metrics are not served by this build yet "
-            "(propylon.metrics is wired in when it is merged)",
-            args.metrics_address,
-        )
+def start_metrics(address: str | None) -> tuple[Metrics, MetricsServer | None]:
+    """The process's metrics, served on `address` if given (raises AddressError/OSError
+    when it cannot listen: checked before anything else starts)."""
+    metrics = default_metrics()
+    if address is None:
+        return metrics, None
+    server = serve_metrics(address)
+    logging.getLogger("propylon").info("metrics on http://%s/metrics", server.address)
+    return metrics, server
 
 
 def _kube_config_error(args: argparse.Namespace) -> str | None:
@@ -145,7 +127,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
     from propylon.runtime.operator import OperatorOptions, serve
 
     setup_logging(args.log_format, args.log_level)
-    _metrics_note(args)
     try:
         values = values_from_args(args)
         lease = LeaseConfig(
@@ -174,9 +155,17 @@ def cmd_operator(args: argparse.Namespace) -> int:
         require_agent_ack=args.require_agent_ack,
     )
     try:
-        code: int = asyncio.run(serve(options))
+        metrics, server = start_metrics(args.metrics_address)
+    except (AddressError, OSError) as exc:
+        print(f"error: --metrics-address {args.metrics_address}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code: int = asyncio.run(serve(options, metrics=metrics))
     except KeyboardInterrupt:
         return 130
+    finally:
+        if server is not None:
+            server.close()
     return code
 
 
@@ -186,7 +175,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from propylon.runtime.agent import AgentOptions, serve
 
     setup_logging(args.log_format, args.log_level)
-    _metrics_note(args)
     try:
         values = values_from_args(args)
     except ValuesError as exc:
@@ -214,6 +202,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
     )
     try:
-        return asyncio.run(serve(options))
+        metrics, server = start_metrics(args.metrics_address)
+    except (AddressError, OSError) as exc:
+        print(f"error: --metrics-address {args.metrics_address}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code: int = asyncio.run(serve(options, metrics=metrics))
     except KeyboardInterrupt:
         return 130
+    finally:
+        if server is not None:
+            server.close()
+    return code

@@ -30,6 +30,7 @@ MANAGED_BY_VALUE = "propylon-operator"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 BACKOFF_S = 1.0
 BACKOFF_MAX_S = 60.0
+WRITE_TIMEOUT_S = 10.0  # when no leader fence bounds a write
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,11 @@ class GeneratedObjects:
         owned: Callable[[], list[ObjectKey]],
         *,
         can_write: Callable[[], bool] = lambda: True,
+        write_budget: Callable[[], float] = lambda: WRITE_TIMEOUT_S,
         on_address: Callable[[ObjectKey, tuple[str, ...]], None] | None = None,
     ) -> None:
         self.api = api
+        self._budget = write_budget
         self._raw = raw
         self._owned = owned  # generated Services that exist (by our label)
         self._can_write = can_write
@@ -199,13 +202,14 @@ class GeneratedObjects:
             key = min(self._dirty)
             self._dirty.discard(key)
             try:
-                await self._sync(key)
+                # Bounded by the leader fence, as status writes are.
+                await asyncio.wait_for(self._sync(key), timeout=max(0.01, self._budget()))
                 self._failures.pop(key, None)
-            except (ApiError, httpx2.HTTPError, OSError) as exc:
+            except (ApiError, httpx2.HTTPError, OSError, TimeoutError) as exc:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 wait = min(BACKOFF_S * 2 ** (failures - 1), BACKOFF_MAX_S)
-                log.warning("%s: %s; retrying in %.0fs", key, exc, wait)
+                log.warning("%s: %s; retrying in %.0fs", key, str(exc) or type(exc).__name__, wait)
                 asyncio.get_running_loop().call_later(wait, self._requeue, key)
 
     def _requeue(self, key: ObjectKey) -> None:

@@ -175,10 +175,18 @@ class KubeSource:
             self._wake.set()
 
     def _on_events(self, events: list[Event]) -> None:
+        touched = False
         for event in events:
             key = key_of(event.kind, event.id)
             if self.on_raw is not None:
                 self.on_raw(key)
+            if _status_only(event):
+                # E.g. the operator's status writes, seen by every watcher: not parsed.
+                # A Gateway's status holds its assigned address, which a build reads
+                # (previous addresses): that still wakes the loop, with nothing touched.
+                touched = touched or key.kind in STATUS_READ_BY_BUILD
+                continue
+            touched = True
             self._touched.add(key)
             self._problems.pop(key, None)
             if event.obj is None:
@@ -196,7 +204,7 @@ class KubeSource:
                 )
                 continue
             self._objects[key] = StoredObject(resource)
-        if self.synced.is_set():
+        if touched and self.synced.is_set():
             self._wake.set()
 
     def _on_crd_events(self, events: list[Event]) -> None:
@@ -215,6 +223,22 @@ class KubeSource:
                     log.info("%s: reading version %s", kind.kind, version)
                     reflector.resource_version = ""
                 reflector.retry(kind)
+
+
+def _status_only(event: Event) -> bool:
+    """True for an update that changed nothing the core reads: a custom resource whose
+    generation (its spec), labels, annotations and deletion mark are as before. Its
+    status changed, or server-managed metadata: no parse, no rebuild. (Built-in kinds
+    keep no generation for their content, so every update of theirs is looked at.)"""
+    if event.obj is None or event.old is None or event.kind.crd_name is None:
+        return False
+    new, old = event.obj.get("metadata") or {}, event.old.get("metadata") or {}
+    return bool(new.get("generation") and all(new.get(f) == old.get(f) for f in _SPEC_METADATA))
+
+
+# Kinds whose status (as the API server has it) is an input of the build.
+STATUS_READ_BY_BUILD = frozenset({"Gateway"})
+_SPEC_METADATA = ("generation", "labels", "annotations", "deletionTimestamp", "uid")
 
 
 def _without_nulls(obj: Obj) -> Obj:

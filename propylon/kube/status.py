@@ -42,6 +42,8 @@ BACKOFF_S = 1.0
 # Writes in flight at once (the API server handles them in parallel; one at a time,
 # 3000 route statuses took ~60 s here).
 WORKERS = 4
+# Longest a write may take when no leader fence bounds it.
+WRITE_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 60.0
 
 
@@ -95,10 +97,12 @@ class StatusSink:
         controller: str,
         merge_conditions: MergeConditions,
         can_write: Callable[[], bool] = lambda: True,
+        write_budget: Callable[[], float] = lambda: WRITE_TIMEOUT_S,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: KubeMetrics = NO_METRICS,
     ) -> None:
         self.api = api
+        self._budget = write_budget
         self.metrics = metrics
         self._raw = raw
         self._controller = controller
@@ -187,14 +191,18 @@ class StatusSink:
                 continue
             self._inflight.add(key)
             try:
-                await self._write(key)
+                # Never wait on a write past the leader fence (a stalled request must
+                # not land after a standby may have taken over).
+                await asyncio.wait_for(self._write(key), timeout=max(0.01, self._budget()))
                 self._failures.pop(key, None)
-            except (ApiError, httpx2.HTTPError, OSError) as exc:
+            except (ApiError, httpx2.HTTPError, OSError, TimeoutError) as exc:
                 self.errors += 1
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 wait = min(BACKOFF_S * 2 ** (failures - 1), BACKOFF_MAX_S)
-                log.warning("status of %s: %s; retrying in %.0fs", key, exc, wait)
+                log.warning(
+                    "status of %s: %s; retrying in %.0fs", key, str(exc) or type(exc).__name__, wait
+                )
                 asyncio.get_running_loop().call_later(wait, self._requeue, key)
             finally:
                 self._inflight.discard(key)

@@ -30,9 +30,9 @@ from propylon.kube import kinds
 from propylon.kube.addresses import NodeAddresses
 from propylon.kube.api import ApiError, KubeApi
 from propylon.kube.health import HealthServer
-from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
 from propylon.kube.source import KubeSource
+from propylon.metrics import Metrics, default_metrics
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
@@ -73,12 +73,13 @@ class Agent:
         options: AgentOptions,
         api: KubeApi | None = None,
         *,
-        metrics: KubeMetrics = NO_METRICS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.options = options
+        self.metrics = metrics if metrics is not None else default_metrics()
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-agent")
-        self.source = KubeSource(self.api, metrics=metrics)
+        self.source = KubeSource(self.api, metrics=self.metrics)
         self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()
         self.translator = Translator()
@@ -114,7 +115,7 @@ class Agent:
         if opts.health_address:
             health = HealthServer(opts.health_address, ready=self.ready.is_set)
             log.info("health on http://%s/healthz", await health.start())
-        self._xds = AdsServer()
+        self._xds = AdsServer(metrics=self.metrics)
         socket = opts.xds_socket or opts.state_dir / "xds.sock"
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()
@@ -196,6 +197,9 @@ class Agent:
             for key in evaluation.result.addresses
             if key in snapshot
         }
+        self.metrics.reconciled(
+            time.perf_counter() - started, (key.kind for key in snapshot.changed)
+        )
         log.debug(
             "reconcile: %d changed, xDS version %d pushed after %.1f ms",
             len(snapshot.changed),
@@ -279,6 +283,6 @@ class Agent:
         )
 
 
-async def serve(options: AgentOptions) -> int:
-    await Agent(options).serve()
+async def serve(options: AgentOptions, *, metrics: Metrics | None = None) -> int:
+    await Agent(options, metrics=metrics).serve()
     return 0

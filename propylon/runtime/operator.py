@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,11 @@ from propylon.kube.api import ApiError, KubeApi, pod_identity
 from propylon.kube.events import EventRecorder
 from propylon.kube.generated import GeneratedObjects
 from propylon.kube.health import HealthServer
-from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.leader import LeaderElector, LeaseConfig
 from propylon.kube.nodereport import NodeReports
 from propylon.kube.source import KubeSource
-from propylon.kube.status import StatusSink
+from propylon.kube.status import WRITE_TIMEOUT_S, StatusSink
+from propylon.metrics import Metrics, default_metrics
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.seams import LbIpamPools
@@ -65,14 +66,16 @@ class Operator:
         options: OperatorOptions,
         api: KubeApi | None = None,
         *,
-        metrics: KubeMetrics = NO_METRICS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.options = options
-        self.metrics = metrics
+        self.metrics = metrics if metrics is not None else default_metrics()
         self.identity = options.lease.identity if options.lease else pod_identity()
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
-        self.source = KubeSource(self.api, [*kinds.WATCHED, kinds.NODE_REPORT], metrics=metrics)
+        self.source = KubeSource(
+            self.api, [*kinds.WATCHED, kinds.NODE_REPORT], metrics=self.metrics
+        )
         self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()
         self.allocator = LbIpamPools()
@@ -88,13 +91,15 @@ class Operator:
             controller=CILIUM_CONTROLLER_NAME,
             merge_conditions=merge_conditions,
             can_write=fence,
-            metrics=metrics,
+            write_budget=self.write_budget,
+            metrics=self.metrics,
         )
         self.generated = GeneratedObjects(
             self.api,
             self.source.raw,
             self._owned_services,
             can_write=fence,
+            write_budget=self.write_budget,
             on_address=self._address_assigned,
         )
         self.events = EventRecorder(self.api, instance=self.identity)
@@ -112,6 +117,10 @@ class Operator:
 
     def can_write(self) -> bool:
         return self.elector is None or self.elector.can_write()
+
+    def write_budget(self) -> float:
+        """How long a write may still take: until the fence closes (leader election)."""
+        return self.elector.remaining() if self.elector is not None else WRITE_TIMEOUT_S
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -180,6 +189,7 @@ class Operator:
     # --- reconcile -------------------------------------------------------------------
 
     def reconcile(self, changeset: ChangeSet) -> None:
+        started = time.perf_counter()
         snapshot = self.store.apply(changeset)
         objects = snapshot.resources()
         gateway_statuses = self.source.statuses("Gateway")
@@ -203,6 +213,9 @@ class Operator:
         self.generated.update(result.services, uids)
         self._report(result.diagnostics, changeset)
         self.reconciles += 1
+        self.metrics.reconciled(
+            time.perf_counter() - started, (key.kind for key in snapshot.changed)
+        )
         self.collector.after_reconcile()
         if self.can_write():
             self._ensure_gateway_class()
@@ -216,8 +229,9 @@ class Operator:
             return statuses, set()
         out = dict(statuses)
         gated: set[ObjectKey] = set()
-        for key, status in statuses.items():
-            if key.kind != "Gateway":
+        for key in self.source.uids("Gateway"):  # O(Gateways), not O(statuses)
+            status = statuses.get(key)
+            if status is None:
                 continue
             gated.add(key)
             verdict = self.reports.verdict(key, _generation(status))
@@ -355,6 +369,6 @@ def _with_programmed(status: Mapping[str, Any], reason: str, message: str) -> di
     return out
 
 
-async def serve(options: OperatorOptions) -> int:
-    await Operator(options).serve()
+async def serve(options: OperatorOptions, *, metrics: Metrics | None = None) -> int:
+    await Operator(options, metrics=metrics).serve()
     return 0

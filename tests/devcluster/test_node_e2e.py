@@ -69,6 +69,20 @@ def namespace(cluster: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
+@pytest.fixture
+def mount_point(cluster: Any, namespace: str) -> Iterator[str]:
+    """A mountPath for the test's pods. The agent creates a missing mount point on the
+    host's filesystem (empty; the mount itself stays in the pod's mount namespace), so it
+    is removed once the namespace's pods are gone."""
+    path = Path("/tmp") / f"pdc-{namespace}"
+    yield str(path)
+    cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--timeout=60s")
+    if path.is_dir():
+        for directory in sorted(path.rglob("*"), reverse=True):  # deepest first
+            directory.rmdir()  # fails (as it should) if anything was written through
+        path.rmdir()
+
+
 def state_dir(cluster: Any) -> Path:
     return Path(cluster.folder) / "nodes" / NODE
 
@@ -277,19 +291,21 @@ spec:
     assert not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
 
 
-def test_env_volumes_and_var_expansion_reach_the_process(cluster: Any, namespace: str) -> None:
+def test_env_volumes_and_var_expansion_reach_the_process(
+    cluster: Any, namespace: str, mount_point: str
+) -> None:
     apply(
         cluster,
         f"""
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: settings, namespace: {namespace}}}
-data: {{greeting: hello, file.txt: from-configmap}}
+data: {{greeting: hello, f: from-configmap}}
 ---
 apiVersion: v1
 kind: Secret
 metadata: {{name: creds, namespace: {namespace}}}
-stringData: {{password: s3cret}}
+stringData: {{pw: s3cret}}
 ---
 apiVersion: v1
 kind: Pod
@@ -300,16 +316,17 @@ spec:
   containers:
   - name: main
     image: busybox
-    command: [sh, -c, 'echo "$(GREETING) $0 $POD_IP $NODE"; cat /cfg/file.txt /creds/password']
+    command: [sh, -c, 'echo "$(GREETING) $0 $POD_IP $NODE"; cat $(DIR)/cfg/f $(DIR)/creds/pw']
     args: [$(PASSWORD)-arg]
     env:
     - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: settings, key: greeting}}}}}}
-    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: pw}}}}}}
+    - {{name: DIR, value: {mount_point}}}
     - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
     - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
     volumeMounts:
-    - {{name: cfg, mountPath: /cfg}}
-    - {{name: creds, mountPath: /creds, readOnly: true}}
+    - {{name: cfg, mountPath: {mount_point}/cfg}}
+    - {{name: creds, mountPath: {mount_point}/creds, readOnly: true}}
   volumes:
   - {{name: cfg, configMap: {{name: settings}}}}
   - {{name: creds, secret: {{secretName: creds}}}}
@@ -323,7 +340,14 @@ spec:
     log = (state_dir(cluster) / "pods" / pod["metadata"]["uid"] / "logs" / "main.log").read_text()
     ip = pod["status"]["podIP"]
     assert log.splitlines() == [f"hello s3cret-arg {ip} {NODE}", "from-configmaps3cret"], log
-    assert not Path("/cfg").exists() or not any(Path("/cfg").iterdir())
+    # The mounts were the container's own: the host sees empty mount points at most.
+    assert not any((Path(mount_point) / "cfg").iterdir())
+    # A finished pod's network is released (its sandbox, as the kubelet says); podIP stays.
+    uid8 = pod["metadata"]["uid"][:8]
+    wait_for(
+        "the finished pod's netns to go", lambda: not any(n.endswith(uid8) for n in pod_netns())
+    )
+    assert get(cluster, "pod", "-n", namespace, "env")["status"]["podIP"] == ip
 
 
 def test_unknown_image_and_crashing_container_are_reported(cluster: Any, namespace: str) -> None:
@@ -476,7 +500,7 @@ def test_agent_stopped_leaves_nothing_then_runs_its_pods_again(
 
 
 def test_init_containers_run_first_and_a_failed_one_fails_the_pod(
-    cluster: Any, namespace: str
+    cluster: Any, namespace: str, mount_point: str
 ) -> None:
     apply(
         cluster,
@@ -490,13 +514,13 @@ spec:
   initContainers:
   - name: prepare
     image: busybox
-    command: [sh, -c, "echo prepared > /tmp/pdc-e2e-init/state"]
-    volumeMounts: [{{name: work, mountPath: /tmp/pdc-e2e-init}}]
+    command: [sh, -c, "echo prepared > {mount_point}/state"]
+    volumeMounts: [{{name: work, mountPath: {mount_point}}}]
   containers:
   - name: main
     image: busybox
-    command: [cat, /tmp/pdc-e2e-init/state]
-    volumeMounts: [{{name: work, mountPath: /tmp/pdc-e2e-init}}]
+    command: [cat, {mount_point}/state]
+    volumeMounts: [{{name: work, mountPath: {mount_point}}}]
   volumes: [{{name: work, emptyDir: {{}}}}]
 ---
 apiVersion: v1
@@ -527,7 +551,7 @@ spec:
     assert main["state"]["waiting"]["reason"] == "PodInitializing" and not main["started"]
 
 
-def test_probes_drive_ready_and_restarts(cluster: Any, namespace: str) -> None:
+def test_probes_drive_ready_and_restarts(cluster: Any, namespace: str, mount_point: str) -> None:
     apply(
         cluster,
         f"""
@@ -539,9 +563,9 @@ spec:
   containers:
   - name: c
     image: busybox
-    command: [sh, -c, "sleep 2; echo ok > /tmp/pdc-e2e-probe/ready; exec sleep 3600"]
-    volumeMounts: [{{name: work, mountPath: /tmp/pdc-e2e-probe}}]
-    readinessProbe: {{exec: {{command: [cat, /tmp/pdc-e2e-probe/ready]}}, periodSeconds: 1}}
+    command: [sh, -c, "sleep 2; echo ok > {mount_point}/ready; exec sleep 3600"]
+    volumeMounts: [{{name: work, mountPath: {mount_point}}}]
+    readinessProbe: {{exec: {{command: [cat, {mount_point}/ready]}}, periodSeconds: 1}}
   volumes: [{{name: work, emptyDir: {{}}}}]
 ---
 apiVersion: v1

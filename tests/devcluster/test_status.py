@@ -65,7 +65,11 @@ def test_launch_argv_enters_the_netns_then_a_private_mount_namespace() -> None:
     assert argv[:2] == ["nsenter", "--net=/run/netns/pdc-pod-node-1-abcdef12"]
     assert argv[2:7] == ["unshare", "--mount", "--propagation", "private", "--"]
     script = argv[9]
-    assert "mount -o bind,ro /state/v/token /var/run/secrets" in script
+    # Sources are opened first and bound from the descriptor: a later mount over the
+    # state dir's folder cannot hide them.
+    assert script.index("exec 10</state/v/token") < script.index("mount ")
+    assert "mount -o bind,ro /proc/self/fd/10 /var/run/secrets" in script
+    assert "exec 10<&-" in script
     assert "cd '/work dir'" in script
     assert argv[-2:] == ["/bin/echo-basic", "-x"]
     host_network = launch_argv(["/bin/true"], None, [], None)

@@ -25,13 +25,12 @@ def pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
 class Tokens:
     def __init__(self) -> None:
         self.requests: list[tuple[str | None, int]] = []
+        self.issued = datetime.datetime.now(datetime.UTC)
 
     async def __call__(self, audience: str | None, seconds: int) -> tuple[str, datetime.datetime]:
         self.requests.append((audience, seconds))
-        # Issued now, as the API server does (not at import: a loaded machine can take
-        # seconds between the two).
-        now = datetime.datetime.now(datetime.UTC)
-        return f"token-{len(self.requests)}", now + datetime.timedelta(seconds=seconds)
+        self.issued = datetime.datetime.now(datetime.UTC)
+        return f"token-{len(self.requests)}", self.issued + datetime.timedelta(seconds=seconds)
 
 
 KUBE_API_ACCESS = {
@@ -63,18 +62,15 @@ async def test_service_account_volume_as_the_admission_plugin_writes_it(tmp_path
         "kube-root-ca.crt": {"kind": "ConfigMap", "data": {"ca.crt": "PEM"}}
     }
     writer = VolumeWriter(tmp_path, pod([KUBE_API_ACCESS]), FACTS, {}, config_maps, tokens)
-    before = datetime.datetime.now(datetime.UTC)
     volumes = await writer.write_all()
-    after = datetime.datetime.now(datetime.UTC)
     directory = volumes.dirs["kube-api-access"]
     assert (directory / "token").read_text() == "token-1"
     assert (directory / "ca.crt").read_text() == "PEM"
     assert (directory / "namespace").read_text() == "shop"
     assert tokens.requests == [(None, 3607)]  # no audience: the API server's
     assert volumes.refresh_at is not None
-    # Refreshed at 80 % of its life, counted from when it was requested.
-    assert before + datetime.timedelta(seconds=0.79 * 3607) < volumes.refresh_at
-    assert volumes.refresh_at < after + datetime.timedelta(seconds=0.81 * 3607)
+    lifetime = (volumes.refresh_at - tokens.issued).total_seconds()
+    assert 0.79 * 3607 < lifetime < 0.81 * 3607  # refreshed at 80 % of its life
 
     await writer.refresh_tokens(volumes)
     assert (directory / "token").read_text() == "token-2"  # same file, replaced
@@ -105,10 +101,17 @@ async def test_secret_config_map_empty_dir_and_mounts(tmp_path: Path) -> None:
             {"name": "scratch", "mountPath": "/data"},
         ]
     }
-    mounts = volumes.mounts(container)
+    mounts = volumes.mounts(container, {})
     assert [(m.target, m.read_only) for m in mounts] == [("/etc/creds", True), ("/data", False)]
     with pytest.raises(ConfigError, match="volumeMount nope: no volume of that name"):
-        volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]})
+        volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, {})
+    # subPathExpr is expanded with the container's env; the folder is made if missing.
+    per_node = {"volumeMounts": [{"name": "scratch", "mountPath": "/s", "subPathExpr": "$(N)"}]}
+    (mount,) = volumes.mounts(per_node, {"N": "node-2"})
+    assert mount.source == volumes.dirs["scratch"] / "node-2" and mount.source.is_dir()
+    escape = {"volumeMounts": [{"name": "scratch", "mountPath": "/s", "subPath": "../x"}]}
+    with pytest.raises(ConfigError, match="leaves the volume"):
+        volumes.mounts(escape, {})
 
 
 async def test_missing_secret_is_a_config_error_naming_it(tmp_path: Path) -> None:

@@ -221,3 +221,40 @@ async def test_envoy_keeps_serving_while_its_external_agent_restarts(
         await envoy.stop()
         controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
         controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
+
+
+async def test_agent_serves_the_address_the_operator_wrote(
+    api: KubeApi, controlplane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The address in the Gateway's status (the operator's LB-IPAM choice) is the one
+    the agent serves, even when it is not the one the agent would have picked, and
+    even though that write changes nothing but the status."""
+    pool = f"{namespace}-pool"
+    port = free_port()
+    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="127.36.0.0/24"))
+    controlplane.kubectl("apply", "-f", "-", input=OBJECTS.format(ns=namespace, port=port))
+    try:
+        async with (
+            running_agent(controlplane.kubeconfig, namespace, tmp_path / "agent"),
+            httpx.AsyncClient(timeout=2) as client,
+        ):
+
+            async def answers(address: str) -> bool:
+                with contextlib.suppress(httpx.HTTPError):
+                    r = await client.get(f"http://{address}:{port}/", headers={"Host": "a.example"})
+                    return r.status_code == 302
+                return False
+
+            # No operator: the agent allocates the pool's first address itself.
+            await eventually(lambda: answers("127.36.0.1"), timeout=30, what="own choice")
+            await api.patch(
+                kinds.GATEWAY,
+                "gw",
+                {"status": {"addresses": [{"type": "IPAddress", "value": "127.36.0.7"}]}},
+                namespace=namespace,
+                sub="status",
+            )
+            await eventually(lambda: answers("127.36.0.7"), what="the written address")
+    finally:
+        controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
+        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)

@@ -146,3 +146,52 @@ async def test_changesets_carry_the_api_servers_metadata(api: KubeApi, namespace
         assert meta.resource_version == created["metadata"]["resourceVersion"]
     finally:
         await source.stop()
+
+
+async def test_status_only_updates_do_not_make_a_changeset(api: KubeApi, namespace: str) -> None:
+    """Another controller's (or our own) status write changes nothing the core reads:
+    no parse, no change set. A later real change arrives alone."""
+
+    def route(name: str) -> dict[str, object]:
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": [{"name": "gw"}]},
+        }
+
+    await api.create(kinds.HTTP_ROUTE, route("a"), namespace)
+    source = KubeSource(api, [kinds.HTTP_ROUTE])
+    source.start()
+    try:
+        changes = source.changes()
+        await asyncio.wait_for(anext(changes), 20)
+        status = {
+            "parents": [
+                {
+                    "parentRef": {"name": "gw"},
+                    "controllerName": "example.com/x",
+                    "conditions": [
+                        {
+                            "type": "Accepted",
+                            "status": "True",
+                            "reason": "Accepted",
+                            "message": "",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z",
+                            "observedGeneration": 1,
+                        }
+                    ],
+                }
+            ]
+        }
+        await api.patch(
+            kinds.HTTP_ROUTE, "a", {"status": status}, namespace=namespace, sub="status"
+        )
+        await api.create(kinds.HTTP_ROUTE, route("b"), namespace)
+        changeset = await asyncio.wait_for(anext(changes), 20)
+        assert changeset.touched == {ObjectKey("HTTPRoute", namespace, "b")}
+        # The raw cache still follows the API server (the status sink reads it).
+        raw = source.raw(ObjectKey("HTTPRoute", namespace, "a"))
+        assert raw is not None and raw["status"]["parents"][0]["controllerName"] == "example.com/x"
+    finally:
+        await source.stop()
