@@ -554,6 +554,10 @@ async def run(args: argparse.Namespace, cluster: Cluster, address: str) -> dict[
                 await create_many(api, range(args.prefill), args.concurrency)
                 await probe(client, url, host(args.prefill - 1), time.monotonic() + 600)
                 await wait_attached(api, args.prefill)
+                # Every route's status written: the measured changes must not share the
+                # API server with the prefill's status writes.
+                while await accepted_count(api) < args.prefill:
+                    await asyncio.sleep(1)
             # In place: routes 0..prefill-1; new ones take names never used in this run.
             first = max(args.bulk, args.prefill)
             result["propagation"] = await propagation(
