@@ -597,7 +597,7 @@ def main() -> int:
         "--profile",
         type=Path,
         help="folder: py-spy samples (collapsed stacks) of the operators and agents "
-        "while the new routes are measured (pip install py-spy)",
+        "while the new routes are measured (py-spy, in the bench extra)",
     )
     args = parser.parse_args()
     cluster = Cluster.existing()
