@@ -234,7 +234,7 @@ def test_operator_leader_killed_under_traffic(serving: Installed) -> None:
     def traffic() -> None:
         nonlocal sent
         while not stop.is_set():
-            status, detail = http_get(serving.address, HTTP_HOST, timeout=2)
+            status, detail = http_get(serving.address, HTTP_HOST, timeout=5)
             sent += 1
             if status != 200:
                 failures.append(f"{status} {detail}".strip())
