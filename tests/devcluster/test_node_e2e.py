@@ -16,17 +16,17 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from devcluster import network
 
 NODE = network.nodes(1)[0].name
 POD_CIDR_PREFIX = network.nodes(1)[0].pod_cidr.removesuffix("0/24")
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +35,6 @@ def cluster(request: pytest.FixtureRequest) -> Any:
         return request.getfixturevalue("devcluster")
     except pytest.FixtureLookupError:
         pytest.skip("needs the session `devcluster` fixture of tests/devcluster/conftest.py")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def get(cluster: Any, *args: str) -> Any:
