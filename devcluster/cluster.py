@@ -30,8 +30,9 @@ from devcluster.build import Binaries, ensure_built
 
 REPO = Path(__file__).resolve().parents[1]
 API_PORT = 6443
-ETCD_CLIENT_PORT = 23790 + 10 * network.INSTANCE
-ETCD_PEER_PORT = 23800 + 10 * network.INSTANCE
+# 20 apart per instance: with 10, instance k's peer port was instance k+1's client port.
+ETCD_CLIENT_PORT = 23790 + 20 * network.INSTANCE
+ETCD_PEER_PORT = 23800 + 20 * network.INSTANCE
 API_SERVER = f"https://{network.HOST_ADDRESS}:{API_PORT}"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 

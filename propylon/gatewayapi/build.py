@@ -155,6 +155,14 @@ def add_cluster(clusters: dict[str, Cluster], cluster: Cluster) -> None:
         clusters[cluster.name] = cluster
 
 
+def _beats(cluster: Cluster, key: ObjectKey, winner: tuple[Cluster, ObjectKey]) -> bool:
+    """Whether route `key`'s cluster wins over the current winner: a stronger protocol
+    requirement, or an equal one from a route earlier in key order (as `add_cluster`
+    over the routes in key order would decide)."""
+    rank, best = _PROTOCOL_RANK[cluster.protocol], _PROTOCOL_RANK[winner[0].protocol]
+    return rank > best or (rank == best and key < winner[1])
+
+
 def finish(
     world: World,
     outcomes: Iterable[RouteOutcome | None],
@@ -190,6 +198,8 @@ class Finisher:
         self.assemblies = {name: GatewayAssembly(state) for name, state in world.gateways.items()}
         # cluster name -> route key -> that route's clusters of this name, in its order
         self.cluster_feeds: dict[str, dict[ObjectKey, list[Cluster]]] = {}
+        # cluster name -> the route whose cluster won the merge (`_merge_cluster`)
+        self.cluster_winners: dict[str, ObjectKey] = {}
         self.clusters: dict[str, Cluster] = {}
         self.cluster_names: list[str] = []  # sorted
         self.cluster_list: list[Cluster] = []  # alongside `cluster_names`
@@ -209,6 +219,8 @@ class Finisher:
         """New outcomes for some routes (None: the route is gone or not ours)."""
         pairs = [(key, self.outcomes.get(key), new) for key, new in changes]
         names: set[str] = set()
+        added: dict[str, list[ObjectKey]] = {}  # name -> routes that feed it anew
+        recompute: set[str] = set()  # names whose winning route left or changed
         for key, old, _ in pairs:  # take every old share away first ...
             if old is None:
                 continue
@@ -222,6 +234,8 @@ class Finisher:
                 names.add(cluster.name)
                 feeds = self.cluster_feeds[cluster.name]
                 feeds.pop(key, None)
+                if self.cluster_winners.get(cluster.name) == key:
+                    recompute.add(cluster.name)
             del self.outcomes[key]
             self.ordered.pop(key, None)
             self.passthrough.pop(key, None)
@@ -245,11 +259,20 @@ class Finisher:
                 self.tls_attachments[key] = tls
             for cluster in new.clusters:
                 names.add(cluster.name)
-                self.cluster_feeds.setdefault(cluster.name, {}).setdefault(key, []).append(cluster)
+                feed = self.cluster_feeds.setdefault(cluster.name, {}).setdefault(key, [])
+                if not feed:
+                    added.setdefault(cluster.name, []).append(key)
+                feed.append(cluster)
         for key, _, new in pairs:
             self._set_status(key, None if new is None else new.status)
         for name in names:
-            self._merge_cluster(name)
+            if name in recompute or name not in self.clusters:
+                self._merge_cluster(name)
+            else:
+                # The winner stays in: only the new feeds can beat it. Re-merging every
+                # feed cost O(routes) per change for a Service that thousands of routes
+                # share (BENCHMARKS.md, "Kubernetes mode").
+                self._merge_added(name, added.get(name, ()))
 
     def _set_status(self, key: ObjectKey, status: dict[str, Any] | None) -> None:
         if status is None:
@@ -263,11 +286,32 @@ class Finisher:
         the first one seen (in route key order) among equals."""
         feeds = self.cluster_feeds.get(name)
         merged: dict[str, Cluster] = {}
+        winner: tuple[Cluster, ObjectKey] | None = None
+        self.cluster_winners.pop(name, None)
         for key in sorted(feeds or ()):
+            merged.pop(name, None)
             for cluster in feeds[key]:  # type: ignore[index]
                 add_cluster(merged, cluster)
+            if name in merged and (winner is None or _beats(merged[name], key, winner)):
+                winner = (merged[name], key)
+        self._set_cluster(name, winner)
+
+    def _merge_added(self, name: str, keys: Iterable[ObjectKey]) -> None:
+        """`_merge_cluster` when only `keys` are new feeds and the winner's stays."""
+        winner = (self.clusters[name], self.cluster_winners[name])
+        for key in keys:
+            merged: dict[str, Cluster] = {}
+            for cluster in self.cluster_feeds[name][key]:
+                add_cluster(merged, cluster)
+            if name in merged and _beats(merged[name], key, winner):
+                winner = (merged[name], key)
+        self._set_cluster(name, winner)
+
+    def _set_cluster(self, name: str, winner: tuple[Cluster, ObjectKey] | None) -> None:
         before = self.clusters.get(name)
-        after = merged.get(name)
+        after = None if winner is None else winner[0]
+        if winner is not None:
+            self.cluster_winners[name] = winner[1]
         if after is None:
             self.cluster_feeds.pop(name, None)
             if before is not None:
