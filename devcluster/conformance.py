@@ -50,7 +50,8 @@ def _version() -> str:
 def install(cluster: Cluster, values: list[str]) -> None:
     binaries = build.binaries()
     crds = gateway_api_crds()
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    # -k: the release folder is a kustomization (its kustomization.yaml is no object)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(crds))
     pool = {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumLoadBalancerIPPool",
