@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             f"-contact=https://github.com/{REPOSITORY}",
             f"-report-output={args.report}",
             "-cleanup-base-resources=false",
+            # GatewayStaticAddresses: one address of the cluster's LB pool, one outside
+            # every pool (Propylon: AddressNotUsable).
+            f"-usable-address={network.LB_POOL[250]}",
+            f"-unusable-address={network.LB_POOL.network_address + 256 + 250}",
         ]
         if not args.core_only:
             flags.append("-all-features")

@@ -47,6 +47,11 @@ def launch_argv(
     """nsenter (network) -> unshare (private mount namespace) -> sh (bind mounts) -> exec.
     Each step execs the next, so the pid is the container process's."""
     steps = ["set -e"]
+    hidden = any(_covers(mount.target, argv[0]) for mount in mounts)
+    if hidden:
+        # A volume is mounted over the executable's folder (e.g. CoreDNS's Corefile at
+        # /root, over this host's /root/.cache): open it first, run it by descriptor.
+        steps.append('exec 9<"$1"')
     for mount in mounts:
         target = shlex.quote(mount.target)
         options = "bind,ro" if mount.read_only else "bind"
@@ -54,7 +59,7 @@ def launch_argv(
         steps.append(f"mount -o {options} {shlex.quote(str(mount.source))} {target}")
     if working_dir:
         steps.append(f"cd {shlex.quote(working_dir)}")
-    steps.append('exec "$@"')
+    steps.append('shift; exec /proc/self/fd/9 "$@"' if hidden else 'exec "$@"')
     prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
     return [
         *prefix,
@@ -69,6 +74,12 @@ def launch_argv(
         "pdc-container",
         *argv,
     ]
+
+
+def _covers(target: str, path: str) -> bool:
+    """Whether a mount at ``target`` hides ``path``."""
+    folder = os.path.normpath(target)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 class ContainerProcess:

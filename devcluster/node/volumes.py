@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster.node.envvars import ConfigError, PodFacts, field_value, object_data
+from devcluster.node.envvars import ConfigError, PodFacts, expand, field_value, object_data
 from devcluster.node.process import BindMount
 
 Obj = dict[str, Any]
@@ -29,7 +29,7 @@ class PodVolumes:
     # When the earliest token must be fetched again (80% of its lifetime, as the kubelet).
     refresh_at: datetime.datetime | None = None
 
-    def mounts(self, container: Obj) -> list[BindMount]:
+    def mounts(self, container: Obj, env: Mapping[str, str]) -> list[BindMount]:
         mounts = []
         for mount in container.get("volumeMounts", []):
             source = self.dirs.get(mount["name"])
@@ -37,6 +37,11 @@ class PodVolumes:
                 raise ConfigError(f"volumeMount {mount['name']}: no volume of that name")
             if mount.get("subPath"):
                 source = source / mount["subPath"]
+            elif mount.get("subPathExpr"):
+                # $(VAR) from the container's env (the chart's per-node folders on a
+                # hostPath shared by every node of this one machine), made as the kubelet does.
+                source = source / expand(mount["subPathExpr"], env)
+                source.mkdir(parents=True, exist_ok=True)
             mounts.append(BindMount(source, mount["mountPath"], bool(mount.get("readOnly"))))
         return mounts
 

@@ -98,12 +98,20 @@ async def test_secret_config_map_empty_dir_and_mounts(tmp_path: Path) -> None:
         "volumeMounts": [
             {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
             {"name": "scratch", "mountPath": "/data"},
+            # The chart's per-node folder of a hostPath every node of this machine shares.
+            {"name": "scratch", "mountPath": "/state", "subPathExpr": "$(NODE_NAME)"},
         ]
     }
-    mounts = volumes.mounts(container)
-    assert [(m.target, m.read_only) for m in mounts] == [("/etc/creds", True), ("/data", False)]
+    mounts = volumes.mounts(container, {"NODE_NAME": "node-2"})
+    assert [(m.target, m.read_only) for m in mounts] == [
+        ("/etc/creds", True),
+        ("/data", False),
+        ("/state", False),
+    ]
+    assert mounts[2].source == volumes.dirs["scratch"] / "node-2"
+    assert mounts[2].source.is_dir()
     with pytest.raises(ConfigError, match="volumeMount nope: no volume of that name"):
-        volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]})
+        volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, {})
 
 
 async def test_missing_secret_is_a_config_error_naming_it(tmp_path: Path) -> None:
