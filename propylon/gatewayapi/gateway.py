@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,19 @@ GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 OWNING_GATEWAY_LABEL = "io.cilium.gateway/owning-gateway"
 
 
+SERVICE_NAME_MAX = 63  # a Service's name is a DNS label
+
+
 def service_name(gateway: Gateway) -> str:
-    return f"cilium-gateway-{gateway.metadata.name}"
+    """`cilium-gateway-<gateway>`; when that is longer than a DNS label (a Gateway name
+    may have 253 characters), its head and a digest of the whole, as Cilium shortens it:
+    the API server refuses a longer Service name."""
+    name = f"cilium-gateway-{gateway.metadata.name}"
+    if len(name) <= SERVICE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    head = name[: SERVICE_NAME_MAX - len(digest) - 1].rstrip("-.")
+    return f"{head}-{digest}"
 
 
 @dataclass

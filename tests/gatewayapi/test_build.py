@@ -218,3 +218,31 @@ def test_same_input_same_output() -> None:
         Inputs(objects=dict(reversed(list(objects("").items()))), default_pool=("127.10.0.0/16",))
     )
     assert a == b and text
+
+
+def test_generated_service_name_of_a_long_gateway_name_is_a_dns_label() -> None:
+    # The conformance suite's gateway-with-two-listeners-and-one-attached-route: the API
+    # server refuses a Service name over 63 characters.
+    long_names = [
+        "gateway-with-two-listeners-and-one-attached-route",
+        "gateway-with-two-listeners-and-one-attached-route-2",
+    ]
+    gateways = "".join(
+        f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+"""
+        for name in long_names
+    )
+    names = {svc.metadata.name for svc in run(gateways).services}
+    assert "cilium-gateway-gw" in names  # short names are unchanged
+    long = sorted(names - {"cilium-gateway-gw"})
+    assert len(long) == 2  # two Gateways with the same head keep distinct Services
+    for name in long:
+        assert len(name) <= 63
+        assert name.startswith("cilium-gateway-gateway-with-two-listeners-and-one")
+    assert {svc.metadata.name for svc in run(gateways).services} == names  # stable
