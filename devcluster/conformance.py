@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "conformance" / f"propylon-{GATEWAY_API}-report.yaml",
     )
     parser.add_argument("--set", action="append", default=[], help="a chart value")
+    parser.add_argument(
+        "--skip-tests", default="", help="comma-separated test names the suite skips"
+    )
     args = parser.parse_args(argv)
 
     binaries = build.ensure_built(conformance=True)
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             flags += ["-all-features", "-exempt-features=Mesh"]
         else:
             flags.append(f"-supported-features={','.join(CORE_FEATURES)}")
+        if args.skip_tests:
+            flags.append(f"-skip-tests={args.skip_tests}")
         if args.run_test:
             flags.append(f"-run-test={args.run_test}")
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
