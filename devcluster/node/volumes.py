@@ -41,7 +41,8 @@ class PodVolumes:
                 if sub.startswith("/") or ".." in Path(sub).parts:
                     raise ConfigError(f"volumeMount {name}: subPath {sub!r} leaves the volume")
                 source = source / sub
-                source.mkdir(parents=True, exist_ok=True)  # as the kubelet makes it
+                if not source.exists():  # a file (a ConfigMap key) is bound as it is
+                    source.mkdir(parents=True)  # as the kubelet makes a missing one
             mounts.append(BindMount(source, mount["mountPath"], bool(mount.get("readOnly"))))
         return mounts
 
