@@ -30,8 +30,10 @@ from devcluster.build import Binaries, ensure_built
 
 REPO = Path(__file__).resolve().parents[1]
 API_PORT = 6443
-ETCD_CLIENT_PORT = 23790 + 10 * network.INSTANCE
-ETCD_PEER_PORT = 23800 + 10 * network.INSTANCE
+# Client ports 23790/92/94, peer ports 23795/97/99: no instance's port is another's
+# (with a step of 10, instance 1's peer port was instance 2's client port).
+ETCD_CLIENT_PORT = 23790 + 2 * network.INSTANCE
+ETCD_PEER_PORT = 23795 + 2 * network.INSTANCE
 API_SERVER = f"https://{network.HOST_ADDRESS}:{API_PORT}"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
