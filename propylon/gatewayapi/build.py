@@ -66,7 +66,12 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
         gw_class = classes.get(gw.spec.gateway_class_name)
         if gw_class is None:
             continue
-        state = GatewayState(gw, gw_class, evaluate_listeners(index, gw, inputs.values))
+        state = GatewayState(
+            gw,
+            gw_class,
+            evaluate_listeners(index, gw, inputs.values),
+            default_traffic_policy=inputs.values.gateway_api.external_traffic_policy,
+        )
         evaluate_gateway(state)
         diagnostics.extend(state.diagnostics)
         gateways[(gw.metadata.namespace, gw.metadata.name)] = state
