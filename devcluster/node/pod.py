@@ -271,7 +271,7 @@ class PodWorker:
         )
         argv = image.argv(expand_all(spec.get("command"), env), expand_all(spec.get("args"), env))
         assert self.volumes is not None
-        mounts = self.volumes.mounts(spec)
+        mounts = self.volumes.mounts(spec, env)
         return launch_argv(argv, self.record.netns, mounts, spec.get("workingDir")), env
 
     def _start(self, spec: Obj, status: ContainerStatus) -> ContainerProcess | None:

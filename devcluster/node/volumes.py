@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster.node.envvars import ConfigError, PodFacts, field_value, object_data
+from devcluster.node.envvars import ConfigError, PodFacts, expand, field_value, object_data
 from devcluster.node.process import BindMount
 
 Obj = dict[str, Any]
@@ -29,14 +29,20 @@ class PodVolumes:
     # When the earliest token must be fetched again (80% of its lifetime, as the kubelet).
     refresh_at: datetime.datetime | None = None
 
-    def mounts(self, container: Obj) -> list[BindMount]:
+    def mounts(self, container: Obj, env: Mapping[str, str] | None = None) -> list[BindMount]:
         mounts = []
         for mount in container.get("volumeMounts", []):
             source = self.dirs.get(mount["name"])
             if source is None:
                 raise ConfigError(f"volumeMount {mount['name']}: no volume of that name")
-            if mount.get("subPath"):
-                source = source / mount["subPath"]
+            # subPathExpr: $(VAR) from the container's env, as the kubelet expands it
+            # (e.g. one directory per node name in a shared host path).
+            sub = mount.get("subPath") or (
+                expand(mount["subPathExpr"], env or {}) if mount.get("subPathExpr") else ""
+            )
+            if sub:
+                source = source / sub
+                source.mkdir(parents=True, exist_ok=True)  # the kubelet creates it too
             mounts.append(BindMount(source, mount["mountPath"], bool(mount.get("readOnly"))))
         return mounts
 
