@@ -1,0 +1,285 @@
+"""externalTrafficPolicy on a 3-node dev cluster: the generated Services (Cluster from the
+walkthrough's class config, Local from `gatewayAPI.externalTrafficPolicy` for a Gateway
+of the `cilium` class), the healthCheckNodePort each agent answers, and the host's load
+balancer taking out a node whose Envoy stopped while traffic keeps flowing.
+
+The host namespace is the outside world: its load balancer (devcluster/loadbalancer.py)
+polls http://<node>:<healthCheckNodePort>/healthz every second, as a cloud one does, and
+routes the Local Gateway's address only to the nodes that answer 200."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from shared_paths import GATEWAY_API
+from test_cluster_walkthrough import CHART, EXAMPLES, _helm, _pod_pid, table, wait_for
+
+from devcluster import network
+
+LOCAL_HOST = "local-test.mynetwork.local"
+LOCAL_GATEWAY = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: local-gateway, namespace: default}}
+spec:
+  gatewayClassName: cilium
+  listeners:
+    - {{name: web, protocol: HTTP, port: 8080}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: local-test, namespace: default}}
+spec:
+  parentRefs: [{{name: local-gateway}}]
+  hostnames: [{LOCAL_HOST}]
+  rules:
+    - backendRefs: [{{name: http-test, port: 8080}}]
+"""
+
+
+@dataclass
+class Setup:
+    cluster: Any
+    local_address: str = ""
+    cluster_address: str = ""
+    health_port: int = 0
+
+
+def _get(url: str, host: str | None = None, timeout: float = 2.0) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError as error:  # refused, reset, timed out: no HTTP status at all
+        return 0, str(error)
+
+
+def _service(cluster: Any, name: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "svc", name, "-o=json", check=False)
+    return json.loads(out) if out.strip().startswith("{") else {}
+
+
+def _address(cluster: Any, gateway: str) -> str | None:
+    out = cluster.kubectl(
+        "get",
+        "gateway",
+        gateway,
+        "-o=jsonpath={.status.addresses[0].value}"
+        "{' '}{.status.conditions[?(@.type=='Programmed')].status}",
+        check=False,
+    )
+    address, _, programmed = out.partition(" ")
+    return address if address and programmed == "True" else None
+
+
+def _node_ips(cluster: Any) -> dict[str, str]:
+    return {n.name: n.ip for n in network.nodes(len(cluster.nodes))}
+
+
+def _route_hops(address: str) -> list[str]:
+    """The nodes the host routes `address` to (one `via`, or several `nexthop via`)."""
+    out = subprocess.run(
+        ["ip", "route", "show", f"{address}/32"], capture_output=True, text=True
+    ).stdout
+    words = out.split()
+    return sorted(words[i + 1] for i, w in enumerate(words) if w == "via")
+
+
+@pytest.fixture(scope="module")
+def setup(devcluster: Any) -> Iterator[Setup]:
+    cluster = devcluster
+    if len(cluster.nodes) < 3:
+        pytest.skip("needs a 3-node dev cluster (PROPYLON_DEVCLUSTER_NODES=3)")
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", str(GATEWAY_API / "crd/experimental")
+    )
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
+    for value in (
+        f"k8sServiceHost={network.HOST_ADDRESS}",
+        "k8sServicePort=6443",
+        "gatewayAPI.externalTrafficPolicy=Local",
+    ):
+        args += ["--set", value]
+    _helm(cluster, *args, "--wait", "--timeout", "3m")
+    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
+    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
+    for manifest in sorted(EXAMPLES.glob("*.yaml")):
+        if manifest.name != "00-lb-pool.yaml":
+            cluster.kubectl("apply", "-f", str(manifest))
+    cluster.kubectl("apply", "-f", "-", input=LOCAL_GATEWAY)
+    setup = Setup(cluster)
+    try:
+        setup.local_address = wait_for(
+            "local-gateway Programmed with an address",
+            lambda: _address(cluster, "local-gateway"),
+            120,
+        )
+        setup.cluster_address = wait_for(
+            "example-gateway Programmed with an address",
+            lambda: _address(cluster, "example-gateway"),
+            60,
+        )
+        setup.health_port = wait_for(
+            "a healthCheckNodePort on the Local Service",
+            lambda: (
+                _service(cluster, "cilium-gateway-local-gateway")
+                .get("spec", {})
+                .get("healthCheckNodePort")
+            ),
+            30,
+        )
+        yield setup
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=LOCAL_GATEWAY, check=False)
+        cluster.kubectl("delete", "-f", str(EXAMPLES), "--ignore-not-found", check=False)
+        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
+
+
+def test_generated_services_local_and_cluster(setup: Setup) -> None:
+    cluster = setup.cluster
+    rows = {r["NAME"]: r for r in table(cluster.kubectl("get", "svc"))}
+    for name, address in (
+        ("cilium-gateway-local-gateway", setup.local_address),
+        ("cilium-gateway-example-gateway", setup.cluster_address),
+    ):
+        assert rows[name]["TYPE"] == "LoadBalancer"
+        assert rows[name]["EXTERNAL-IP"] == address
+    local = _service(cluster, "cilium-gateway-local-gateway")["spec"]
+    assert local["externalTrafficPolicy"] == "Local", "from gatewayAPI.externalTrafficPolicy"
+    assert 30000 <= local["healthCheckNodePort"] <= 32767, "allocated by the API server"
+    assert all(30000 <= p["nodePort"] <= 32767 for p in local["ports"])
+    walkthrough = _service(cluster, "cilium-gateway-example-gateway")["spec"]
+    assert walkthrough["externalTrafficPolicy"] == "Cluster", "the class config's (CRD default)"
+    assert "healthCheckNodePort" not in walkthrough
+
+
+def test_every_node_with_envoy_passes_healthz(setup: Setup) -> None:
+    for node, ip in _node_ips(setup.cluster).items():
+        url = f"http://{ip}:{setup.health_port}/healthz"
+        _, body = wait_for(f"200 from {node}", lambda u=url: (s := _get(u))[0] == 200 and s)
+        answer = json.loads(body)
+        assert answer["service"] == {"namespace": "default", "name": "cilium-gateway-local-gateway"}
+        assert answer["localEndpoints"] == 1
+    all_nodes = sorted(_node_ips(setup.cluster).values())
+    wait_for(
+        "the Local address routed via every node",
+        lambda: _route_hops(setup.local_address) == all_nodes,
+    )
+    assert _route_hops(setup.cluster_address) == all_nodes
+
+
+def _envoy_pod(cluster: Any, node: str) -> str:
+    out = cluster.kubectl(
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/name=propylon-envoy",
+        f"--field-selector=spec.nodeName={node}",
+        "-o=jsonpath={.items[0].metadata.name}",
+    )
+    assert out, f"no Envoy pod on {node}"
+    return str(out)
+
+
+def test_envoy_stopped_on_one_node_is_taken_out(setup: Setup) -> None:
+    cluster = setup.cluster
+    ips = _node_ips(cluster)
+    victim = sorted(ips)[1]
+    victim_ip = ips[victim]
+    others = sorted(ip for ip in ips.values() if ip != victim_ip)
+    wait_for(
+        "every node routed",
+        lambda: _route_hops(setup.local_address) == sorted(ips.values()),
+    )
+
+    # Traffic: new connections all the time, each request timed.
+    results: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            status, detail = _get(f"http://{setup.local_address}:8080/", LOCAL_HOST)
+            results.append((began, status, "" if status == 200 else detail))
+
+    # Health of the nodes that keep their Envoy, polled throughout.
+    other_failures: list[str] = []
+
+    def watch_others() -> None:
+        while not stop.is_set():
+            for ip in others:
+                status, body = _get(f"http://{ip}:{setup.health_port}/healthz", timeout=1)
+                if status != 200:
+                    other_failures.append(f"{ip}: {status} {body}")
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    threads.append(threading.Thread(target=watch_others))
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for("traffic flowing", lambda: sum(1 for r in results if r[1] == 200) >= 10, 20)
+        pod = _envoy_pod(cluster, victim)
+        killed = time.monotonic()
+        os.kill(_pod_pid(cluster, "kube-system", pod), signal.SIGKILL)
+        victim_url = f"http://{victim_ip}:{setup.health_port}/healthz"
+        wait_for(f"503 from {victim}", lambda: _get(victim_url, timeout=1)[0] == 503, 5)
+        failed_after = time.monotonic() - killed
+        wait_for(
+            f"the load balancer to take {victim} out",
+            lambda: _route_hops(setup.local_address) == others,
+            10,
+        )
+        out_after = time.monotonic() - killed
+        routed_out = time.monotonic()
+        # The Cluster-policy Gateway has no health check: it keeps every node.
+        assert _route_hops(setup.cluster_address) == sorted(ips.values())
+        wait_for(
+            "3 s of traffic through the remaining nodes",
+            lambda: time.monotonic() - routed_out > 3 or None,
+            10,
+        )
+        late = [r for r in results if r[0] >= routed_out]
+        # The Envoy pod is restarted after the kubelet's 10 s back-off; then the node
+        # passes again and is put back.
+        wait_for(f"200 from {victim} again", lambda: _get(victim_url, timeout=1)[0] == 200, 60)
+        wait_for(
+            f"{victim} routed again",
+            lambda: _route_hops(setup.local_address) == sorted(ips.values()),
+            10,
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failed_after <= 1.0, f"health check failed {failed_after:.2f} s after Envoy stopped"
+    assert out_after <= 3.0, f"taken out {out_after:.2f} s after Envoy stopped"
+    assert len(late) > 20
+    assert [r for r in late if r[1] != 200] == [], "traffic through the remaining nodes failed"
+    early = [r for r in results if killed <= r[0] < routed_out and r[1] != 200]
+    # Before the load balancer noticed, connections hashed to the stopped node were reset
+    # (in flight when Envoy died) or refused (its address is still on the node, nothing
+    # listens): no HTTP answer at all, never a wrong one.
+    assert all(r[1] == 0 and ("refused" in r[2] or "reset" in r[2]) for r in early), early[:5]
+    print(
+        f"\nEnvoy stopped on {victim}: healthz 503 after {failed_after:.2f} s, out of the "
+        f"route after {out_after:.2f} s; {len(early)} requests failed before, "
+        f"{len(late)} after, all 200"
+    )
+    assert other_failures == []
