@@ -4,38 +4,23 @@ a tiny HTTP/1.1 prober. Everything listens on 127.0.0.0/8 only."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from propylon.dataplane import find_envoy
-from propylon.state import ApiClient, NoInstanceError
+from propylon.testing.launcher import (
+    RunningPropylon,
+    launch_propylon,
+    repo_env,
+    stop_process,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last!r}")
-        time.sleep(0.005)
 
 
 def free_port() -> int:
@@ -185,33 +170,11 @@ def start_static_proxy(backend_port: int, address: str = "127.0.0.1") -> StaticE
     return start_static_envoy([listener], [cluster], [port], address)
 
 
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 # --- propylon run -------------------------------------------------------------------
 
 
 @dataclass
-class Propylon:
-    process: subprocess.Popen[bytes]
-    state_dir: Path
-    manifests: Path
-    log: Path
-
-    @property
-    def api(self) -> ApiClient:
-        return ApiClient(self.state_dir / "api.sock")
-
-    def health(self) -> dict[str, Any]:
-        return dict(self.api.healthz())
-
+class Propylon(RunningPropylon):
     def gateway(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
         items = self.api.objects("Gateway", namespace=namespace, name=name)["items"]
         return dict(items[0]) if items else None
@@ -237,46 +200,17 @@ class Propylon:
     def envoy_pid(self) -> int:
         return int(self.health()["envoy"]["pid"])
 
-    def stop(self) -> None:
-        stop_process(self.process)
-
 
 def start_propylon(manifests: Path, state_dir: Path, pool: str) -> Propylon:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = state_dir.parent / f"{state_dir.name}.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "propylon.cli",
-                "run",
-                "-f",
-                str(manifests),
-                "--state-dir",
-                str(state_dir),
-                "--ip-pool",
-                pool,
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    running = Propylon(process, state_dir, manifests, log)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"propylon exited {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            return running.health()["status"] == "ok"
-        except (NoInstanceError, OSError):
-            return False
-
-    wait_for(up, timeout=120, what="propylon to start")
+    base = launch_propylon(
+        manifests, state_dir, "--log-level", "warning", pool=pool, env=repo_env(REPO)
+    )
+    running = Propylon(base.process, base.state_dir, base.manifests, base.log)
+    try:
+        wait_for(running.up, timeout=120, what="propylon to start")
+    except BaseException:
+        running.stop()
+        raise
     return running
 
 

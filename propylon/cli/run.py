@@ -56,6 +56,16 @@ def add_file_args(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="manifest file or directory (recursive; .yaml, .yml, .json); repeatable",
     )
+    parser.add_argument(
+        "--crds",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="CustomResourceDefinition file or directory: objects of its kinds are validated "
+        "against it (schema and CEL rules) as the API server would; repeatable, added to "
+        "$PROPYLON_CRDS",
+    )
 
 
 def add_values_args(parser: argparse.ArgumentParser) -> None:
@@ -81,11 +91,33 @@ def values_from_args(args: argparse.Namespace) -> Values:
     return load_values(args.values, args.set_values)
 
 
+def crd_paths_from_args(args: argparse.Namespace) -> tuple[Path, ...]:
+    """`--crds` paths after those of $PROPYLON_CRDS."""
+    from propylon.sources.crds import crd_paths_from_env
+
+    return (*crd_paths_from_env(), *args.crds)
+
+
+def check_crds(paths: tuple[Path, ...]) -> None:
+    """Raise `ValuesError` naming a CRD file (`--crds`, $PROPYLON_CRDS) that cannot be
+    used, before anything starts."""
+    if not paths:
+        return
+    from propylon.sources.crds import CRDLoadError, load_crd_files
+
+    try:
+        load_crd_files(paths)
+    except CRDLoadError as exc:
+        raise ValuesError(f"--crds: {exc}") from None
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """`propylon.runtime.RunOptions` from the command line (the runtime is imported
     here, not at start-up, so that `get` and `describe` start fast)."""
     from propylon.runtime.options import RunOptions
 
+    if args.admin_port is not None and not 1 <= args.admin_port <= 65535:
+        raise ValuesError(f"--admin-port {args.admin_port}: out of range (1-65535)")
     options = RunOptions(
         paths=tuple(args.paths),
         state_dir=args.state_dir or default_state_dir(),
@@ -94,6 +126,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         log_level=args.log_level,
         admin_port=args.admin_port,
         metrics_address=args.metrics_address,
+        crds=crd_paths_from_args(args),
     )
     if args.ip_pools:
         options = dataclasses.replace(options, default_pool=_pools(args.ip_pools))
@@ -114,15 +147,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         if options.metrics_address is not None:
             parse_address(options.metrics_address)
+        check_crds(options.crds)  # a CRD file that cannot be used stops here, with its name
     except (ValuesError, AddressError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(options.log_level, args.log_format)
     from propylon.runtime import run  # imported here: it is slow to import (grpc)
+    from propylon.runtime.options import RunError
 
     try:
         return run(options)
-    except AddressError as exc:  # the metrics endpoint could not listen
+    except (AddressError, RunError) as exc:  # e.g. the metrics endpoint could not listen
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

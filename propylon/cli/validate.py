@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from propylon.cli.helmvalues import ValuesError
-from propylon.cli.run import add_file_args, add_values_args, values_from_args
+from propylon.cli.run import (
+    add_file_args,
+    add_values_args,
+    check_crds,
+    crd_paths_from_args,
+    values_from_args,
+)
 from propylon.resources.meta import ObjectKey
 from propylon.sources.files import load_paths
 from propylon.state import diagnostic_to_json, to_document
@@ -47,12 +53,14 @@ def _evaluate(args: argparse.Namespace, err: TextIO) -> tuple[ChangeSet, Evaluat
     """Read the files and evaluate them once; an exit code if the values are bad."""
     try:
         values = values_from_args(args)
+        crds = crd_paths_from_args(args)
+        check_crds(crds)
     except ValuesError as exc:
         print(f"error: {exc}", file=err)
         return 2
     from propylon.runtime.pipeline import evaluate_once
 
-    changeset = load_paths(args.paths)
+    changeset = load_paths(args.paths, crds=crds)
     return changeset, evaluate_once(changeset, values)
 
 

@@ -155,6 +155,14 @@ class EnvoySupervisor:
         await self._spawn(timeout)
         self._task = asyncio.create_task(self._supervise(), name=f"envoy-supervisor-{self.node_id}")
 
+    def terminate(self) -> None:
+        """Start stopping now (no restart, SIGTERM to Envoy); `stop()` waits for it."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop supervising, then terminate Envoy (SIGTERM, SIGKILL after `timeout`)."""
         self._stopping = True

@@ -20,6 +20,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2, scoped_route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -216,6 +217,44 @@ def route_configuration(name: str, virtual_hosts: Iterable[Message]) -> Message:
     )
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(number: int, data: bytes) -> bytes:
+    """One length-delimited field (a message, bytes or string) as protobuf encodes it."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+# Deterministic serialization writes the fields in the order of their numbers, so a
+# message can be put together from fields already serialized: the translator splices
+# virtual hosts it encoded once into route configurations and scopes, instead of keeping
+# every message object to copy it into each (tests/envoy check the bytes are equal).
+_VIRTUAL_HOSTS = 2  # RouteConfiguration.virtual_hosts; the fields we set after it: 7, 14
+_RC_AFTER_VIRTUAL_HOSTS = route_configuration("", ()).SerializeToString(deterministic=True)
+_SCOPE_ROUTE_CONFIGURATION = 5  # ScopedRouteConfiguration.route_configuration (after 1, 3)
+
+
+def route_configuration_bytes(name: str, virtual_hosts: Iterable[bytes]) -> bytes:
+    """`route_configuration(name, ...)` serialized, from serialized virtual hosts."""
+    head = ROUTE_CONFIGURATION(name=name).SerializeToString(deterministic=True)
+    parts = b"".join(length_delimited(_VIRTUAL_HOSTS, vh) for vh in virtual_hosts)
+    return head + parts + _RC_AFTER_VIRTUAL_HOSTS
+
+
+def scoped_route_configuration_bytes(name: str, key: str, route_config: bytes) -> bytes:
+    """`scoped_route_configuration(...)` serialized, from a serialized route config."""
+    SRC = scoped_route_pb2.ScopedRouteConfiguration
+    head = SRC(name=name, key=SRC.Key(fragments=[SRC.Key.Fragment(string_key=key)]))
+    data = head.SerializeToString(deterministic=True)
+    return data + length_delimited(_SCOPE_ROUTE_CONFIGURATION, route_config)
+
+
 # --- listeners ------------------------------------------------------------------------
 
 HCM = hcm_pb2.HttpConnectionManager
@@ -229,6 +268,18 @@ def scoped_route_configuration(name: str, key: str, route_config: Message) -> Me
         route_configuration=route_config,
         key=SRC.Key(fragments=[SRC.Key.Fragment(string_key=key)]),
     )
+
+
+LUA_FILTER = "envoy.filters.http.lua"
+_LOWER_AUTHORITY = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local authority = headers:get(":authority")
+  if authority ~= nil and string.find(authority, "%u") then
+    headers:replace(":authority", string.lower(authority))
+  end
+end
+"""
 
 
 def _host_scoped_routes(name: str) -> Message:
@@ -267,9 +318,25 @@ def http_connection_manager(
         internal_address_config=HCM.InternalAddressConfig(),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
         http2_protocol_options=protocol_pb2.Http2ProtocolOptions(),
+        # `Host: example.com.` is example.com (DNS's absolute form).
+        strip_trailing_host_dot=True,
     )
     if scoped:
         hcm.scoped_routes.CopyFrom(_host_scoped_routes(route_config_name))
+        # Scope keys match exactly, but hosts are case-insensitive: lower-case the
+        # authority first (the route is looked up again after the change).
+        hcm.http_filters.insert(
+            0,
+            hcm_pb2.HttpFilter(
+                name=LUA_FILTER,
+                typed_config=pack(
+                    lua_pb2.Lua(
+                        default_source_code=base_pb2.DataSource(inline_string=_LOWER_AUTHORITY),
+                        clear_route_cache=wrappers_pb2.BoolValue(value=True),
+                    )
+                ),
+            ),
+        )
     else:
         hcm.rds.CopyFrom(
             hcm_pb2.Rds(config_source=ads_source(), route_config_name=route_config_name)

@@ -22,16 +22,30 @@ SCOPED_ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfig
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """A resource serialized once: the bytes put in an `Any`, and a content version."""
+    """A resource serialized once: the bytes put in an `Any`, and a content version.
 
-    message: Message
+    The message object is not kept (one per resource and cached fragment was most of
+    the translator's memory); `message` decodes the bytes for the rare reader (golden
+    files, `propylon translate`)."""
+
+    kind: type[Message]
     data: bytes
     version: str
 
+    @property
+    def message(self) -> Message:
+        msg = self.kind()
+        msg.ParseFromString(self.data)
+        return msg
+
 
 def encode(message: Message) -> Encoded:
-    data = message.SerializeToString(deterministic=True)
-    return Encoded(message, data, hashlib.blake2b(data, digest_size=8).hexdigest())
+    return encoded(type(message), message.SerializeToString(deterministic=True))
+
+
+def encoded(kind: type[Message], data: bytes) -> Encoded:
+    """`data`, a deterministic serialization of a `kind` message, with its version."""
+    return Encoded(kind, data, hashlib.blake2b(data, digest_size=8).hexdigest())
 
 
 @dataclass(frozen=True)

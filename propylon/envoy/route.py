@@ -11,12 +11,21 @@ from google.protobuf.message import Message
 from propylon import model as m
 from propylon.envoy import _pb as pb
 from propylon.envoy.cluster import INVALID_BACKEND_CLUSTER
-from propylon.envoy.output import Encoded, encode
+from propylon.envoy.output import Encoded, encoded
 
 
 def build_scope(name: str, host: str, vhost: Encoded) -> tuple[Encoded, Encoded]:
-    rc = pb.route_configuration(name, (vhost.message,))
-    return encode(pb.scoped_route_configuration(name, host, rc)), vhost
+    """The scope `name` for `host`: a route configuration of the same name holding the
+    host's virtual host (spliced from its bytes), and the virtual host it was made of."""
+    rc = pb.route_configuration_bytes(name, (vhost.data,))
+    data = pb.scoped_route_configuration_bytes(name, host, rc)
+    return encoded(pb.SCOPED_ROUTE_CONFIGURATION, data), vhost
+
+
+def build_route_configuration(name: str, vhosts: Iterable[Encoded]) -> Encoded:
+    """A RouteConfiguration spliced from its virtual hosts' bytes."""
+    data = pb.route_configuration_bytes(name, (vh.data for vh in vhosts))
+    return encoded(pb.ROUTE_CONFIGURATION, data)
 
 
 def _domains(hostnames: Iterable[str]) -> list[str]:
@@ -31,7 +40,9 @@ def _domains(hostnames: Iterable[str]) -> list[str]:
 
 def build_virtual_host(vh: m.VirtualHost, origin: tuple[str, int]) -> Message:
     """`origin`: the listener's scheme and port (redirects default to them)."""
-    routes = [_route(r, origin) for r in vh.routes]
+    (first, *others) = vh.hostnames or ("*",)
+    exact = None if others or "*" in first else first
+    routes = [_route(r, origin, exact) for r in vh.routes]
     if any(r.match.grpc for r in vh.routes):
         routes.append(_grpc_unimplemented())
     return pb.VirtualHostMsg(name=vh.name, domains=_domains(vh.hostnames), routes=routes)
@@ -142,7 +153,9 @@ def _cors(c: m.CORS) -> Message:
 _SCHEME_PORTS = {"http": 80, "https": 443}
 
 
-def _redirect(r: m.Redirect, match: m.RouteMatch, origin: tuple[str, int]) -> Message:
+def _redirect(
+    r: m.Redirect, match: m.RouteMatch, origin: tuple[str, int], exact_host: str | None
+) -> Message:
     red = pb.RedirectMsg(response_code=pb.REDIRECT_CODES.get(r.status_code, 1))
     if r.scheme is not None:
         red.scheme_redirect = r.scheme
@@ -153,23 +166,28 @@ def _redirect(r: m.Redirect, match: m.RouteMatch, origin: tuple[str, int]) -> Me
     # carry the port when it is the well-known port of its scheme.
     # Envoy writes `port_redirect` verbatim (`:443` included) and drops the request's
     # port; without it, it keeps the request's Host as sent (port and all) unless the
-    # host is rewritten. So the port is set only when it must appear, or when the
-    # request's Host carries a port that must go (a listener on a port that is not
-    # its scheme's well-known one; Envoy then writes the equivalent `host:443`).
+    # host is rewritten (then it writes no port). So the port is set only when it must
+    # appear. When the request's Host carries a port that must go (a listener on a
+    # port that is not its scheme's well-known one), the virtual host's one exact
+    # hostname is written as the redirect host, without a port; a wildcard host can
+    # only be kept with the well-known port spelt out (`host:443`, equivalent).
     scheme = r.scheme or origin[0]
     port = r.port
     if port is None:
         port = _SCHEME_PORTS.get(r.scheme, origin[1]) if r.scheme else origin[1]
-    if port != _SCHEME_PORTS.get(scheme) or (
-        r.hostname is None and origin[1] != _SCHEME_PORTS.get(origin[0])
-    ):
+    if port != _SCHEME_PORTS.get(scheme):
         red.port_redirect = port
+    elif r.hostname is None and origin[1] != _SCHEME_PORTS.get(origin[0]):
+        if exact_host is not None:
+            red.host_redirect = exact_host
+        else:
+            red.port_redirect = port
     if r.path is not None:
         _path_rewrite(red, r.path, match)
     return red
 
 
-def _route(r: m.Route, origin: tuple[str, int]) -> Message:
+def _route(r: m.Route, origin: tuple[str, int], exact_host: str | None = None) -> Message:
     msg = pb.RouteMsg(name=r.name, match=_match(r.match))
     _add_headers(msg, r.request_headers, request=True)
     _add_headers(msg, r.response_headers, request=False)
@@ -177,7 +195,7 @@ def _route(r: m.Route, origin: tuple[str, int]) -> Message:
         msg.typed_per_filter_config[pb.CORS_FILTER].CopyFrom(pb.pack(_cors(r.cors)))
     action = r.action
     if isinstance(action, m.Redirect):
-        msg.redirect.CopyFrom(_redirect(action, r.match, origin))
+        msg.redirect.CopyFrom(_redirect(action, r.match, origin, exact_host))
         return msg
     if isinstance(action, m.DirectResponse):
         msg.direct_response.CopyFrom(_direct(action.status, action.body))

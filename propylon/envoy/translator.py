@@ -12,7 +12,6 @@ from operator import attrgetter, itemgetter
 from typing import cast
 
 from propylon import model as m
-from propylon.envoy import _pb as pb
 from propylon.envoy.cluster import build_cluster
 from propylon.envoy.endpoint import build_load_assignment
 from propylon.envoy.incremental import GenerationalCache, HostState, PatchedOutput
@@ -30,7 +29,7 @@ from propylon.envoy.output import (
     XdsResources,
     encode,
 )
-from propylon.envoy.route import build_scope, build_virtual_host
+from propylon.envoy.route import build_route_configuration, build_scope, build_virtual_host
 from propylon.envoy.secret import build_secret
 
 #: An HTTP connection manager whose virtual hosts are all exact hostnames, at least this
@@ -341,10 +340,10 @@ class Translator:
             return last[2]
         parts = self._virtual_hosts(name, vhosts, origin)
         # Encoded entries hash by identity, so this key is cheap to hash and compare.
-        enc = self._routes.get(
-            (name, *(id(p) for p in parts)),
-            lambda: pb.route_configuration(name, (p.message for p in parts)),
+        entry = self._routes.entry(
+            (name, *(id(p) for p in parts)), partial(build_route_configuration, name, parts)
         )
+        enc = cast(Encoded, entry[0])
         self._previous_routes[name] = (vhosts, origin, enc)
         return enc
 

@@ -15,6 +15,7 @@ from propylon.gatewayapi.gateway import GatewayState
 from propylon.gatewayapi.hostnames import covers, specificity
 from propylon.gatewayapi.index import age_key
 from propylon.gatewayapi.listeners import ListenerState
+from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.routes import Attachment
 from propylon.gatewayapi.rules import OrderedRoute
 from propylon.model import (
@@ -204,7 +205,7 @@ class GatewayAssembly:
         self.tables: dict[tuple[int, int], HostTable] = {}  # (port, HTTPS listener or -1)
         for port in sorted(by_port):
             group = by_port[port]
-            name = f"{gw.metadata.namespace}/{gw.metadata.name}/{port}"
+            name = f"{name_part(gw.metadata.namespace)}/{name_part(gw.metadata.name)}/{port}"
             self.ports.append((port, name, group))
             if all(li.spec.protocol == "HTTP" for li in group):
                 self.tables[(port, -1)] = HostTable(name, group, group)

@@ -8,16 +8,24 @@ from dataclasses import dataclass, field
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.index import Index
+from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.referencegrants import permitted
 from propylon.model import AppProtocol, Cluster, Endpoint, UpstreamTLS
-from propylon.resources import GATEWAY_GROUP, BackendObjectReference, Service, ServicePort
+from propylon.resources import (
+    GATEWAY_GROUP,
+    BackendObjectReference,
+    Service,
+    ServicePort,
+)
+from propylon.resources.common import is_ip_address
 
 APP_PROTOCOLS = {
     "kubernetes.io/h2c": AppProtocol.H2C,
     "kubernetes.io/ws": AppProtocol.WEBSOCKET,
 }
-# Ordered by how much a cluster's protocol constrains Envoy: a shared cluster takes the
-# strongest requirement (gRPC needs HTTP/2).
+# Ordered by how much a cluster's protocol constrains Envoy. Since a route kind that
+# needs another protocol than the Service port's own (GRPCRoute: HTTP/2, TLSRoute: TCP)
+# gets a cluster of its own, clusters of one name agree on it; the rank is a safeguard.
 _PROTOCOL_RANK = {
     AppProtocol.HTTP1: 0,
     AppProtocol.WEBSOCKET: 1,
@@ -31,6 +39,19 @@ _REASON_RANK = (
     c.R_BACKEND_NOT_FOUND,
     c.R_UNSUPPORTED_PROTOCOL,
 )
+
+
+_SUFFIXES = {AppProtocol.H2C: "h2c", AppProtocol.TCP: "tcp", AppProtocol.WEBSOCKET: "ws"}
+
+
+def cluster_name(namespace: str, service: str, port: int, protocol: AppProtocol | None) -> str:
+    """`ns:svc:port` (documented, seen in config_dump); `ns:svc:port:h2c` (or `:tcp`)
+    when a route kind needs another protocol than the port's own, so that an
+    HTTPRoute and a GRPCRoute to one Service port do not share (and switch) a cluster."""
+    base = f"{name_part(namespace)}:{name_part(service)}:{port}"
+    if protocol is None:
+        return base
+    return f"{base}:{_SUFFIXES.get(protocol, protocol.value)}"
 
 
 @dataclass(frozen=True)
@@ -122,8 +143,9 @@ class Clusters:
                 c.R_UNSUPPORTED_PROTOCOL,
                 f"backend {what}: ExternalName Services are not supported",
             )
-        name = f"{ns}:{ref.name}:{port.port}"
-        proto = protocol or APP_PROTOCOLS.get(port.app_protocol or "", AppProtocol.HTTP1)
+        own = APP_PROTOCOLS.get(port.app_protocol or "", AppProtocol.HTTP1)
+        proto = protocol or own
+        name = cluster_name(ns, ref.name, port.port, None if proto is own else proto)
         tls: UpstreamTLS | None = None
         if proto is not AppProtocol.TCP:  # TLS passthrough carries the client's own TLS
             policy = self.tls_policies.for_port(ns, ref.name, port.name or "")
@@ -156,7 +178,8 @@ class Clusters:
                 if not ep.ready:
                     continue
                 for addr in ep.addresses:
-                    out.add(Endpoint(addr, slice_port.port))
+                    if is_ip_address(addr):  # Envoy rejects a socket address that is not an IP
+                        out.add(Endpoint(addr, slice_port.port))
         return tuple(sorted(out, key=lambda e: (e.address, e.port)))
 
     def clusters(self) -> tuple[Cluster, ...]:

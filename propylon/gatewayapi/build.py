@@ -12,6 +12,7 @@ from propylon.gatewayapi.addresses import allocate, pools_from
 from propylon.gatewayapi.assemble import GatewayAssembly, VirtualHostDelta
 from propylon.gatewayapi.backends import _PROTOCOL_RANK, BackendProblems, Clusters
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
+from propylon.gatewayapi.envoyrules import route_problems
 from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
 from propylon.gatewayapi.gatewayclass import class_status, evaluate_classes
 from propylon.gatewayapi.index import Index, NsName, age_key
@@ -115,6 +116,8 @@ def evaluate_route(
     if not parents:
         return None
     unsupported = [] if isinstance(route, TLSRoute) else unsupported_filters(route)
+    # What Envoy would reject never reaches it: the route is not accepted, and says why.
+    unsupported += route_problems(route)
     if unsupported:
         for p in parents:
             if p.accepted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,8 +27,22 @@ GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 OWNING_GATEWAY_LABEL = "io.cilium.gateway/owning-gateway"
 
 
+SERVICE_NAME_MAX = 63  # a Service name is a DNS-1035 label
+_HASH_LETTERS = str.maketrans("013ae", "ghkmt")
+
+
+def shorten_name(name: str, limit: int = SERVICE_NAME_MAX) -> str:
+    """`name`, or when longer than `limit` its first `limit - 11` characters, "-" and
+    ten characters of its SHA-256 (hex, with 0 1 3 a e spelt g h k m t): Cilium's rule
+    (pkg/shortener), so a long Gateway name gets the Service name Cilium would give it."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10].translate(_HASH_LETTERS)
+    return f"{name[: limit - 11]}-{digest}"
+
+
 def service_name(gateway: Gateway) -> str:
-    return f"cilium-gateway-{gateway.metadata.name}"
+    return shorten_name(f"cilium-gateway-{gateway.metadata.name}")
 
 
 @dataclass
@@ -59,8 +74,9 @@ class GatewayState:
         gw = self.gateway
         infra = gw.spec.infrastructure
         labels = dict(infra.labels) if infra else {}
-        labels[GATEWAY_NAME_LABEL] = gw.metadata.name
-        labels[OWNING_GATEWAY_LABEL] = gw.metadata.name
+        # Label values are at most 63 characters: shortened as Cilium does.
+        labels[GATEWAY_NAME_LABEL] = shorten_name(gw.metadata.name)
+        labels[OWNING_GATEWAY_LABEL] = shorten_name(gw.metadata.name)
         return labels
 
     def status(self) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from propylon.gatewayapi import conditions as c
+from propylon.gatewayapi.envoyrules import certificate_problem
 from propylon.gatewayapi.index import Index
+from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.referencegrants import permitted
 from propylon.model import Secret as ModelSecret
 from propylon.resources import GATEWAY_GROUP, Gateway, Listener
@@ -165,9 +167,13 @@ def _resolve_certificates(index: Index, state: ListenerState) -> None:
             problem = "tls.crt is missing or not a PEM certificate"
         elif not _is_pem(key, "PRIVATE KEY"):
             problem = "tls.key is missing or not a PEM private key"
+        elif (mismatch := certificate_problem(crt or b"", key or b"")) is not None:
+            problem = mismatch
         else:
             assert crt is not None and key is not None
-            certs.append(ModelSecret(f"{ns}/{ref.name}", crt.decode(), key.decode()))
+            certs.append(
+                ModelSecret(f"{name_part(ns)}/{name_part(ref.name)}", crt.decode(), key.decode())
+            )
             continue
         state.unresolved(c.R_INVALID_CERTIFICATE_REF, f"{where}: {problem}")
     state.certificates = tuple(certs)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from propylon.gatewayapi.backends import BackendProblems, Clusters
 from propylon.gatewayapi.precedence import SortKey, sort_key
@@ -44,6 +45,7 @@ from propylon.resources import (
 from propylon.resources.routes import HTTPPathModifier, HTTPRouteTimeouts
 
 UNSUPPORTED_FILTERS = ("ExtensionRef", "ExternalAuth")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,26 @@ def unsupported_filters(route: HTTPRoute | GRPCRoute) -> list[str]:
     return out
 
 
+def _first_by_name(items: Sequence[T], name: Callable[[T], str]) -> list[T]:
+    """The first of the entries with an equivalent (case-insensitive) header name: the
+    Gateway API says the later ones are ignored."""
+    seen: set[str] = set()
+    out: list[T] = []
+    for item in items:
+        key = name(item).lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 def _header_modifier(f: HTTPHeaderFilter | None) -> HeaderModifier | None:
     if f is None:
         return None
     return HeaderModifier(
-        set=tuple((h.name, h.value) for h in f.set),
-        add=tuple((h.name, h.value) for h in f.add),
-        remove=tuple(f.remove),
+        set=tuple((h.name, h.value) for h in _first_by_name(f.set, lambda h: h.name)),
+        add=tuple((h.name, h.value) for h in _first_by_name(f.add, lambda h: h.name)),
+        remove=tuple(_first_by_name(f.remove, lambda n: n)),
     )
 
 
@@ -193,18 +208,30 @@ def _backends(
 
 
 def _http_match(m: HTTPRouteMatch) -> RouteMatch:
+    # Only the first of equivalent names counts (headers: case-insensitive; query
+    # parameters: exact), as the Gateway API specifies.
+    seen_params: set[str] = set()
+    params = []
+    for q in m.query_params:
+        if q.name not in seen_params:
+            seen_params.add(q.name)
+            params.append(QueryParamMatch(q.name, q.value, ValueMatchType(q.type)))
     return RouteMatch(
         path=PathMatch(PathMatchType(m.path.type), m.path.value),
-        headers=tuple(HeaderMatch(h.name, h.value, ValueMatchType(h.type)) for h in m.headers),
-        query_params=tuple(
-            QueryParamMatch(q.name, q.value, ValueMatchType(q.type)) for q in m.query_params
+        headers=tuple(
+            HeaderMatch(h.name, h.value, ValueMatchType(h.type))
+            for h in _first_by_name(m.headers, lambda h: h.name)
         ),
+        query_params=tuple(params),
         method=m.method,
     )
 
 
 def _grpc_match(m: GRPCRouteMatch) -> RouteMatch:
-    headers = tuple(HeaderMatch(h.name, h.value, ValueMatchType(h.type)) for h in m.headers)
+    headers = tuple(
+        HeaderMatch(h.name, h.value, ValueMatchType(h.type))
+        for h in _first_by_name(m.headers, lambda h: h.name)
+    )
     meth = m.method
     if meth is None:
         path = PathMatch(PathMatchType.PREFIX, "/")
@@ -216,10 +243,16 @@ def _grpc_match(m: GRPCRouteMatch) -> RouteMatch:
         else:
             path = PathMatch(PathMatchType.REGEX, f"/[^/]+/{meth.method}")
     else:
-        service = meth.service or "[^/]+"
-        method = meth.method or "[^/]+"
-        path = PathMatch(PathMatchType.REGEX, f"/{service}/{method}")
+        path = PathMatch(PathMatchType.REGEX, grpc_method_regex(meth.service, meth.method))
     return RouteMatch(path=path, headers=headers, grpc=True)
+
+
+def grpc_method_regex(service: str | None, method: str | None) -> str:
+    """The :path regex of a RegularExpression method match. Each part is a group of its
+    own, so an alternation in one (`a|b`) stays inside it."""
+    svc = f"(?:{service})" if service else "[^/]+"
+    meth = f"(?:{method})" if method else "[^/]+"
+    return f"/{svc}/{meth}"
 
 
 def _ordered(

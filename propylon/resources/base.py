@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from propylon.resources.meta import ObjectKey, ObjectMeta
+from propylon.resources.meta import ObjectKey, ObjectMeta, share_fields_set
 
 
 class Struct(BaseModel):
@@ -20,6 +22,9 @@ class Struct(BaseModel):
         extra="ignore",
         validate_default=False,
     )
+
+    def model_post_init(self, context: Any, /) -> None:
+        share_fields_set(self)
 
 
 class Resource(Struct):

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from propylon.resources.base import Struct
+from propylon.resources.names import dns1123_label
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"^(\*\.)?{_DNS_LABEL}(\.{_DNS_LABEL})*$")
@@ -54,6 +55,13 @@ def _header_name(value: str) -> str:
     return value
 
 
+def _namespace(value: str) -> str:
+    why = dns1123_label(value)
+    if why is not None:
+        raise ValueError(f"{value!r} is not a valid namespace: {why}")
+    return value
+
+
 def parse_duration_ms(value: str) -> int:
     """Milliseconds of a Gateway API duration such as "1h2m" or "500ms"."""
     _duration(value)
@@ -66,6 +74,7 @@ SectionName = Annotated[str, AfterValidator(_section_name)]
 Duration = Annotated[str, AfterValidator(_duration)]
 HeaderName = Annotated[str, AfterValidator(_header_name)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
+Namespace = Annotated[str, AfterValidator(_namespace)]
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 
@@ -100,8 +109,8 @@ class LabelSelector(Struct):
 class ParentReference(Struct):
     group: str = GATEWAY_GROUP
     kind: str = "Gateway"
-    namespace: str | None = None
-    name: str = Field(min_length=1)
+    namespace: Namespace | None = None
+    name: str = Field(min_length=1, max_length=253)
     section_name: SectionName | None = None
     port: PortNumber | None = None
 
@@ -109,8 +118,8 @@ class ParentReference(Struct):
 class BackendObjectReference(Struct):
     group: str = ""
     kind: str = "Service"
-    name: str = Field(min_length=1)
-    namespace: str | None = None
+    name: str = Field(min_length=1, max_length=253)
+    namespace: Namespace | None = None
     port: PortNumber | None = None
 
     @model_validator(mode="after")
@@ -128,8 +137,8 @@ class BackendRef(BackendObjectReference):
 class SecretObjectReference(Struct):
     group: str = ""
     kind: str = "Secret"
-    name: str = Field(min_length=1)
-    namespace: str | None = None
+    name: str = Field(min_length=1, max_length=253)
+    namespace: Namespace | None = None
 
 
 class LocalObjectReference(Struct):

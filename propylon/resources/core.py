@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from propylon.resources.base import Resource, Struct
 from propylon.resources.common import PortNumber
+from propylon.resources.names import dns1123_subdomain
 
 
 class Namespace(Resource):
@@ -111,8 +113,31 @@ class EndpointSlice(Resource):
     api_version: str = "discovery.k8s.io/v1"
     kind: str = "EndpointSlice"
     address_type: Literal["IPv4", "IPv6", "FQDN"]
-    endpoints: list[Endpoint] = Field(default_factory=list)
-    ports: list[EndpointPort] = Field(default_factory=list)
+    endpoints: list[Endpoint] = Field(default_factory=list, max_length=1000)
+    ports: list[EndpointPort] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _addresses_of_type(self) -> EndpointSlice:
+        # The API server checks every address against addressType (Envoy would also
+        # reject a socket address that is not an IP).
+        for i, ep in enumerate(self.endpoints):
+            for j, addr in enumerate(ep.addresses):
+                why = _address_problem(self.address_type, addr)
+                if why is not None:
+                    raise ValueError(f"endpoints[{i}].addresses[{j}]: {addr!r} {why}")
+        return self
+
+
+def _address_problem(address_type: str, addr: str) -> str | None:
+    if address_type == "FQDN":
+        return None if dns1123_subdomain(addr) is None else "is not a valid FQDN"
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return f"must be a valid {address_type} address"
+    if (ip.version == 4) != (address_type == "IPv4"):
+        return f"must be a valid {address_type} address"
+    return None
 
 
 def _valid_base64(data: dict[str, str]) -> dict[str, str]:

@@ -11,8 +11,10 @@ from propylon.resources.base import Resource
 from propylon.resources.cilium import CiliumGatewayClassConfig, CiliumLoadBalancerIPPool
 from propylon.resources.common import GATEWAY_GROUP
 from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
+from propylon.resources.crd import CRDSchemas, CustomResourceDefinition
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
+from propylon.resources.names import metadata_ok, metadata_problems
 from propylon.resources.policy import BackendTLSPolicy, ReferenceGrant
 from propylon.resources.routes import GRPCRoute, HTTPRoute, TLSRoute
 
@@ -42,10 +44,11 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     ("cilium.io/v2alpha1", "CiliumGatewayClassConfig"): CiliumGatewayClassConfig,
     ("cilium.io/v2alpha1", "CiliumLoadBalancerIPPool"): CiliumLoadBalancerIPPool,
     ("cilium.io/v2", "CiliumLoadBalancerIPPool"): CiliumLoadBalancerIPPool,
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): CustomResourceDefinition,
 }
 
 CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset(
-    {"GatewayClass", "Namespace", "CiliumLoadBalancerIPPool"}
+    {"GatewayClass", "Namespace", "CiliumLoadBalancerIPPool", "CustomResourceDefinition"}
 )
 NAMESPACED_KINDS: frozenset[str] = frozenset(
     kind for (_, kind) in KINDS if kind not in CLUSTER_SCOPED_KINDS
@@ -75,11 +78,13 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
-def parse_object(doc: Mapping[str, Any]) -> Resource:
+def parse_object(doc: Mapping[str, Any], crds: CRDSchemas | None = None) -> Resource:
     """Validate one document and apply CRD defaults, as the API server would.
 
-    Raises `UnknownKindError` for kinds Propylon does not read and `ResourceError`
-    (naming the field) for invalid objects."""
+    With `crds` that serve the document's kind, it is first checked against the CRD
+    itself (schema, CEL rules, unknown fields); the typed model then checks what it
+    knows (and is all there is without CRDs). Raises `UnknownKindError` for kinds
+    Propylon does not read and `ResourceError` (naming the field) for invalid objects."""
     if not isinstance(doc, Mapping):
         raise ResourceError("", "", "", "", "document is not a mapping")
     api_version = doc.get("apiVersion")
@@ -110,8 +115,27 @@ def parse_object(doc: Mapping[str, Any]) -> Resource:
         namespace = ""
     elif not namespace:
         namespace = "default"
+    problems = (
+        []
+        if metadata_ok(kind_s, meta, namespace)
+        else list(metadata_problems(kind_s, meta, namespace))
+    )
+    if problems:
+        field, message = problems[0]
+        if len(problems) > 1:
+            more = len(problems) - 1
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ResourceError(kind_s, namespace, name, field, message)
     fixed = dict(doc)
     fixed["metadata"] = {**meta, "namespace": namespace}
+    if crds is not None and crds.serves(api_version, kind_s):
+        found = crds.validate(fixed)
+        if found:
+            # Every problem, as the API server lists them (the first one's field leads).
+            message = "; ".join([found[0].message, *(str(p) for p in found[1:10])])
+            if len(found) > 10:
+                message += f" (and {len(found) - 10} more)"
+            raise ResourceError(kind_s, namespace, name, found[0].field, message)
 
     try:
         return model.model_validate(fixed)

@@ -10,6 +10,7 @@ from propylon.resources.base import Resource, Struct
 from propylon.resources.common import (
     GATEWAY_GROUP,
     LocalObjectReference,
+    Namespace,
     PreciseHostname,
     SectionName,
 )
@@ -18,7 +19,7 @@ from propylon.resources.common import (
 class ReferenceGrantFrom(Struct):
     group: str
     kind: str = Field(min_length=1)
-    namespace: str = Field(min_length=1)
+    namespace: Namespace
 
 
 class ReferenceGrantTo(Struct):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -20,10 +21,20 @@ from propylon.resources.common import (
     PortNumber,
     PreciseHostname,
     SectionName,
+    parse_duration_ms,
 )
 
 _GRPC_SERVICE_RE = re.compile(r"(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*")
 _GRPC_METHOD_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_PATH_CHARS_RE = re.compile(r"(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+")
+# The CRDs' CEL rules, checked by hand so that they hold without the CRD files too.
+_UNIQUE_FILTERS = (
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+    "RequestRedirect",
+    "URLRewrite",
+)
+MAX_MATCHES_PER_ROUTE = 128
 
 HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -51,6 +62,12 @@ class HTTPPathMatch(Struct):
             if self.value.endswith(("/..", "/.")):
                 raise ValueError(
                     "must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']"
+                )
+            if not _PATH_CHARS_RE.fullmatch(self.value):
+                raise ValueError(
+                    "must only contain valid characters (matching "
+                    "^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$) for types "
+                    "['Exact', 'PathPrefix']"
                 )
         return self
 
@@ -152,6 +169,14 @@ class HTTPCORSFilter(Struct):
     expose_headers: list[str] = Field(default_factory=list, max_length=64)
     max_age: int = Field(default=5, ge=1)
 
+    @model_validator(mode="after")
+    def _wildcard_alone(self) -> HTTPCORSFilter:
+        if "*" in self.allow_origins and len(self.allow_origins) > 1:
+            raise ValueError("AllowOrigins cannot contain '*' alongside other origins")
+        if "*" in self.allow_methods and len(self.allow_methods) > 1:
+            raise ValueError("AllowMethods cannot contain '*' alongside other methods")
+        return self
+
 
 HTTPFilterType = Literal[
     "RequestHeaderModifier",
@@ -211,13 +236,52 @@ def _camel(attr: str) -> str:
 # --- HTTPRoute ---------------------------------------------------------------------------
 
 
+def _filter_set_problem(filters: Sequence[HTTPRouteFilter | GRPCRouteFilter]) -> str | None:
+    if len(filters) < 2:
+        return None
+    types = [f.type for f in filters]
+    for t in _UNIQUE_FILTERS:
+        if types.count(t) > 1:  # type: ignore[arg-type]
+            return f"{t} filter cannot be repeated"
+    if "RequestRedirect" in types and "URLRewrite" in types:
+        return (
+            "May specify either httpRouteFilterRequestRedirect or "
+            "httpRouteFilterRequestRewrite, but not both"
+        )
+    return None
+
+
+def _replaces_prefix(filters: Sequence[HTTPRouteFilter], kind: str) -> bool:
+    for f in filters:
+        config = f.request_redirect if kind == "RequestRedirect" else f.url_rewrite
+        if config is not None and config.path and config.path.type == "ReplacePrefixMatch":
+            return True
+    return False
+
+
 class HTTPBackendRef(BackendRef):
     filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="after")
+    def _filter_set(self) -> HTTPBackendRef:
+        problem = _filter_set_problem(self.filters)
+        if problem is not None:
+            raise ValueError(f"filters: {problem}")
+        return self
 
 
 class HTTPRouteTimeouts(Struct):
     request: Duration | None = None
     backend_request: Duration | None = None
+
+    @model_validator(mode="after")
+    def _backend_within_request(self) -> HTTPRouteTimeouts:
+        if self.request is None or self.backend_request is None:
+            return self
+        request = parse_duration_ms(self.request)
+        if request != 0 and parse_duration_ms(self.backend_request) > request:
+            raise ValueError("backendRequest timeout cannot be longer than request timeout")
+        return self
 
 
 class HTTPRouteRule(Struct):
@@ -229,11 +293,94 @@ class HTTPRouteRule(Struct):
     retry: dict[str, Any] | None = None
     session_persistence: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _rule_rules(self) -> HTTPRouteRule:
+        plain = not self.filters and self.session_persistence is None
+        if plain and all(not b.filters for b in self.backend_refs):
+            return self  # the common case: nothing these rules are about
+        problem = _filter_set_problem(self.filters)
+        if problem is not None:
+            raise ValueError(f"filters: {problem}")
+        if self.backend_refs and any(f.type == "RequestRedirect" for f in self.filters):
+            raise ValueError("RequestRedirect filter must not be used together with backendRefs")
+        one_prefix = len(self.matches) == 1 and self.matches[0].path.type == "PathPrefix"
+        if not one_prefix:
+            backend_filters = [f for b in self.backend_refs for f in b.filters]
+            for kind in ("RequestRedirect", "URLRewrite"):
+                if _replaces_prefix(self.filters, kind):
+                    raise ValueError(
+                        f"When using {kind} filter with path.replacePrefixMatch, exactly one "
+                        "PathPrefix match must be specified"
+                    )
+                if _replaces_prefix(backend_filters, kind):
+                    raise ValueError(
+                        f"Within backendRefs, when using {kind} filter with "
+                        "path.replacePrefixMatch, exactly one PathPrefix match must be specified"
+                    )
+        _session_persistence(self.session_persistence)
+        return self
+
+
+def _session_persistence(config: dict[str, Any] | None) -> None:
+    config = config or {}
+    cookie = config.get("cookieConfig")
+    permanent = isinstance(cookie, dict) and cookie.get("lifetimeType") == "Permanent"
+    if permanent and "absoluteTimeout" not in config:
+        raise ValueError(
+            "sessionPersistence: AbsoluteTimeout must be specified when cookie "
+            "lifetimeType is Permanent"
+        )
+
+
+def _route_spec_problem(
+    parent_refs: Sequence[ParentReference], rule_names: Sequence[str | None], matches: int
+) -> str | None:
+    """The CRDs' rules on a route's spec, shared by every route kind."""
+    if len(parent_refs) < 2 and matches <= MAX_MATCHES_PER_ROUTE and len(rule_names) < 2:
+        return None
+    if matches > MAX_MATCHES_PER_ROUTE:
+        return (
+            "rules: While 16 rules and 64 matches per rule are allowed, the total number of "
+            f"matches across all rules in a route must be less than {MAX_MATCHES_PER_ROUTE}"
+        )
+    named = [n for n in rule_names if n]
+    if len(named) != len(set(named)):
+        return "rules: Rule name must be unique within the route"
+    groups: dict[tuple[str, str, str, str], list[ParentReference]] = {}
+    for ref in parent_refs:
+        groups.setdefault((ref.group, ref.kind, ref.name, ref.namespace or ""), []).append(ref)
+    for refs in groups.values():
+        if len(refs) < 2:
+            continue
+        if any(r.section_name is None and r.port is None for r in refs):
+            return (
+                "parentRefs: sectionName or port must be specified when parentRefs includes "
+                "2 or more references to the same parent"
+            )
+        seen = [(r.section_name or "", r.port or 0) for r in refs]
+        if len(seen) != len(set(seen)):
+            return (
+                "parentRefs: sectionName or port must be unique when parentRefs includes "
+                "2 or more references to the same parent"
+            )
+    return None
+
 
 class HTTPRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
     rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()], max_length=16)
+
+    @model_validator(mode="after")
+    def _spec_rules(self) -> HTTPRouteSpec:
+        problem = _route_spec_problem(
+            self.parent_refs,
+            [r.name for r in self.rules],
+            sum(len(r.matches) for r in self.rules),
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class HTTPRoute(Resource):
@@ -297,6 +444,13 @@ class GRPCRouteFilter(Struct):
 class GRPCBackendRef(BackendRef):
     filters: list[GRPCRouteFilter] = Field(default_factory=list, max_length=16)
 
+    @model_validator(mode="after")
+    def _filter_set(self) -> GRPCBackendRef:
+        problem = _filter_set_problem(self.filters)
+        if problem is not None:
+            raise ValueError(f"filters: {problem}")
+        return self
+
 
 class GRPCRouteRule(Struct):
     name: SectionName | None = None
@@ -305,11 +459,30 @@ class GRPCRouteRule(Struct):
     backend_refs: list[GRPCBackendRef] = Field(default_factory=list, max_length=16)
     session_persistence: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _rule_rules(self) -> GRPCRouteRule:
+        problem = _filter_set_problem(self.filters)
+        if problem is not None:
+            raise ValueError(f"filters: {problem}")
+        _session_persistence(self.session_persistence)
+        return self
+
 
 class GRPCRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
     rules: list[GRPCRouteRule] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="after")
+    def _spec_rules(self) -> GRPCRouteSpec:
+        problem = _route_spec_problem(
+            self.parent_refs,
+            [r.name for r in self.rules],
+            sum(len(r.matches) for r in self.rules),
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class GRPCRoute(Resource):
@@ -330,6 +503,13 @@ class TLSRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
     rules: list[TLSRouteRule] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _spec_rules(self) -> TLSRouteSpec:
+        problem = _route_spec_problem(self.parent_refs, [r.name for r in self.rules], 0)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class TLSRoute(Resource):

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 
 from propylon.runtime.instance import Instance
-from propylon.runtime.options import DEFAULT_POOL, RunOptions
+from propylon.runtime.options import DEFAULT_POOL, RunError, RunOptions
 
 
 def run(options: RunOptions) -> int:
     """Serve until interrupted; returns the process exit code."""
     asyncio.run(Instance(options).serve())
-    return 0
+    # Envoy is stopped and the state saved: exit without tearing the heap down object
+    # by object (seconds at tens of thousands of routes, after SIGTERM asked us to go).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
-__all__ = ["DEFAULT_POOL", "Instance", "RunOptions", "run"]
+__all__ = ["DEFAULT_POOL", "Instance", "RunError", "RunOptions", "run"]

@@ -12,25 +12,32 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now, utc_now
-from propylon.dataplane import EnvoySupervisor
+from propylon.dataplane import EnvoyError, EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
 from propylon.resources.meta import ObjectKey
+from propylon.runtime import isolation
 from propylon.runtime.collector import QuietCollector
-from propylon.runtime.options import RunOptions
+from propylon.runtime.options import RunError, RunOptions
 from propylon.runtime.pipeline import (
     ConditionDiagnostics,
     Evaluation,
     evaluate,
+    proxy_options,
 )
 from propylon.runtime.seams import StandalonePool, WatchedFiles
+from propylon.runtime.worker import Stopping, Worker
+from propylon.sources.files import FileSource
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
+from propylon.state.api import InstanceRunningError
 from propylon.store import ChangeSet, Diagnostic, Store
 
 log = logging.getLogger("propylon")
@@ -39,6 +46,7 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
+ENVOY_STOP_GRACE_S = 1.0
 
 
 class Instance:
@@ -59,19 +67,30 @@ class Instance:
         self._xds: Any = None
         self._envoy: EnvoySupervisor | None = None
         self._api: ApiServer | None = None
-        # The seams (propylon/runtime/seams.py): the standalone pool; files in (below).
+        # The seams (propylon/runtime/seams.py): the standalone pool; files in.
         self._allocator = StandalonePool(options.default_pool)
+        self._source = FileSource(options.paths, crds=options.crds)
+        # NACK isolation (runtime.isolation): objects withheld from Envoy -> (the
+        # resource that was rejected, Envoy's message); released when they change.
+        self._withheld: dict[ObjectKey, tuple[object, str]] = {}
+        self._withheld_changed: set[ObjectKey] = set()
+        self._pushed: dict[int, Evaluation] = {}  # the last few versions sent
+        self._last_changeset: ChangeSet | None = None
+        self._isolator: asyncio.Task[None] | None = None
+        self._unexplained: str | None = None  # a rejection no object could be blamed for
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
         self._conditions = ConditionDiagnostics()
         self._stop = asyncio.Event()
-        self._files = WatchedFiles(options.paths, stop_event=self._stop)
+        self._files = WatchedFiles(options.paths, stop_event=self._stop, source=self._source)
+        self._worker = Worker()
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
         # The build `statuses` was last merged from, and its Gateways' keys.
         self._merged_from: Mapping[ObjectKey, Mapping[str, Any]] | None = None
         self._gateways: set[ObjectKey] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
+        self._unsaved = False  # a reconcile since the state was last written
         self._collector = QuietCollector()
 
     # --- lifecycle ------------------------------------------------------------------
@@ -86,7 +105,11 @@ class Instance:
             self._metrics_server = serve_metrics(self.options.metrics_address)
             log.info("metrics on http://%s/metrics", self._metrics_server.address)
         self.metrics.set_leader(True)  # one process, no election: it always leads
-        self.state.ensure()
+        try:
+            self.state.ensure()
+        except OSError as exc:
+            what = "is not a directory" if self.state.path.exists() else exc.strerror
+            raise RunError(f"--state-dir {self.state.path}: {what}") from None
         self.store.import_records(self.state.load_metadata())
         self.statuses = dict(self.state.load_statuses())
         self._api = ApiServer(
@@ -95,7 +118,12 @@ class Instance:
             diagnostics=lambda: self.diagnostics,
             health=self.health,
         )
-        await self._api.start()  # refuses to start beside a live instance
+        try:
+            await self._api.start()  # refuses to start beside a live instance
+        except InstanceRunningError as exc:
+            raise RunError(str(exc)) from None
+        if self.options.admin_port:
+            _check_port_free(self.options.admin_port)
         self.state.write_pid(os.getpid())
         loop = asyncio.get_running_loop()
         self._collector.start()
@@ -107,19 +135,25 @@ class Instance:
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")
             admin_port = self.options.admin_port or 0
-            self._envoy = EnvoySupervisor(
-                binary=self.options.envoy_binary,
-                xds_address=xds_address,
-                admin_address=f"127.0.0.1:{admin_port}",
-                node_id=self.options.node_id,
-                workdir=self.state.path / "envoy",
-            )
-            await self._envoy.start()
+            try:
+                self._envoy = EnvoySupervisor(
+                    binary=self.options.envoy_binary,
+                    xds_address=xds_address,
+                    admin_address=f"127.0.0.1:{admin_port}",
+                    node_id=self.options.node_id,
+                    workdir=self.state.path / "envoy",
+                )
+                await self._envoy.start()
+            except EnvoyError as exc:
+                raise RunError(_one_line(str(exc))) from None
             log.info("envoy pid %s, admin http://%s/", self._envoy.pid, self._envoy.admin_address)
+            self._isolator = asyncio.create_task(self._isolate_rejections())
             async for changeset in self._files.changes():
                 await self.reconcile(changeset)
                 if self._stop.is_set():
                     break
+        except Stopping:
+            log.info("stopping in the middle of reading or building; that work is dropped")
         finally:
             await self._shutdown()
 
@@ -127,10 +161,21 @@ class Instance:
         self._stop.set()
 
     async def _shutdown(self) -> None:
-        self.flush_state()
+        if self._isolator is not None:
+            self._isolator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._isolator
+        if self._envoy is not None:
+            self._envoy.terminate()  # Envoy exits while the state is written
+        if not self._worker.busy:  # else the store is half-updated: keep the last save
+            self.flush_state()
+        self._worker.close()
         self._collector.stop()
         if self._envoy is not None:
-            await self._envoy.stop()
+            # Envoy holds no state of its own (it is programmed over xDS): after SIGTERM
+            # it gets a second to exit before SIGKILL, not the many seconds it can take
+            # to free the configuration of tens of thousands of routes.
+            await self._envoy.stop(timeout=ENVOY_STOP_GRACE_S)
         if self._xds is not None:
             await self._xds.stop()
         if self._api is not None:
@@ -142,8 +187,58 @@ class Instance:
     # --- reconcile ------------------------------------------------------------------
 
     async def reconcile(self, changeset: ChangeSet) -> None:
+        """Apply, build and translate on the worker thread (seconds for thousands of
+        routes: the loop stays free for the xDS stream, the API and signals), then push
+        and merge statuses here. Raises `Stopping` if a stop comes first."""
         started = time.perf_counter()
+        # NACK isolation's state is the loop's: the worker gets a copy and says which
+        # withheld objects changed (they get another chance).
+        if self._unexplained is not None and self._xds is not None and not self._xds.rejections():
+            self._unexplained = None  # a later version was acknowledged
+        withheld = dict(self._withheld)
+        entered = frozenset(self._withheld_changed)
+        self._withheld_changed.clear()
+        evaluation, changed, released = await self._worker.run(
+            partial(self._evaluate, changeset, withheld, entered, self._unexplained), self._stop
+        )
+        for key in released:
+            if self._withheld.get(key) is withheld[key]:
+                del self._withheld[key]
+                log.info("%s changed: no longer withheld from Envoy", key)
+        self._last_changeset = changeset
+        self.evaluation = evaluation
+        self.xds_version = self._push(evaluation.resources)
+        self._pushed[self.xds_version] = evaluation
+        for old in [v for v in self._pushed if v <= self.xds_version - 4]:
+            del self._pushed[old]
+        self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
+        self.diagnostics = evaluation.diagnostics
+        self._schedule_save()
+        self._report(evaluation.diagnostics)
+        self.ready.set()
+        self.metrics.reconciled(
+            time.perf_counter() - started, (key.kind for key in evaluation.snapshot.changed)
+        )
+        self._collector.after_reconcile()
+
+    def _evaluate(
+        self,
+        changeset: ChangeSet,
+        withheld_now: Mapping[ObjectKey, tuple[object, str]],
+        entered: frozenset[ObjectKey],
+        unexplained: str | None,
+    ) -> tuple[Evaluation, frozenset[ObjectKey] | None, frozenset[ObjectKey]]:
+        """The CPU-bound part of a reconcile (on the worker thread): the evaluation, the
+        keys whose status may differ from the build merged last (None: unknown), and the
+        withheld objects that changed since Envoy rejected them (released)."""
         snapshot = self.store.apply(changeset)
+        released = frozenset(
+            key
+            for key, (resource, _) in withheld_now.items()
+            if (stored := snapshot.get(key)) is None or stored.resource is not resource
+        )
+        withheld = {k: m for k, (_, m) in withheld_now.items() if k not in released}
+        withheld_changed = entered | released
 
         def evaluate_snapshot() -> Evaluation:
             return evaluate(
@@ -156,6 +251,9 @@ class Instance:
                 translator=self._translator,
                 builder=self._builder,
                 conditions=self._conditions,
+                withheld=withheld,
+                withheld_changed=withheld_changed,
+                rejected=unexplained,
             )
 
         evaluation = evaluate_snapshot()
@@ -171,17 +269,7 @@ class Instance:
                 changed = changed | again.changed
             else:
                 changed = None
-        self.evaluation = evaluation
-        self.xds_version = self._push(evaluation.resources)
-        self.statuses = self._merge_statuses(evaluation.result.statuses, changed)
-        self.diagnostics = evaluation.diagnostics
-        self._schedule_save()
-        self._report(evaluation.diagnostics)
-        self.ready.set()
-        self.metrics.reconciled(
-            time.perf_counter() - started, (key.kind for key in snapshot.changed)
-        )
-        self._collector.after_reconcile()
+        return evaluation, changed, released
 
     def _merge_statuses(
         self,
@@ -222,6 +310,7 @@ class Instance:
     def _schedule_save(self) -> None:
         """Persist statuses and generations soon, not now: the state files are for the
         CLI and restarts, and writing them must not delay the next push to Envoy."""
+        self._unsaved = True
         if self._save_handle is not None:
             self._save_handle.cancel()
         try:
@@ -232,19 +321,31 @@ class Instance:
         # Under steady churn, at most one write per STATE_SAVE_MIN_INTERVAL_S (a write
         # walks every status and record: tens of milliseconds at thousands of routes).
         wait = STATE_SAVE_MIN_INTERVAL_S - (loop.time() - self._saved_at)
-        self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self.flush_state)
+        self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self._save_later)
+
+    def _save_later(self) -> None:
+        """`flush_state` on the worker (in turn with reconciles, so the store is whole):
+        at thousands of routes a write takes long enough to stall the xDS stream."""
+        self._save_handle = None
+        self._saved_at = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(self._worker.run(self._write_state, self._stop))
+        task.add_done_callback(_ignore_stopping)
 
     def flush_state(self) -> None:
         """Write statuses and generations to the state directory now."""
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
-        if self.evaluation is None:
-            return
-        self.state.save_statuses(self.statuses)
-        self.state.save_metadata(self.store.export_records())
+        self._write_state()
         with contextlib.suppress(RuntimeError):
             self._saved_at = asyncio.get_running_loop().time()
+
+    def _write_state(self) -> None:
+        if self.evaluation is None or not self._unsaved:
+            return
+        self._unsaved = False
+        self.state.save_statuses(self.statuses)
+        self.state.save_metadata(self.store.export_records())
 
     def _bind_probe_needed(self, evaluation: Evaluation) -> bool:
         """Probe the Gateways' addresses (not with hostNetwork: listeners bind the host's
@@ -254,6 +355,44 @@ class Instance:
         probe = self._allocator.probe
         recovered = probe.refresh()
         return probe.check(evaluation.result.addresses.values()) or recovered
+
+    async def _isolate_rejections(self) -> None:
+        """Whenever Envoy rejects a version: find the objects it came from, withhold
+        them (their status says why) and push the rest again (see runtime.isolation)."""
+        handled = 0
+        while True:
+            version, message = await self._xds.wait_rejected(handled)
+            handled = version
+            evaluation = self._pushed.get(version)
+            if evaluation is None or self._envoy is None:
+                continue
+            log.error("Envoy rejected version %s: %s", version, message)
+            found = await isolation.find_rejected(
+                evaluation.result.model,
+                proxy_options(self.options.values),
+                isolation.envoy_validator(self._envoy.binary),
+            )
+            if not found:
+                # Nothing to withhold: the Gateways are not Programmed until Envoy takes
+                # a later version.
+                log.error("could not tell which objects Envoy rejected in version %s", version)
+                self._unexplained = message
+                await self._reconcile_again()
+                continue
+            snapshot = evaluation.snapshot
+            for key, why in found.items():
+                stored = snapshot.get(key)
+                if stored is not None:
+                    self._withheld[key] = (stored.resource, why)
+                    self._withheld_changed.add(key)
+                    log.error("withheld from Envoy: %s: %s", key, why)
+            await self._reconcile_again()
+
+    async def _reconcile_again(self) -> None:
+        """The last change set once more (what is withheld from Envoy changed)."""
+        if self._last_changeset is not None:
+            with contextlib.suppress(Stopping):
+                await self.reconcile(self._last_changeset)
 
     def _push(self, resources: XdsResources) -> int:
         version: int = self._xds.update(resources)
@@ -287,8 +426,15 @@ class Instance:
 
     def health(self) -> Mapping[str, Any]:
         envoy = self._envoy
+        rejections = self._xds.rejections() if self._xds else []
+        withheld = {str(k): message for k, (_, message) in sorted(self._withheld.items())}
+        status = "starting"
+        if self.ready.is_set():
+            status = "degraded" if rejections or withheld else "ok"
         return {
-            "status": "ok" if self.ready.is_set() else "starting",
+            "status": status,
+            "rejected": rejections,
+            "withheld": withheld,
             "pid": os.getpid(),
             "envoy": {
                 "pid": envoy.pid if envoy else None,
@@ -297,6 +443,28 @@ class Instance:
             },
             "xds": {"version": self.xds_version, "acked": self._xds.nodes() if self._xds else {}},
         }
+
+
+def _ignore_stopping(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and not isinstance(task.exception(), Stopping | type(None)):
+        log.error("saving the state failed: %s", task.exception())
+
+
+def _check_port_free(port: int) -> None:
+    """Envoy would exit on a taken admin port with a page of output: say it first."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RunError(f"--admin-port {port}: 127.0.0.1:{port}: {exc.strerror}") from None
+
+
+def _one_line(message: str) -> str:
+    """The first line and the last (Envoy's own reason) of a multi-line message."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 async def serve(options: RunOptions) -> int:

@@ -12,6 +12,10 @@ from propylon.values import Values
 DEFAULT_POOL: tuple[str, ...] = ("127.10.0.0/16",)
 
 
+class RunError(Exception):
+    """Why `propylon run` cannot start or go on, in one line for the user."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     paths: tuple[Path, ...]
@@ -23,3 +27,4 @@ class RunOptions:
     default_pool: tuple[str, ...] = DEFAULT_POOL
     node_id: str = "propylon-standalone"
     metrics_address: str | None = None  # HOST:PORT for /metrics; None: not served
+    crds: tuple[Path, ...] = ()  # CRD files: objects of their kinds are validated against them

@@ -7,6 +7,7 @@ No I/O here: the callers read files and push the result.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -65,20 +66,36 @@ def evaluate(
     translator: Translator | None = None,
     builder: gatewayapi.Builder | None = None,
     conditions: ConditionDiagnostics | None = None,
+    withheld: Mapping[ObjectKey, str] | None = None,
+    withheld_changed: frozenset[ObjectKey] = frozenset(),
+    rejected: str | None = None,
 ) -> Evaluation:
     """`builder`, `translator` and `conditions` carry memory from one evaluation to the
     next (the runtime keeps one of each, fed every snapshot in order); without them
-    everything is computed from scratch, with the same result."""
+    everything is computed from scratch, with the same result.
+
+    `withheld`: objects Envoy rejected (key -> its message; see `runtime.isolation`):
+    left out of the build, their status says why. `withheld_changed`: the keys that
+    entered or left it since the previous evaluation. `rejected`: Envoy's message for a
+    rejection no object could be blamed for: every Gateway is then not Programmed."""
+    objects = snapshot.resources()
+    if withheld:
+        objects = {k: v for k, v in objects.items() if k not in withheld}
     inputs = gatewayapi.Inputs(
-        objects=snapshot.resources(),
+        objects=objects,
         values=values,
         previous_addresses=previous or {},
         default_pool=default_pool,
         unbindable_addresses=unbindable,
     )
-    result = (
-        builder.build(inputs, snapshot.changed) if builder is not None else gatewayapi.build(inputs)
-    )
+    changed = snapshot.changed
+    if changed is not None and withheld_changed:
+        changed = frozenset(changed) | withheld_changed
+    result = builder.build(inputs, changed) if builder is not None else gatewayapi.build(inputs)
+    if withheld:
+        result = _with_rejections(result, snapshot, withheld)
+    if rejected:
+        result = _not_programmed(result, rejected)
     resources = (translator or Translator()).translate(result.model, proxy_options(values))
     diagnostics = [
         *changeset.diagnostics,
@@ -88,6 +105,70 @@ def evaluate(
         ),
     ]
     return Evaluation(snapshot, result, resources, tuple(diagnostics))
+
+
+def _with_rejections(
+    result: gatewayapi.BuildResult, snapshot: Snapshot, withheld: Mapping[ObjectKey, str]
+) -> gatewayapi.BuildResult:
+    """Statuses for the objects withheld from Envoy: a route is not accepted by any of
+    its parents, a Gateway is not programmed; each with Envoy's message."""
+    statuses = dict(result.statuses)
+    for key, message in withheld.items():
+        stored = snapshot.get(key)
+        if stored is None:
+            continue
+        resource: Any = stored.resource
+        generation = resource.metadata.generation
+        text = f"Envoy rejected the configuration made from this object: {message}"
+        if key.kind == "Gateway":
+            statuses[key] = {
+                "conditions": [
+                    _condition("Accepted", True, "Accepted", "Gateway is accepted", generation),
+                    _condition("Programmed", False, "Invalid", text, generation),
+                ]
+            }
+            continue
+        parents = []
+        for ref in resource.spec.parent_refs:
+            parents.append(
+                {
+                    "parentRef": ref.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                    "controllerName": gatewayapi.CONTROLLER_NAME,
+                    "conditions": [
+                        _condition("Accepted", False, "UnsupportedValue", text, generation),
+                        _condition("Programmed", False, "Invalid", text, generation),
+                    ],
+                }
+            )
+        statuses[key] = {"parents": parents}
+    return dataclasses.replace(result, statuses=statuses, changed=None, since=None)
+
+
+def _not_programmed(result: gatewayapi.BuildResult, message: str) -> gatewayapi.BuildResult:
+    """Every Gateway `Programmed=False`: Envoy rejected the latest configuration."""
+    statuses = dict(result.statuses)
+    text = f"Envoy rejected the latest configuration: {message}"
+    for key, status in result.statuses.items():
+        if key.kind != "Gateway":
+            continue
+        conditions = [
+            {**c, "status": "False", "reason": "Invalid", "message": text}
+            if c.get("type") == "Programmed"
+            else c
+            for c in status.get("conditions") or ()
+        ]
+        statuses[key] = {**status, "conditions": conditions}
+    return dataclasses.replace(result, statuses=statuses, changed=None, since=None)
+
+
+def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
 
 
 def evaluate_once(changeset: ChangeSet, values: Values) -> Evaluation:

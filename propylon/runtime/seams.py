@@ -42,9 +42,15 @@ class ChangeSource(Protocol):
 class WatchedFiles:
     """`propylon run`'s change source: the files, read once, then re-read as they change."""
 
-    def __init__(self, paths: tuple[Path, ...], *, stop_event: asyncio.Event) -> None:
+    def __init__(
+        self,
+        paths: tuple[Path, ...],
+        *,
+        stop_event: asyncio.Event,
+        source: FileSource | None = None,
+    ) -> None:
         self.paths = paths
-        self.source = FileSource(paths)
+        self.source = source if source is not None else FileSource(paths)
         self._stop = stop_event
 
     def changes(self) -> AsyncIterator[ChangeSet]:

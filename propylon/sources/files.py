@@ -64,8 +64,15 @@ __all__ = [
 ]
 
 _FALLBACK_CLUSTER_SCOPED = frozenset(
-    {"GatewayClass", "CiliumLoadBalancerIPPool", "CiliumClusterwideNetworkPolicy", "Namespace"}
+    {
+        "GatewayClass",
+        "CiliumLoadBalancerIPPool",
+        "CiliumClusterwideNetworkPolicy",
+        "Namespace",
+        "CustomResourceDefinition",
+    }
 )
+_CRD = "CustomResourceDefinition"
 
 
 def default_parse(doc: Mapping[str, Any]) -> Resource:
@@ -102,10 +109,17 @@ class FileSource:
         *,
         parse: ParseFn | None = None,
         source: str = "files",
+        crds: Sequence[Path | str] = (),
     ) -> None:
+        """`crds`: CustomResourceDefinition files (`--crds`); objects of their kinds, and
+        of the kinds of CRDs among the manifests themselves, are validated against them
+        (see `propylon.sources.crds`). Raises `CRDLoadError` for a CRD file it cannot use."""
         self.paths = tuple(Path(p) for p in paths)
         self.source = source
-        self._parse = parse or default_parse
+        self._base_parse = parse or default_parse
+        self._crd_paths = tuple(Path(p) for p in crds)
+        self._crds: dict[ObjectKey, Resource] = {}  # the CRDs among the manifests
+        self._parse = self._crd_parse() if self._crd_paths else self._base_parse
         self._cache: dict[str, FileResult] = {}
         self._origins: dict[ObjectKey, Origin] = {}
         self._cluster_scoped: frozenset[str] | None = None
@@ -158,7 +172,26 @@ class FileSource:
         self._origins = assembly.origins
         self._tree, self._assembly = tree, assembly
         self._last = assembly.changeset(self.source, None, frozenset())
+        crds = {k: o.resource for k, o in self._last.objects.items() if k.kind == _CRD}
+        if crds != self._crds:
+            return self._reparse_with(crds)
         return self._last
+
+    def _crd_parse(self) -> ParseFn:
+        from propylon.sources.crds import crd_parse, load_crd_files  # only when CRDs exist
+
+        schemas = load_crd_files(self._crd_paths)
+        for crd in self._crds.values():
+            schemas.install(crd.document())  # type: ignore[attr-defined]
+        return crd_parse(schemas)
+
+    def _reparse_with(self, crds: dict[ObjectKey, Resource]) -> ChangeSet:
+        """The CRDs among the manifests changed: install them (as a cluster would) and
+        read every file again, so that objects of their kinds are checked against them."""
+        self._crds = crds
+        self._parse = self._crd_parse() if crds or self._crd_paths else self._base_parse
+        self._cache.clear()
+        return self.load()
 
     def update(self, changed: Iterable[str | Path]) -> ChangeSet:
         """`load(changed)` driven by watch events: re-read only the files named by
@@ -206,6 +239,8 @@ class FileSource:
             assembly.replace(display, result, per_file[display], old_origins)
         self._origins = assembly.origins
         self._last = assembly.changeset(self.source, last, frozenset(keys))
+        if any(k.kind == _CRD for k in keys):
+            return self.load()  # a CRD came, went or changed: see `_reparse_with`
         return self._last
 
     def _load_file(self, path: str, *, force: bool) -> FileResult:
@@ -244,6 +279,11 @@ class FileSource:
         )
 
 
-def load_paths(paths: Sequence[Path | str], *, parse: ParseFn | None = None) -> ChangeSet:
+def load_paths(
+    paths: Sequence[Path | str],
+    *,
+    parse: ParseFn | None = None,
+    crds: Sequence[Path | str] = (),
+) -> ChangeSet:
     """Read everything under `paths` once (what `propylon validate` does)."""
-    return FileSource(paths, parse=parse).load()
+    return FileSource(paths, parse=parse, crds=crds).load()

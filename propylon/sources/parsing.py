@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from propylon.resources.meta import ObjectKey
+from propylon.resources.unknown import unknown_fields
 from propylon.sources.documents import DocumentError, load_documents
 from propylon.store.diagnostics import Diagnostic, error, warning
 from propylon.store.types import Resource
@@ -219,6 +220,17 @@ class _FileParser:
             self._parse_failed(exc, doc, index, fld)
             return
         self.objects.append(ParsedObject(resource.key, resource, index))
+        for path in unknown_fields(resource, doc):
+            self.diagnostics.append(
+                warning(
+                    f'unknown field "{path}" (ignored; with the CRD files, see --crds, it is '
+                    "an error, as strict field validation makes it)",
+                    file=self.path,
+                    document=index,
+                    object=label,
+                    field=fld(path),
+                )
+            )
 
     def _parse_failed(
         self,

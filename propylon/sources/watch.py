@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,13 @@ BUSY_S = 0.02
 # How long to wait for more of a burst when events are reported as they happen
 # (inotify): a writer still going writes a file far faster than this.
 IMMEDIATE_WAIT_S = 0.005
+
+
+Offload = Callable[[Callable[[], ChangeSet]], Awaitable[ChangeSet]]
+
+
+async def _in_place(fn: Callable[[], ChangeSet]) -> ChangeSet:
+    return fn()
 
 
 def same_changeset(a: ChangeSet, b: ChangeSet) -> bool:
@@ -193,11 +201,15 @@ async def watch(
     stop_event: asyncio.Event | None = None,
     initial: bool = True,
     coalesce_s: float = COALESCE_S,
+    offload: Offload | None = None,
 ) -> AsyncIterator[ChangeSet]:
     """Yield ChangeSets for `paths` until `stop_event` is set (or the consumer stops).
 
     `source`: an existing `FileSource` to continue from (its cache and history are
-    kept); otherwise one is made from `paths` and `parse`."""
+    kept); otherwise one is made from `paths` and `parse`. `offload`: runs the reading
+    of files (a call returning a ChangeSet) elsewhere, e.g. on a worker thread so that a
+    big load does not block the event loop; default: in place."""
+    call = offload if offload is not None else _in_place
     files = source if source is not None else FileSource(paths, parse=parse)
     stop = stop_event if stop_event is not None else asyncio.Event()
     options: dict[str, Any] = {
@@ -216,7 +228,7 @@ async def watch(
     plan = files.watch_plan()
     events = _Events(plan, stop, options)  # before the load: no write falls in between
     try:
-        last = files.load()
+        last = await call(files.load)
         if initial:
             yield last
         while True:
@@ -224,7 +236,10 @@ async def watch(
             while (changed := await events.next()) is not None:
                 # An empty batch is the rescan tick.
                 began = time.monotonic()
-                current = files.update(changed) if changed else files.load()
+                if changed:
+                    current = await call(partial(files.update, changed))
+                else:
+                    current = await call(files.load)
                 replan = files.watch_plan() != plan
                 # Reading a burst of files takes a while; what was written meanwhile is
                 # read too before the consumer reconciles (one reconcile for a burst,
@@ -236,7 +251,7 @@ async def watch(
                     more = await events.ready(IMMEDIATE_WAIT_S if events.immediate else wait_s)
                     if not more:
                         break
-                    current = files.update(more)
+                    current = await call(partial(files.update, more))
                     read_s = time.monotonic() - t
                     replan = files.watch_plan() != plan
                 if not same_changeset(current, last):
@@ -249,7 +264,7 @@ async def watch(
                 return
             plan = files.watch_plan()
             events = _Events(plan, stop, options)
-            current = files.load()  # what changed while the watches were replaced
+            current = await call(files.load)  # what changed while the watches were replaced
             if not same_changeset(current, last):
                 last = current
                 yield current

@@ -1,6 +1,8 @@
 """The local API of a running instance: HTTP/1.1 + JSON on `<state-dir>/api.sock`.
 
     GET /v1/healthz                          {"status": "ok", "pid": ..., ...}
+                                             ("degraded": Envoy rejected something;
+                                             "rejected" and "withheld" say what)
     GET /v1/objects[?kind=K&namespace=N&name=X]
                                              a Kubernetes-style List of objects
                                              (spec + metadata + merged status)

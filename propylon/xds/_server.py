@@ -170,6 +170,23 @@ class AdsServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
 
+    def rejections(self) -> list[dict[str, object]]:
+        """Nodes whose latest rejected version is newer than what they acknowledged:
+        {node, version, message} (Envoy's error detail)."""
+        return [
+            {"node": s.node_id, "version": s.nacked_version, "message": s.last_nack}
+            for s in sorted(self._streams, key=lambda s: s.node_id)
+            if s.nacked_version > s.acked_version
+        ]
+
+    async def wait_rejected(self, after: int) -> tuple[int, str]:
+        """Wait until a node rejects a version newer than `after`; (version, message)."""
+        while True:
+            for s in self._streams:
+                if s.nacked_version > max(after, s.acked_version):
+                    return s.nacked_version, s.last_nack or "rejected"
+            await self._changed.wait()
+
     def _notify(self, _stream: AdsStream | None) -> None:
         self._changed.set()
         self._changed = asyncio.Event()

@@ -25,9 +25,7 @@ import io
 import ipaddress
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,7 +36,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from propylon.state import ApiClient, NoInstanceError
+from propylon.state import ApiClient
+from propylon.testing.launcher import ProcessExited, RunningPropylon, launch_propylon
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,6 +85,8 @@ def wait_for(
             if value:
                 return value
             last = value
+        except ProcessExited:
+            raise
         except Failure as exc:
             last = exc
         except Exception as exc:  # not ready yet
@@ -458,11 +459,12 @@ class Cluster:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="propylon-conformance-"))
         self.manifests = self.workdir / "manifests"
         self.state_dir = self.workdir / "state"
-        self.log_path = self.workdir / "propylon.log"
+        self.log_path = self.workdir / "state.log"  # where the launcher writes its output
         self.manifests.mkdir(parents=True, exist_ok=True)
         pid = os.getpid()
         self.backend_block = 20 + pid % 70
         self.pool = f"127.{100 + pid % 100}.{200 + (pid // 100) % 50}.0/24"
+        self.running: RunningPropylon | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.backends = BackendHost(self.backend_block)
         self.certs: Certificates | None = None
@@ -489,35 +491,9 @@ class Cluster:
             "30-endpoints",
             endpoint_slices((d for d in base if d["kind"] == "Service"), self.backends),
         )
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "propylon.cli",
-                    "run",
-                    "-f",
-                    str(self.manifests),
-                    "--state-dir",
-                    str(self.state_dir),
-                    "--ip-pool",
-                    self.pool,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-
-        def up() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"propylon exited {self.process.returncode}:\n{self.output()}")
-            try:
-                return self.api.healthz()["status"] == "ok"
-            except (NoInstanceError, OSError):
-                return False
-
-        wait_for(up, timeout=60, what="propylon to start")
+        self.running = launch_propylon(self.manifests, self.state_dir, pool=self.pool, cwd=REPO)
+        self.process = self.running.process
+        wait_for(self.running.up, timeout=60, what="propylon to start")
         for gw in ("same-namespace", "all-namespaces", "backend-namespaces"):
             wait_for(
                 lambda gw=gw: self.gateway_condition(
@@ -529,13 +505,8 @@ class Cluster:
         self.wait_synced()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.running is not None:
+            self.running.stop()
         self.backends.close()
         if self._own_workdir and not os.environ.get("PROPYLON_CONFORMANCE_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)

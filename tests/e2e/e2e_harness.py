@@ -10,40 +10,19 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from propylon.state import ApiClient, NoInstanceError
+from propylon.testing.launcher import RunningPropylon, launch_propylon, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 WALKTHROUGH = REPO / "examples" / "walkthrough"
 _pools = itertools.count(1)
-
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T | None], *, timeout: float = 10.0, what: str = "") -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the condition may fail until it holds
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last_error!r}")
-        time.sleep(0.01)
 
 
 def unique_pool() -> str:
@@ -52,17 +31,8 @@ def unique_pool() -> str:
 
 
 @dataclass
-class Running:
+class Running(RunningPropylon):
     """A `propylon run` process and ways to look at it."""
-
-    process: subprocess.Popen[bytes]
-    state_dir: Path
-    manifests: Path
-    log: Path
-
-    @property
-    def api(self) -> ApiClient:
-        return ApiClient(self.state_dir / "api.sock")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -112,9 +82,6 @@ class Running:
 
     def diagnostics(self) -> list[dict[str, Any]]:
         return list(self.api.diagnostics())
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 def write_walkthrough(target: Path, http_port: int, grpc_port: int) -> Path:
@@ -171,45 +138,15 @@ def stop_backend(backend: Backend) -> None:
 
 
 def start_propylon(manifests: Path, state_dir: Path, *extra: str) -> Running:
-    log = state_dir.parent / f"{state_dir.name}.log"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "propylon.cli",
-                "run",
-                "-f",
-                str(manifests),
-                "--state-dir",
-                str(state_dir),
-                "--ip-pool",
-                unique_pool(),
-                *extra,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = Running(process, state_dir, manifests, log)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"propylon exited {process.returncode}:\n{running.output()}")
-        try:
-            return running.api.healthz()["status"] == "ok"
-        except (NoInstanceError, OSError):
-            return False
-
-    wait_for(up, timeout=30, what="propylon to start")
+    base = launch_propylon(manifests, state_dir, *extra, pool=unique_pool())
+    running = Running(base.process, base.state_dir, base.manifests, base.log)
+    try:
+        wait_for(running.up, timeout=30, what="propylon to start")
+    except BaseException:
+        running.stop()
+        raise
     return running
 
 
 def stop_propylon(running: Running) -> None:
-    if running.process.poll() is None:
-        running.process.send_signal(signal.SIGTERM)
-        try:
-            running.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            running.process.kill()
-            running.process.wait()
+    running.stop()

@@ -7,7 +7,13 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
 
 from propylon import model as m
-from propylon.envoy import INVALID_BACKEND_CLUSTER, XdsResources, translate
+from propylon.envoy import (
+    INVALID_BACKEND_CLUSTER,
+    ROUTE_TYPE,
+    SCOPED_ROUTE_TYPE,
+    XdsResources,
+    translate,
+)
 
 L = "ns/gw/80"
 
@@ -149,8 +155,8 @@ def test_redirect_port_omitted_when_well_known() -> None:
     the listener's; a Location SHOULD NOT carry the well-known port of its scheme."""
     from propylon.envoy.route import _redirect
 
-    def red(origin: tuple[str, int], **kw: Any) -> dict[str, Any]:
-        msg = _redirect(m.Redirect(**kw), m.RouteMatch(), origin)
+    def red(origin: tuple[str, int], exact: str | None = None, **kw: Any) -> dict[str, Any]:
+        msg = _redirect(m.Redirect(**kw), m.RouteMatch(), origin, exact)
         d: dict[str, Any] = MessageToDict(msg, preserving_proto_field_name=True)
         d.pop("response_code", None)
         return d
@@ -180,3 +186,26 @@ def test_redirect_port_omitted_when_well_known() -> None:
     assert red(http8080, scheme="https") == {"scheme_redirect": "https", "port_redirect": 443}
     assert red(http8080, port=80) == {"port_redirect": 80}
     assert red(http8080) == {"port_redirect": 8080}
+    # ...and with the virtual host's one exact hostname, it goes with no port at all
+    # (issue #11, item 9: `https://host/`, not `https://host:443/`)
+    exact = {"exact": "h.example"}
+    assert red(http8080, scheme="https", **exact) == {
+        "scheme_redirect": "https",
+        "host_redirect": "h.example",
+    }
+    assert red(http8080, port=80, **exact) == {"host_redirect": "h.example"}
+    assert red(http8080, **exact) == {"port_redirect": 8080}
+
+
+def test_spliced_route_configurations_and_scopes_are_canonical_bytes() -> None:
+    """Route configurations and scopes are put together from their virtual hosts' bytes:
+    the result must be exactly what serializing the whole message gives (Envoy and the
+    versions see the bytes), with and without scoped RDS, with one and many hosts."""
+    for min_hosts in (2, 100):
+        model = _listeners(("a.test", "b.test", "c.test"), ("d.test",))
+        res = translate(model, m.ProxyOptions(), scoped_min_hosts=min_hosts)
+        spliced = {**res.encoded[ROUTE_TYPE], **res.encoded[SCOPED_ROUTE_TYPE]}
+        assert len(spliced) == (4 if min_hosts == 2 else 2)
+        for name, enc in spliced.items():
+            assert enc.message.SerializeToString(deterministic=True) == enc.data, name
+            assert enc.message.name == name  # type: ignore[attr-defined]

@@ -176,7 +176,7 @@ spec:
         (PathMatchType.EXACT, "/a.v1.S/M"),
         (PathMatchType.PREFIX, "/a.v1.S/"),
         (PathMatchType.REGEX, "/[^/]+/M"),
-        (PathMatchType.REGEX, "/a\\..*/[^/]+"),
+        (PathMatchType.REGEX, "/(?:a\\..*)/[^/]+"),
         (PathMatchType.PREFIX, "/"),
     }
     assert all(r.match.grpc for r in routes_of(result))

@@ -18,8 +18,12 @@ def test_golden(case: Path) -> None:
     outputs = {"status.yaml": dump_status(result), "model.yaml": dump_model(result.model)}
     for name, text in outputs.items():
         path = case / name
-        if UPDATE or not path.exists():
+        if UPDATE:
             path.write_text(text)
+        if not path.exists():
+            pytest.fail(
+                f"{path} is missing: write it with PROPYLON_UPDATE_GOLDEN=1, then review it"
+            )
         assert path.read_text() == text, f"{case.name}/{name} differs (PROPYLON_UPDATE_GOLDEN=1)"
 
 

@@ -233,6 +233,39 @@ def scoped() -> m.Model:
     )
 
 
-MODELS = {"http_features": http_features, "grpc": grpc, "tls": tls, "scoped": scoped}
+def redirect_port() -> m.Model:
+    """Issue #11 item 9: on a listener of port 8080, a redirect to https leaves port 443
+    out: an exact host is written without a port, a wildcard host keeps `:443`."""
+    name = "default/gw/8080"
+    to_https = (
+        m.Route(
+            "HTTPRoute/default/r/rule/0/match/0",
+            m.RouteMatch(path=m.PathMatch(m.PathMatchType.PREFIX, "/")),
+            m.Redirect(scheme="https"),
+        ),
+    )
+    return m.Model(
+        listeners=(
+            m.Listener(
+                name,
+                "127.0.0.1",
+                8080,
+                http=(
+                    m.VirtualHost(f"{name}/a.example.com", ("a.example.com",), to_https),
+                    m.VirtualHost(f"{name}/*.example.com", ("*.example.com",), to_https),
+                ),
+            ),
+        ),
+        clusters=(),
+    )
+
+
+MODELS = {
+    "http_features": http_features,
+    "grpc": grpc,
+    "tls": tls,
+    "scoped": scoped,
+    "redirect_port": redirect_port,
+}
 #: `scoped_min_hosts` per model (default: the translator's).
 SCOPED_MIN = {"scoped": 2}

@@ -194,3 +194,17 @@ def test_secret_data_and_string_data() -> None:
 )
 def test_durations(text: str, ms: int) -> None:
     assert parse_duration_ms(text) == ms
+
+
+def test_parsed_objects_share_their_sets_of_given_fields() -> None:
+    """Memory: every nested structure of every object holds pydantic's set of the fields
+    given; equal sets are one shared object, and copying with changes does not touch it."""
+    a = parse_object(route({"hostnames": ["a.test"], "parentRefs": [{"name": "gw"}]}))
+    b = parse_object(route({"hostnames": ["b.test"], "parentRefs": [{"name": "gw"}]}))
+    assert a.spec.__pydantic_fields_set__ is b.spec.__pydantic_fields_set__  # type: ignore[attr-defined]
+    assert a.metadata.__pydantic_fields_set__ is b.metadata.__pydantic_fields_set__
+    before = set(a.metadata.__pydantic_fields_set__)
+    changed = a.metadata.model_copy(update={"generation": 7})
+    assert a.metadata.__pydantic_fields_set__ == before
+    assert "generation" in changed.__pydantic_fields_set__
+    assert a == parse_object(route({"hostnames": ["a.test"], "parentRefs": [{"name": "gw"}]}))

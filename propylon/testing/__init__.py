@@ -1,0 +1,1 @@
+"""Helpers that tests, the benchmarks and the conformance runner share."""
