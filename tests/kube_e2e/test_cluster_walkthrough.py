@@ -104,8 +104,9 @@ def installed(devcluster: Any) -> Iterator[Installed]:
     # The example's pool is instance 0's; any instance gets the block routed to it.
     pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
     cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
-    for manifest in sorted(EXAMPLES.glob("[1-9]*.yaml")):
-        cluster.kubectl("apply", "-f", str(manifest))
+    for manifest in sorted(EXAMPLES.glob("*.yaml")):
+        if manifest.name != "00-lb-pool.yaml":  # 01-gatewayclass.yaml too
+            cluster.kubectl("apply", "-f", str(manifest))
     setup = Installed(cluster, values=values)
     try:
         yield setup

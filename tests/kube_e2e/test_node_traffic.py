@@ -89,6 +89,7 @@ spec:
 @dataclass
 class Setup:
     cluster: Any
+    envoy_mode: str  # "external" (envoy.enabled=true, its own DaemonSet) or "embedded"
     local_address: str = ""
     cluster_address: str = ""
     health_port: int = 0
@@ -136,9 +137,10 @@ def _route_hops(address: str) -> list[str]:
     return sorted(words[i + 1] for i, w in enumerate(words) if w == "via")
 
 
-@pytest.fixture(scope="module")
-def setup(devcluster: Any) -> Iterator[Setup]:
+@pytest.fixture(scope="module", params=["external", "embedded"])
+def setup(devcluster: Any, request: pytest.FixtureRequest) -> Iterator[Setup]:
     cluster = devcluster
+    mode = str(request.param)
     if len(cluster.nodes) < 3:
         pytest.skip("needs a 3-node dev cluster (PROPYLON_DEVCLUSTER_NODES=3)")
     cluster.kubectl(
@@ -150,6 +152,8 @@ def setup(devcluster: Any) -> Iterator[Setup]:
         f"k8sServiceHost={network.HOST_ADDRESS}",
         "k8sServicePort=6443",
         "gatewayAPI.externalTrafficPolicy=Local",
+        f"envoy.enabled={'true' if mode == 'external' else 'false'}",
+        "gatewayAPI.xffNumTrustedHops=0",
     ):
         args += ["--set", value]
     _helm(cluster, *args, "--wait", "--timeout", "3m")
@@ -159,7 +163,7 @@ def setup(devcluster: Any) -> Iterator[Setup]:
         if manifest.name != "00-lb-pool.yaml":
             cluster.kubectl("apply", "-f", str(manifest))
     cluster.kubectl("apply", "-f", "-", input=LOCAL_GATEWAY)
-    setup = Setup(cluster)
+    setup = Setup(cluster, mode)
     try:
         setup.local_address = wait_for(
             "local-gateway Programmed with an address",
@@ -236,6 +240,8 @@ def _envoy_pod(cluster: Any, node: str) -> str:
 
 
 def test_envoy_stopped_on_one_node_is_taken_out(setup: Setup) -> None:
+    if setup.envoy_mode != "external":
+        pytest.skip("an embedded Envoy is restarted by its agent at once (next test)")
     cluster = setup.cluster
     ips = _node_ips(cluster)
     victim = sorted(ips)[1]
@@ -328,6 +334,66 @@ def test_envoy_stopped_on_one_node_is_taken_out(setup: Setup) -> None:
         f"{len(late)} after, all 200"
     )
     assert other_failures == []
+
+
+def _children(parent: int, name: str) -> list[int]:
+    """Processes called `name` whose parent is `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        if ppid == parent and comm == name:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_embedded_envoy_killed_fails_healthz_until_restarted(setup: Setup) -> None:
+    """envoy.enabled=false: the agent runs Envoy and restarts it at once when it dies; the
+    node's health check fails while it is down and passes again once the new Envoy has
+    taken the configuration."""
+    if setup.envoy_mode != "embedded":
+        pytest.skip("only with the agent's own Envoy")
+    cluster = setup.cluster
+    ips = _node_ips(cluster)
+    victim = sorted(ips)[1]
+    url = f"http://{ips[victim]}:{setup.health_port}/healthz"
+    wait_for(f"200 from {victim}", lambda: _get(url, timeout=1)[0] == 200)
+    agent = cluster.kubectl(
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/name=propylon-agent",
+        f"--field-selector=spec.nodeName={victim}",
+        "-o=jsonpath={.items[0].metadata.name}",
+    )
+    agent_pid = _pod_pid(cluster, "kube-system", agent)
+    (envoy,) = wait_for("the agent's Envoy", lambda: _children(agent_pid, "envoy"), 10)
+    answers: list[tuple[float, int]] = []
+    os.kill(envoy, signal.SIGKILL)
+    killed = time.monotonic()
+
+    def restarted() -> bool:
+        answers.append((time.monotonic() - killed, _get(url, timeout=1)[0]))
+        return any(a[1] == 503 for a in answers) and answers[-1][1] == 200
+
+    wait_for(f"{victim} to fail, then pass again", restarted, 30)
+    took = time.monotonic() - killed
+    failed_after = next(t for t, code in answers if code == 503)
+    assert failed_after <= 1.0, f"health check failed {failed_after:.2f} s after Envoy died"
+    assert _children(agent_pid, "envoy") not in ([], [envoy]), "the agent restarted Envoy"
+    for node, ip in ips.items():
+        if node != victim:
+            assert _get(f"http://{ip}:{setup.health_port}/healthz")[0] == 200
+    print(
+        f"\nembedded Envoy killed on {victim}: healthz 503 after {failed_after:.2f} s, "
+        f"200 again after {took:.2f} s"
+    )
 
 
 # --- source IP ---------------------------------------------------------------------------
