@@ -28,6 +28,7 @@ from propylon.resources import EndpointSlice, ObjectKey, Resource, Service
 log = logging.getLogger("propylon.healthcheck")
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+BIND_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class HealthCheckPorts:
         self._host = host
         self._checks: dict[int, HealthCheck] = {}
         self._servers: dict[int, asyncio.Server] = {}
+        self._retry: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def ports(self) -> frozenset[int]:
@@ -101,10 +104,31 @@ class HealthCheckPorts:
                     self._handle_for(port), self._host, port, reuse_address=True
                 )
                 log.info("health check port %d for Service %s", port, checks[port].service)
-            except OSError as exc:  # retried at the next update
-                log.error("health check port %d for %s: %s", port, checks[port].service, exc)
+            except OSError as exc:
+                log.error(
+                    "health check port %d for %s: %s (retrying every %.0f s)",
+                    port,
+                    checks[port].service,
+                    exc,
+                    BIND_RETRY_S,
+                )
+        if set(checks) - set(self._servers) and self._retry is None:
+            # A port taken by something else on the node: keep trying, the load balancer
+            # treats the node as failing meanwhile (connection refused).
+            self._retry = asyncio.get_running_loop().call_later(BIND_RETRY_S, self._rebind)
+
+    def _rebind(self) -> None:
+        self._retry = None
+        task = asyncio.get_running_loop().create_task(self.update(self._checks))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        for task in self._tasks:
+            task.cancel()
         for server in self._servers.values():
             server.close()
         for server in self._servers.values():

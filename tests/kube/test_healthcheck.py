@@ -115,3 +115,23 @@ async def test_answers_follow_envoy_at_every_request() -> None:
             pass
     finally:
         await ports.stop()
+
+
+async def test_a_port_taken_on_the_node_is_bound_once_it_is_free() -> None:
+    port = _free_port()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    ports = HealthCheckPorts(lambda _gw: True, host="127.0.0.1")
+    try:
+        await ports.update({port: HealthCheck(ObjectKey("Service", "default", "s"), GATEWAY)})
+        assert ports.ports == frozenset()
+        squatter.close()
+        deadline = asyncio.get_running_loop().time() + 10
+        while port not in ports.ports:
+            assert asyncio.get_running_loop().time() < deadline, "never bound"
+            await asyncio.sleep(0.1)
+        assert (await _get(port))[0] == 200
+    finally:
+        squatter.close()
+        await ports.stop()
