@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from propylon.gatewayapi.gateway import OWNING_GATEWAY_LABEL
+from propylon.gatewayapi.names import name_part
 from propylon.resources import EndpointSlice, ObjectKey, Resource, Service
 
 log = logging.getLogger("propylon.healthcheck")
@@ -64,6 +65,22 @@ def health_checks(objects: Iterable[Resource], node_name: str) -> dict[int, Heal
         gateway = ObjectKey("Gateway", svc.metadata.namespace, owner) if owner else None
         out[port] = HealthCheck(svc.key, gateway, 0 if gateway else local.get(svc.key, 0))
     return out
+
+
+def gateway_node_ports(services: Iterable[Resource]) -> tuple[tuple[str, int], ...]:
+    """(Envoy listener name, node port) for the ports of the Gateways' generated Services
+    that the API server gave a node port (LoadBalancer and NodePort): the node's Envoy
+    listens on them too, as kube-proxy would forward them."""
+    out: list[tuple[str, int]] = []
+    for svc in services:
+        if not isinstance(svc, Service):
+            continue
+        owner = svc.metadata.labels.get(OWNING_GATEWAY_LABEL)
+        if not owner or svc.spec.type not in ("LoadBalancer", "NodePort"):
+            continue
+        prefix = f"{name_part(svc.metadata.namespace)}/{name_part(owner)}"
+        out.extend((f"{prefix}/{p.port}", p.node_port) for p in svc.spec.ports if p.node_port)
+    return tuple(sorted(out))
 
 
 def answer(check: HealthCheck, serving: bool) -> tuple[int, str]:

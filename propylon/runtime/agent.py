@@ -30,7 +30,7 @@ from propylon.kube import kinds
 from propylon.kube.addresses import NodeAddresses
 from propylon.kube.api import ApiError, KubeApi
 from propylon.kube.health import HealthServer
-from propylon.kube.healthcheck import HealthCheckPorts, health_checks
+from propylon.kube.healthcheck import HealthCheckPorts, gateway_node_ports, health_checks
 from propylon.kube.hooks import NO_METRICS, KubeMetrics
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
 from propylon.kube.source import KubeSource
@@ -104,6 +104,7 @@ class Agent:
         # healthCheckNodePorts of Local LoadBalancer Services, answered on this node.
         self.health_checks = HealthCheckPorts(self.envoy_serves)
         self._health_checks_known = False
+        self._node_ports: tuple[tuple[str, int], ...] = ()
 
     async def serve(self, *, handle_signals: bool = True) -> None:
         from propylon.xds import AdsServer  # grpc is heavy; only when serving
@@ -177,9 +178,11 @@ class Agent:
         if not self._health_checks_known or any(
             key.kind in _HEALTH_CHECK_KINDS for key in snapshot.changed
         ):
-            objects = (o.resource for k, o in snapshot.items() if k.kind in _HEALTH_CHECK_KINDS)
+            objects = [o.resource for k, o in snapshot.items() if k.kind in _HEALTH_CHECK_KINDS]
             await self.health_checks.update(health_checks(objects, self.options.node_name))
             self._health_checks_known = True
+            if not self.options.values.gateway_api.host_network.enabled:
+                self._node_ports = gateway_node_ports(objects)
         gateway_statuses = self.source.statuses("Gateway")
         previous = self.allocator.previous(gateway_statuses)
         if self.evaluation is not None and not snapshot.changed and previous == self._previous:
@@ -194,6 +197,7 @@ class Agent:
             translator=self.translator,
             builder=self.builder,
             conditions=self.conditions,
+            node_ports=self._node_ports,
         )
         self.evaluation = evaluation
         # Addresses first: Envoy binds its listeners to them.

@@ -135,3 +135,28 @@ async def test_a_port_taken_on_the_node_is_bound_once_it_is_free() -> None:
     finally:
         squatter.close()
         await ports.stop()
+
+
+def test_node_ports_of_the_gateways_services_name_their_listeners() -> None:
+    from propylon.kube.healthcheck import gateway_node_ports
+
+    svc = parse_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "cilium-gateway-gw",
+                "namespace": "default",
+                "labels": {"io.cilium.gateway/owning-gateway": "gw"},
+            },
+            "spec": {
+                "type": "LoadBalancer",
+                "ports": [
+                    {"name": "port-80", "port": 80, "nodePort": 31080},
+                    {"name": "port-443", "port": 443},  # allocateLoadBalancerNodePorts: false
+                ],
+            },
+        }
+    )
+    other = _service("app", "Cluster", None)
+    assert gateway_node_ports([svc, other]) == (("default/gw/80", 31080),)  # type: ignore[list-item]

@@ -224,6 +224,25 @@ def test_every_node_with_envoy_passes_healthz(setup: Setup) -> None:
     assert _route_hops(setup.cluster_address) == all_nodes
 
 
+def test_node_ports_answer_on_every_node(setup: Setup) -> None:
+    """No kube-proxy: each node's Envoy listens on the generated Services' node ports too."""
+    cluster = setup.cluster
+    for service, host in (
+        ("cilium-gateway-local-gateway", LOCAL_HOST),
+        ("cilium-gateway-example-gateway", "http-test.mynetwork.local"),
+    ):
+        ports = _service(cluster, service)["spec"]["ports"]
+        node_port = next(p["nodePort"] for p in ports if p["port"] == 8080)
+        for node, ip in _node_ips(cluster).items():
+            url = f"http://{ip}:{node_port}/"
+            _, body = wait_for(
+                f"200 from {node}:{node_port} ({service})",
+                lambda u=url, h=host: (r := _get(u, h))[0] == 200 and r,
+                30,
+            )
+            assert body.startswith("hello from http server")
+
+
 def _envoy_pod(cluster: Any, node: str) -> str:
     out = cluster.kubectl(
         "get",
