@@ -19,6 +19,7 @@ python bench/run.py --quick      # every table at small sizes, about 2-3 minutes
 python bench/run.py              # full sizes (3000 / 1000 / 5000 routes, 5 min churn), ~10 min
 python bench/run.py --only propagation --routes 300 --prefill 3000 --tag 3000   # one more row
 python bench/propagation_trace.py   # where a new route's time goes, stage by stage
+python bench/scale.py --routes 5000 10000 50000   # issue #12: start-up, RSS, new route, big-file edit (~17 min)
 ```
 
 Every size is a flag (`python bench/run.py --help`). Raw results: `bench/results.json`

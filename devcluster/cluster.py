@@ -30,7 +30,7 @@ from devcluster.build import Binaries, ensure_built
 
 REPO = Path(__file__).resolve().parents[1]
 API_PORT = 6443
-# Client ports 23790/92/94, peer ports 23795/97/99: no instance's port is another's
+# Client ports 23790/92/94/96, peer ports 23795/97/99/801: no instance's port is another's
 # (with a step of 10, instance 1's peer port was instance 2's client port).
 ETCD_CLIENT_PORT = 23790 + 2 * network.INSTANCE
 ETCD_PEER_PORT = 23795 + 2 * network.INSTANCE

@@ -20,11 +20,11 @@ import subprocess
 from dataclasses import dataclass
 
 # Several clusters can run side by side on one machine (one per developer task), each
-# with its own addresses, names and run folder: $PROPYLON_DEVCLUSTER_INSTANCE (0-2).
+# with its own addresses, names and run folder: $PROPYLON_DEVCLUSTER_INSTANCE (0-3).
 # Instance 0 is the default, and the one CI and the README use.
 INSTANCE = int(os.environ.get("PROPYLON_DEVCLUSTER_INSTANCE", "0"))
-if not 0 <= INSTANCE <= 2:
-    raise SystemExit("PROPYLON_DEVCLUSTER_INSTANCE must be 0, 1 or 2")
+if not 0 <= INSTANCE <= 3:
+    raise SystemExit("PROPYLON_DEVCLUSTER_INSTANCE must be 0, 1, 2 or 3")
 _BASE = 32 * INSTANCE  # third octet of this instance's node subnet in 198.18.0.0/16
 
 PREFIX = "pdc-"
@@ -34,7 +34,7 @@ LINK_PREFIX = "pdc-n" if INSTANCE == 0 else f"pdc{INSTANCE}-n"
 HOST_ADDRESS = f"198.18.{_BASE}.1"
 NODE_SUBNET = ipaddress.ip_network(f"198.18.{_BASE}.0/24")
 CLUSTER_RANGE = ipaddress.ip_network("198.18.0.0/15")
-SERVICE_RANGE = ipaddress.ip_network(f"198.19.{64 * INSTANCE}.0/18")
+SERVICE_RANGE = ipaddress.ip_network(f"198.19.{32 * INSTANCE}.0/19")
 LB_POOL = ipaddress.ip_network(f"198.19.{200 + INSTANCE}.0/24")
 MAX_NODES = 15  # node i's pod CIDR is 198.18.(base+16+i).0/24
 

@@ -8,6 +8,7 @@ No I/O, no clock, no global state: the same `Inputs` always give the same result
 from propylon.gatewayapi.build import build
 from propylon.gatewayapi.conditions import CONTROLLER_NAME
 from propylon.gatewayapi.incremental import Builder
-from propylon.gatewayapi.inputs import BuildResult, Diagnostic, Inputs
+from propylon.gatewayapi.inputs import BuildResult, Inputs
+from propylon.store.diagnostics import Diagnostic
 
 __all__ = ["CONTROLLER_NAME", "BuildResult", "Builder", "Diagnostic", "Inputs", "build"]

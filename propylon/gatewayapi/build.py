@@ -16,7 +16,7 @@ from propylon.gatewayapi.envoyrules import route_problems
 from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
 from propylon.gatewayapi.gatewayclass import class_status, evaluate_classes
 from propylon.gatewayapi.index import Index, NsName, age_key
-from propylon.gatewayapi.inputs import BuildResult, Diagnostic, Inputs
+from propylon.gatewayapi.inputs import BuildResult, Inputs
 from propylon.gatewayapi.listeners import evaluate_listeners, mark_host_port_conflicts
 from propylon.gatewayapi.routes import AnyRoute, Attachment, ParentResult, attach_route
 from propylon.gatewayapi.rules import (
@@ -28,6 +28,7 @@ from propylon.gatewayapi.rules import (
 )
 from propylon.model import Cluster, Delta, Listener, Model, Secret, Stamp, WeightedBackend
 from propylon.resources import GRPCRoute, HTTPRoute, ObjectKey, Service, TLSRoute
+from propylon.store.diagnostics import Diagnostic
 
 
 def build(inputs: Inputs) -> BuildResult:

@@ -9,7 +9,6 @@ from typing import Any, Literal
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import AddressRequest, Allocation
 from propylon.gatewayapi.gatewayclass import ClassState
-from propylon.gatewayapi.inputs import Diagnostic
 from propylon.gatewayapi.listeners import ListenerState
 from propylon.resources import (
     Gateway,
@@ -21,6 +20,7 @@ from propylon.resources import (
     ServiceSpec,
     ServiceStatus,
 )
+from propylon.store.diagnostics import Diagnostic, warning
 
 LB_IPAM_ANNOTATIONS = ("io.cilium/lb-ipam-ips", "lbipam.cilium.io/ips")
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
@@ -174,10 +174,10 @@ def evaluate_gateway(state: GatewayState) -> None:
         wanted = tuple(ip.strip() for ip in value.split(",") if ip.strip())
         if gw.spec.addresses:
             state.diagnostics.append(
-                Diagnostic(
-                    gw.key,
+                warning(
                     f"spec.addresses is ignored because spec.infrastructure.annotations[{key}] "
                     "sets the address",
+                    object=str(gw.key),
                     field="spec.addresses",
                 )
             )

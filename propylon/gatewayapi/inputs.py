@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from propylon.model import Model
 from propylon.resources import ObjectKey, Resource, Service
+from propylon.store.diagnostics import Diagnostic
 from propylon.values import Values
 
 
@@ -22,20 +23,6 @@ class Inputs:
     # Addresses the host cannot bind (found by the shell): never allocated, and an
     # explicit request for one is AddressNotUsable.
     unbindable_addresses: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """Something the user should know that is not a status condition."""
-
-    object: ObjectKey
-    message: str
-    field: str = ""
-    severity: Literal["warning", "error"] = "warning"
-
-    def __str__(self) -> str:
-        where = f" {self.field}:" if self.field else ""
-        return f"{self.severity}: {self.object}:{where} {self.message}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,13 @@ class ObjectKey(NamedTuple):
             return f"{self.kind} {self.namespace}/{self.name}"
         return f"{self.kind} {self.name}"
 
+    @classmethod
+    def parse(cls, text: str) -> ObjectKey:
+        """The key `str(key)` was made from (names hold no space or slash)."""
+        kind, _, rest = text.partition(" ")
+        namespace, _, name = rest.rpartition("/")
+        return cls(kind, namespace, name)
+
 
 #: One set object per distinct set of field names given. Pydantic keeps a set of the
 #: fields given in every model instance, ~250 bytes, for each nested structure of each

@@ -177,7 +177,7 @@ class Instance:
             # to free the configuration of tens of thousands of routes.
             await self._envoy.stop(timeout=ENVOY_STOP_GRACE_S)
         if self._xds is not None:
-            await self._xds.stop()
+            await self._xds.stop(grace=0.1)  # Envoy, its only client, is gone
         if self._api is not None:
             await self._api.stop()
         if self._metrics_server is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from propylon import gatewayapi
@@ -19,7 +19,7 @@ from propylon.envoy import Translator, XdsResources
 from propylon.model import ProxyOptions
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.options import DEFAULT_POOL
-from propylon.store import ChangeSet, Diagnostic, Origin, Snapshot, Store, error, warning
+from propylon.store import ChangeSet, Diagnostic, Origin, Snapshot, Store, error
 from propylon.values import Values
 
 # Conditions that report a problem when True (all others do when False).
@@ -189,22 +189,14 @@ def _origin(snapshot: Snapshot, key: ObjectKey) -> Origin | None:
     return stored.origin if stored is not None else None
 
 
-def _build_diagnostics(
-    items: Iterable[gatewayapi.Diagnostic], snapshot: Snapshot
-) -> list[Diagnostic]:
+def _build_diagnostics(items: Iterable[Diagnostic], snapshot: Snapshot) -> list[Diagnostic]:
+    """The Builder's diagnostics, placed in the file and document of their object."""
     out = []
     for item in items:
-        origin = _origin(snapshot, item.object)
-        make = error if item.severity == "error" else warning
-        out.append(
-            make(
-                item.message,
-                file=origin.file if origin else None,
-                document=origin.document if origin else None,
-                object=str(item.object),
-                field=item.field or None,
-            )
-        )
+        origin = _origin(snapshot, ObjectKey.parse(item.object)) if item.object else None
+        if origin is not None and item.file is None:
+            item = replace(item, file=origin.file, document=origin.document)
+        out.append(item)
     return out
 
 

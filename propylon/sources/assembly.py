@@ -150,6 +150,8 @@ def changed_keys(before: FileResult | None, after: FileResult | None) -> set[Obj
         return {obj.key for r in (before, after) if r is not None for obj in r.objects}
     if before.objects is after.objects:
         return set()
+    if after.changed is not None and after.changed_since == id(before):
+        return set(after.changed)  # from the per-document reuse: no walk over the objects
     was = set(map(id, before.objects))
     now = set(map(id, after.objects))
     gone, new = was - now, now - was

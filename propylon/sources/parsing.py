@@ -74,23 +74,36 @@ class FileResult:
     failed: bool = False
     #: Per-document results to reuse on the next parse of this file (not compared).
     chunks: ChunkYields = field(default_factory=dict, compare=False, repr=False)
-    #: key -> positions in `objects`, built on first use (not compared).
-    _positions: dict[ObjectKey, list[int]] | None = field(default=None, compare=False, repr=False)
+    #: The keys whose objects are not the identical ones of the result whose id() is
+    #: `changed_since` (the previous result of this path, which the caller holds), from
+    #: the per-document reuse; None: unknown (compare the objects).
+    changed: frozenset[ObjectKey] | None = field(default=None, compare=False, repr=False)
+    changed_since: int = field(default=0, compare=False, repr=False)
+    #: key -> position in `objects` (the last one), and key -> every position for the
+    #: keys defined more than once; built on first use (not compared).
+    _index: tuple[dict[ObjectKey, int], dict[ObjectKey, list[int]]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def positions(self, key: ObjectKey) -> list[int]:
-        """Where `key` is in `objects`, in order (one dict lookup once indexed)."""
-        index = self._positions
+        """Where `key` is in `objects`, in order (one dict lookup once indexed; the index
+        is built at C level, with a Python step only for keys defined twice)."""
+        index = self._index
         if index is None:
             keys = list(map(_KEY, self.objects))
-            unique = dict(zip(keys, range(len(keys)), strict=True))  # C level
-            if len(unique) == len(keys):
-                index = {k: [i] for k, i in unique.items()}
-            else:  # a key defined twice in the file (reported as a duplicate)
-                index = {}
+            last = dict(zip(keys, range(len(keys)), strict=True))
+            twice: dict[ObjectKey, list[int]] = {}
+            if len(last) != len(keys):  # a key defined twice (reported as a duplicate)
                 for i, k in enumerate(keys):
-                    index.setdefault(k, []).append(i)
-            object.__setattr__(self, "_positions", index)
-        return index.get(key, [])
+                    twice.setdefault(k, []).append(i)
+                twice = {k: v for k, v in twice.items() if len(v) > 1}
+            index = (last, twice)
+            object.__setattr__(self, "_index", index)
+        last, twice = index
+        if twice and key in twice:
+            return twice[key]
+        at = last.get(key)
+        return [] if at is None else [at]
 
     def with_signature(self, signature: tuple[int, int, int] | None) -> FileResult:
         """The same yield, read again (same bytes) at a new (mtime, size, inode)."""
@@ -373,10 +386,13 @@ def parse_file(
     objects: list[ParsedObject] = []
     diagnostics: list[Diagnostic] = []
     first = 0  # index in the file of the chunk's first document
+    changed: set[ObjectKey] = set()
     for key in _chunks(text):
-        chunk = chunks.get(key) or reuse.get(key)
-        if chunk is not None:
-            chunk = chunk.at(first)
+        hit = chunks.get(key) or reuse.get(key)
+        if hit is not None:
+            chunk = hit.at(first)
+            if chunk is not hit:  # moved: new document numbers
+                changed.update(o.key for o in chunk.objects)
         else:
             try:
                 docs = load_documents(_chunk_text(*key))
@@ -391,11 +407,24 @@ def parse_file(
             parser = _FileParser(path, parse, cluster_scoped, last)
             parser.run(docs, first)
             chunk = _Chunk(first, tuple(parser.objects), tuple(parser.diagnostics), len(docs))
+            changed.update(o.key for o in chunk.objects)
         chunks[key] = chunk
         objects.extend(chunk.objects)
         diagnostics.extend(chunk.diagnostics)
         first += chunk.documents
-    return FileResult(path, signature, digest, tuple(objects), tuple(diagnostics), chunks=chunks)
+    for key, was in reuse.items():
+        if chunks.get(key) is not was:  # its objects are gone (or moved: counted above)
+            changed.update(o.key for o in was.objects)
+    return FileResult(
+        path,
+        signature,
+        digest,
+        tuple(objects),
+        tuple(diagnostics),
+        chunks=chunks,
+        changed=frozenset(changed) if previous is not None and reuse else None,
+        changed_since=id(previous),
+    )
 
 
 def _unreadable(

@@ -147,10 +147,8 @@ def test_original_route_has_the_walkthrough_typo() -> None:
 
 
 def test_examples_parse_with_the_resource_models() -> None:
-    resources = pytest.importorskip("propylon.resources")
-    parse_object = getattr(resources, "parse_object", None)
-    if parse_object is None:
-        pytest.skip("propylon.resources.parse_object is not there yet")
+    from propylon.resources import parse_object
+
     for doc in load(WALKTHROUGH) + load(ORIGINAL):
         obj = parse_object(doc)
         assert obj.kind == doc["kind"]

@@ -13,7 +13,6 @@ from devcluster.node.envvars import ConfigError, PodFacts
 from devcluster.node.volumes import VolumeWriter
 
 FACTS = PodFacts(pod_ip="198.18.17.2", host_ip="198.18.0.11")
-NOW = datetime.datetime.now(datetime.UTC)
 
 
 def pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -29,7 +28,10 @@ class Tokens:
 
     async def __call__(self, audience: str | None, seconds: int) -> tuple[str, datetime.datetime]:
         self.requests.append((audience, seconds))
-        return f"token-{len(self.requests)}", NOW + datetime.timedelta(seconds=seconds)
+        # Issued now, as the API server does (not at import: a loaded machine can take
+        # seconds between the two).
+        now = datetime.datetime.now(datetime.UTC)
+        return f"token-{len(self.requests)}", now + datetime.timedelta(seconds=seconds)
 
 
 KUBE_API_ACCESS = {
@@ -61,15 +63,18 @@ async def test_service_account_volume_as_the_admission_plugin_writes_it(tmp_path
         "kube-root-ca.crt": {"kind": "ConfigMap", "data": {"ca.crt": "PEM"}}
     }
     writer = VolumeWriter(tmp_path, pod([KUBE_API_ACCESS]), FACTS, {}, config_maps, tokens)
+    before = datetime.datetime.now(datetime.UTC)
     volumes = await writer.write_all()
+    after = datetime.datetime.now(datetime.UTC)
     directory = volumes.dirs["kube-api-access"]
     assert (directory / "token").read_text() == "token-1"
     assert (directory / "ca.crt").read_text() == "PEM"
     assert (directory / "namespace").read_text() == "shop"
     assert tokens.requests == [(None, 3607)]  # no audience: the API server's
     assert volumes.refresh_at is not None
-    lifetime = (volumes.refresh_at - NOW).total_seconds()
-    assert 0.79 * 3607 < lifetime < 0.81 * 3607  # refreshed at 80 % of its life
+    # Refreshed at 80 % of its life, counted from when it was requested.
+    assert before + datetime.timedelta(seconds=0.79 * 3607) < volumes.refresh_at
+    assert volumes.refresh_at < after + datetime.timedelta(seconds=0.81 * 3607)
 
     await writer.refresh_tokens(volumes)
     assert (directory / "token").read_text() == "token-2"  # same file, replaced

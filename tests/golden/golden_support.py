@@ -102,6 +102,6 @@ def dump_status(result: BuildResult) -> str:
         "services": [
             s.model_dump(by_alias=True, exclude_none=True, mode="json") for s in result.services
         ],
-        "diagnostics": [str(d) for d in result.diagnostics],
+        "diagnostics": [f"{d.severity}: {d}" for d in result.diagnostics],
     }
     return yaml.safe_dump(data, sort_keys=False, width=100)

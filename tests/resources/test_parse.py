@@ -208,3 +208,10 @@ def test_parsed_objects_share_their_sets_of_given_fields() -> None:
     assert a.metadata.__pydantic_fields_set__ == before
     assert "generation" in changed.__pydantic_fields_set__
     assert a == parse_object(route({"hostnames": ["a.test"], "parentRefs": [{"name": "gw"}]}))
+
+
+def test_object_key_parses_back_from_its_text() -> None:
+    from propylon.resources.meta import ObjectKey
+
+    for key in (ObjectKey("HTTPRoute", "ns-1", "r.1"), ObjectKey("GatewayClass", "", "cilium")):
+        assert ObjectKey.parse(str(key)) == key

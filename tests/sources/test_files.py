@@ -260,7 +260,6 @@ def test_load_paths_with_real_resources_on_conformance_manifests() -> None:
     manifests = CONFORMANCE / "base" / "manifests.yaml"
     if not manifests.exists():
         pytest.skip("conformance data not available")
-    pytest.importorskip("propylon.resources.parse")
     cs = load_paths([manifests])
     kinds = {key.kind for key in cs.objects}
     assert {"Gateway", "GatewayClass", "Service"} <= kinds or "Gateway" in kinds
