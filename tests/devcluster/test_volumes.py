@@ -124,3 +124,18 @@ async def test_missing_secret_is_a_config_error_naming_it(tmp_path: Path) -> Non
     )
     with pytest.raises(ConfigError, match='secret "absent" not found'):
         await writer.write_all()
+
+
+async def test_sub_path_expr_expands_the_containers_env(tmp_path: Path) -> None:
+    """A shared host path split per node (`subPathExpr: $(NODE_NAME)`): two nodes' pods on
+    one machine must not share the directory."""
+    host = tmp_path / "host"
+    spec = pod([{"name": "sockets", "hostPath": {"path": str(host)}}])
+    writer = VolumeWriter(tmp_path / "pod", spec, FACTS, {}, {}, Tokens())
+    volumes = await writer.write_all()
+    container = {
+        "volumeMounts": [{"name": "sockets", "mountPath": "/run/x", "subPathExpr": "$(NODE_NAME)"}]
+    }
+    mounts = volumes.mounts(container, {"NODE_NAME": "node-2"})
+    assert [(m.source, m.target) for m in mounts] == [(host / "node-2", "/run/x")]
+    assert (host / "node-2").is_dir()
