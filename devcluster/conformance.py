@@ -26,6 +26,17 @@ from devcluster.cluster import API_PORT, REPO, Cluster, run_dir
 GATEWAY_API = "v1.6.3"
 GATEWAY_CLASS = "cilium"
 PROFILES = ("GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS", "GATEWAY-TCP", "GATEWAY-UDP")
+# The core features of those profiles (suite/profiles.go): what --core-only declares.
+# Without any feature flag the suite would read the GatewayClass's supportedFeatures.
+CORE_FEATURES = (
+    "Gateway",
+    "ReferenceGrant",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TLSRoute",
+    "TCPRoute",
+    "UDPRoute",
+)
 REPOSITORY = "propylon/propylon"
 
 
@@ -50,7 +61,8 @@ def _version() -> str:
 def install(cluster: Cluster, values: list[str]) -> None:
     binaries = build.binaries()
     crds = gateway_api_crds()
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    # -k: the release folder is a kustomization (its kustomization.yaml is no object)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(crds))
     pool = {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumLoadBalancerIPPool",
@@ -84,13 +96,18 @@ def install(cluster: Cluster, values: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 dev.py conformance")
     parser.add_argument("--run-test", default="", help="one test by name")
-    parser.add_argument("--core-only", action="store_true", help="no extended features")
+    parser.add_argument(
+        "--core-only", action="store_true", help="only the profiles' core features (CI)"
+    )
     parser.add_argument(
         "--report",
         type=Path,
         default=REPO / "conformance" / f"propylon-{GATEWAY_API}-report.yaml",
     )
     parser.add_argument("--set", action="append", default=[], help="a chart value")
+    parser.add_argument(
+        "--skip-tests", default="", help="comma-separated test names the suite skips"
+    )
     args = parser.parse_args(argv)
 
     binaries = build.ensure_built(conformance=True)
@@ -111,9 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             f"-contact=https://github.com/{REPOSITORY}",
             f"-report-output={args.report}",
             "-cleanup-base-resources=false",
+            # GatewayStaticAddresses: one address of the cluster's LB pool, one outside
+            # every pool (Propylon: AddressNotUsable).
+            f"-usable-address={network.LB_POOL[250]}",
+            f"-unusable-address={network.LB_POOL.network_address + 256 + 250}",
         ]
         if not args.core_only:
-            flags.append("-all-features")
+            # Every feature but the mesh's (out of scope: with Mesh the suite also deploys
+            # the mesh profile's workloads, of the echo-advanced image).
+            flags += ["-all-features", "-exempt-features=Mesh"]
+        else:
+            flags.append(f"-supported-features={','.join(CORE_FEATURES)}")
+        if args.skip_tests:
+            flags.append(f"-skip-tests={args.skip_tests}")
         if args.run_test:
             flags.append(f"-run-test={args.run_test}")
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))

@@ -76,6 +76,18 @@ def _echo_basic(reference: str) -> Image:
     return Image(reference, entrypoint=(str(binary),), executables={"echo-basic": binary})
 
 
+def _coredns(reference: str) -> Image:
+    # Built with the conformance suite (`ensure_built(conformance=True)`): its UDP backend.
+    binary = build.binaries().coredns
+    if not binary.is_file():
+        raise ImageError(
+            f"image {reference}: CoreDNS binary {binary} does not exist"
+            " (python3 dev.py conformance builds it)"
+        )
+    # The real image's entrypoint is /coredns.
+    return Image(reference, entrypoint=("/coredns",), executables={"coredns": binary})
+
+
 def _propylon(reference: str) -> Image:
     # The checkout's venv: the interpreter running the agent is that venv's.
     bindir = Path(sys.prefix) / "bin"
@@ -100,6 +112,7 @@ def _busybox(reference: str) -> Image:
 # Image reference pattern (fnmatch, any registry and tag) -> how to make the image.
 IMAGES: tuple[tuple[str, Callable[[str], Image]], ...] = (
     ("*echo-basic*", _echo_basic),
+    ("*coredns*", _coredns),
     ("*propylon*", _propylon),
     ("*busybox*", _busybox),
 )

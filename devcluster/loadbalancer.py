@@ -102,7 +102,12 @@ def _routed() -> set[str]:
     done = subprocess.run(
         ["ip", "route", "show", "root", str(network.LB_POOL)], capture_output=True, text=True
     )
-    return {line.split()[0].split("/")[0] for line in done.stdout.splitlines() if line.strip()}
+    # A multipath route continues on indented `nexthop` lines: only first words count.
+    return {
+        line.split()[0].split("/")[0]
+        for line in done.stdout.splitlines()
+        if line.strip() and not line[0].isspace()
+    }
 
 
 class Balancer:

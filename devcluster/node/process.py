@@ -54,6 +54,11 @@ def launch_argv(
     mounted over a folder holding the state dir (an emptyDir at /tmp, say) must not hide
     the sources of the mounts after it."""
     steps = ["set -e"]
+    hidden = any(_covers(mount.target, argv[0]) for mount in mounts)
+    if hidden:
+        # A volume is mounted over the executable's folder (e.g. CoreDNS's Corefile at
+        # /root, over this host's /root/.cache): open it first, run it by descriptor.
+        steps.append('exec 9<"$1"')
     fds = [FIRST_MOUNT_FD + i for i in range(len(mounts))]
     for fd, mount in zip(fds, mounts, strict=True):
         steps.append(f"exec {fd}<{shlex.quote(str(mount.source))}")
@@ -66,13 +71,19 @@ def launch_argv(
         steps.append("exec " + " ".join(f"{fd}<&-" for fd in fds))
     if working_dir:
         steps.append(f"cd {shlex.quote(working_dir)}")
-    steps.append('exec "$@"')
+    steps.append('shift; exec /proc/self/fd/9 "$@"' if hidden else 'exec "$@"')
     prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
     return [
         *prefix,
         "unshare", "--mount", "--propagation", "private", "--",
         "/bin/bash", "-c", "; ".join(steps), "pdc-container", *argv,
     ]  # fmt: skip
+
+
+def _covers(target: str, path: str) -> bool:
+    """Whether a mount at ``target`` hides ``path``."""
+    folder = os.path.normpath(target)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 class ContainerProcess:

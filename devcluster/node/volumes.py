@@ -29,19 +29,20 @@ class PodVolumes:
     # When the earliest token must be fetched again (80% of its lifetime, as the kubelet).
     refresh_at: datetime.datetime | None = None
 
-    def mounts(self, container: Obj, env: Mapping[str, str]) -> list[BindMount]:
+    def mounts(self, container: Obj, env: Mapping[str, str] | None = None) -> list[BindMount]:
         mounts = []
         for mount in container.get("volumeMounts", []):
             name = mount["name"]
             source = self.dirs.get(name)
             if source is None:
                 raise ConfigError(f"volumeMount {name}: no volume of that name")
-            sub = mount.get("subPath") or expand(mount.get("subPathExpr", ""), env)
+            sub = mount.get("subPath") or expand(mount.get("subPathExpr", ""), env or {})
             if sub:
                 if sub.startswith("/") or ".." in Path(sub).parts:
                     raise ConfigError(f"volumeMount {name}: subPath {sub!r} leaves the volume")
                 source = source / sub
-                source.mkdir(parents=True, exist_ok=True)  # as the kubelet makes it
+                if not source.exists():  # a file (a ConfigMap key) is bound as it is
+                    source.mkdir(parents=True)  # as the kubelet makes a missing one
             mounts.append(BindMount(source, mount["mountPath"], bool(mount.get("readOnly"))))
         return mounts
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,6 @@ def _kube_config_error(args: argparse.Namespace) -> str | None:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    import asyncio
-
     from propylon.kube.api import pod_identity
     from propylon.kube.leader import LeaseConfig
     from propylon.runtime.operator import OperatorOptions, serve
@@ -154,24 +153,33 @@ def cmd_operator(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         require_agent_ack=args.require_agent_ack,
     )
+    return _serve_with_metrics(
+        args.metrics_address, lambda metrics: serve(options, metrics=metrics)
+    )
+
+
+def _serve_with_metrics(
+    address: str | None, serve: Callable[[Metrics], Coroutine[Any, Any, int]]
+) -> int:
+    """Open the metrics endpoint (a bad address is one error line), then serve until
+    stopped; the endpoint closes with it."""
+    import asyncio
+
     try:
-        metrics, server = start_metrics(args.metrics_address)
+        metrics, server = start_metrics(address)
     except (AddressError, OSError) as exc:
-        print(f"error: --metrics-address {args.metrics_address}: {exc}", file=sys.stderr)
+        print(f"error: --metrics-address {address}: {exc}", file=sys.stderr)
         return 2
     try:
-        code: int = asyncio.run(serve(options, metrics=metrics))
+        return asyncio.run(serve(metrics))
     except KeyboardInterrupt:
         return 130
     finally:
         if server is not None:
             server.close()
-    return code
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    import asyncio
-
     from propylon.runtime.agent import AgentOptions, serve
 
     setup_logging(args.log_format, args.log_level)
@@ -201,16 +209,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
         health_address=args.health_address,
         metrics_address=args.metrics_address,
     )
-    try:
-        metrics, server = start_metrics(args.metrics_address)
-    except (AddressError, OSError) as exc:
-        print(f"error: --metrics-address {args.metrics_address}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        code: int = asyncio.run(serve(options, metrics=metrics))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if server is not None:
-            server.close()
-    return code
+    return _serve_with_metrics(
+        args.metrics_address, lambda metrics: serve(options, metrics=metrics)
+    )

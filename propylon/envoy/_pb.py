@@ -395,7 +395,13 @@ def filter_chain(
 
 
 def listener(
-    *, name: str, address: str, port: int, chains: list[Message], tls_inspector: bool
+    *,
+    name: str,
+    address: str,
+    port: int,
+    chains: list[Message],
+    tls_inspector: bool,
+    node_port: int | None = None,
 ) -> Message:
     lst = listener_pb2.Listener(
         name=name,
@@ -403,6 +409,10 @@ def listener(
         filter_chains=chains,
         stat_prefix=name,
     )
+    if node_port is not None:
+        lst.additional_addresses.append(
+            listener_pb2.AdditionalAddress(address=socket_address("0.0.0.0", node_port))
+        )
     if tls_inspector:
         lst.listener_filters.append(
             listener_components_pb2.ListenerFilter(

@@ -108,4 +108,5 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
         port=lst.port,
         chains=chains,
         tls_inspector=lst.http is None,
+        node_port=None if options.bind_all else dict(options.node_ports).get(lst.name),
     )

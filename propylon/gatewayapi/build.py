@@ -17,7 +17,7 @@ from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
 from propylon.gatewayapi.gatewayclass import class_status, evaluate_classes
 from propylon.gatewayapi.index import Index, NsName, age_key
 from propylon.gatewayapi.inputs import BuildResult, Inputs
-from propylon.gatewayapi.listeners import evaluate_listeners
+from propylon.gatewayapi.listeners import evaluate_listeners, mark_host_port_conflicts
 from propylon.gatewayapi.routes import AnyRoute, Attachment, ParentResult, attach_route
 from propylon.gatewayapi.rules import (
     OrderedRoute,
@@ -68,10 +68,18 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
         gw_class = classes.get(gw.spec.gateway_class_name)
         if gw_class is None:
             continue
-        state = GatewayState(gw, gw_class, evaluate_listeners(index, gw, inputs.values))
+        state = GatewayState(
+            gw,
+            gw_class,
+            evaluate_listeners(index, gw, inputs.values),
+            default_traffic_policy=inputs.values.gateway_api.external_traffic_policy,
+        )
         evaluate_gateway(state)
         diagnostics.extend(state.diagnostics)
         gateways[(gw.metadata.namespace, gw.metadata.name)] = state
+
+    if inputs.values.gateway_api.host_network.enabled:
+        mark_host_port_conflicts((s.accepted, s.listeners) for s in gateways.values())
 
     requests = [s.address_request for s in gateways.values() if s.address_request is not None]
     allocations = allocate(

@@ -31,6 +31,8 @@ R_PORT_UNAVAILABLE = "PortUnavailable"
 R_UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
 R_HOSTNAME_CONFLICT = "HostnameConflict"
 R_PROTOCOL_CONFLICT = "ProtocolConflict"
+# Implementation-specific: hostNetwork, the port is another Gateway's on the nodes.
+R_PORT_CONFLICT = "PortConflict"
 R_INVALID_CERTIFICATE_REF = "InvalidCertificateRef"
 R_INVALID_ROUTE_KINDS = "InvalidRouteKinds"
 R_REF_NOT_PERMITTED = "RefNotPermitted"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import AddressRequest, Allocation
@@ -56,6 +56,9 @@ class GatewayState:
     address_request: AddressRequest | None = None
     allocation: Allocation | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # gatewayAPI.externalTrafficPolicy: used when the class has no CiliumGatewayClassConfig
+    # (with one, its own field decides; the CRD defaults it to Cluster).
+    default_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
 
     @property
     def address(self) -> str | None:
@@ -124,7 +127,9 @@ class GatewayState:
             spec=ServiceSpec(
                 type=svc_type,
                 ports=[ServicePort(name=f"port-{p}", port=p, protocol="TCP") for p in ports],
-                external_traffic_policy=(svc_cfg.external_traffic_policy if svc_cfg else "Cluster")
+                external_traffic_policy=(
+                    svc_cfg.external_traffic_policy if svc_cfg else self.default_traffic_policy
+                )
                 if external
                 else None,
                 load_balancer_class=svc_cfg.load_balancer_class if svc_cfg else None,

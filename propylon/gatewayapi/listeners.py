@@ -4,6 +4,7 @@ certificate references."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +228,32 @@ def evaluate_listeners(index: Index, gateway: Gateway, values: Values) -> list[L
         states.append(st)
     _mark_conflicts(states)
     return states
+
+
+def mark_host_port_conflicts(gateways: Iterable[tuple[bool, list[ListenerState]]]) -> None:
+    """hostNetwork: every Gateway's listeners bind the same addresses (the nodes'), so a
+    port belongs to the oldest accepted Gateway listening on it, and another Gateway's
+    listener on it is Conflicted and not programmed, instead of Envoy refusing a second
+    bind of 0.0.0.0:<port>. `gateways`: (accepted, listeners), oldest first."""
+    owner: dict[int, ListenerState] = {}
+    for accepted, listeners in gateways:
+        mine: dict[int, ListenerState] = {}
+        for st in listeners:
+            if not st.accepted:
+                continue
+            first = owner.get(st.spec.port)
+            if first is None:
+                mine.setdefault(st.spec.port, st)
+                continue
+            other = first.gateway.metadata
+            st.conflicted_reason = c.R_PORT_CONFLICT
+            st.conflicted_message = (
+                f"gatewayAPI.hostNetwork: port {st.spec.port} of the nodes is taken by "
+                f'listener "{first.name}" of Gateway {other.namespace}/{other.name} (older)'
+            )
+        if accepted:
+            for port, st in mine.items():
+                owner.setdefault(port, st)
 
 
 def _family(protocol: str) -> str:

@@ -294,3 +294,6 @@ class ProxyOptions:
     xff_num_trusted_hops: int = 0
     # Listeners bind these host addresses instead of the Gateway address (hostNetwork).
     bind_all: bool = False
+    # Kubernetes: (listener name, node port) of the generated Services; each such listener
+    # also binds 0.0.0.0:<node port> on the node (there is no kube-proxy to forward it).
+    node_ports: tuple[tuple[str, int], ...] = ()

@@ -42,6 +42,9 @@ class ServiceSpec(Struct):
     cluster_ips: list[str] | None = Field(default=None, alias="clusterIPs")
     external_name: str | None = None
     external_traffic_policy: Literal["Cluster", "Local"] | None = None
+    # Allocated by the API server for LoadBalancer Services with the Local policy: the
+    # node port where each node answers whether it serves the Service (/healthz).
+    health_check_node_port: int | None = None
     load_balancer_ip: str | None = Field(default=None, alias="loadBalancerIP")
     load_balancer_class: str | None = None
     load_balancer_source_ranges: list[str] | None = None

@@ -128,7 +128,7 @@ class HTTPRequestRedirectFilter(Struct):
     hostname: PreciseHostname | None = None
     path: HTTPPathModifier | None = None
     port: PortNumber | None = None
-    status_code: Literal[301, 302] = 302
+    status_code: Literal[301, 302, 303, 307, 308] = 302  # 303, 307, 308: Gateway API v1.5
 
 
 class HTTPURLRewriteFilter(Struct):

@@ -30,6 +30,7 @@ from propylon.kube import kinds
 from propylon.kube.addresses import NodeAddresses
 from propylon.kube.api import ApiError, KubeApi
 from propylon.kube.health import HealthServer
+from propylon.kube.healthcheck import HealthCheckPorts, gateway_node_ports, health_checks
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
 from propylon.kube.source import KubeSource
 from propylon.metrics import Metrics, default_metrics
@@ -45,6 +46,7 @@ log = logging.getLogger("propylon.agent")
 REPORT_LEASE_S = 40  # like a kubelet's node Lease
 REPORT_RENEW_S = 10.0
 ACK_TIMEOUT_S = 60.0
+_HEALTH_CHECK_KINDS = ("Service", "EndpointSlice")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ class Agent:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
+        # healthCheckNodePorts of Local LoadBalancer Services, answered on this node.
+        self.health_checks = HealthCheckPorts(self.envoy_serves)
+        self._health_checks_known = False
+        self._node_ports: tuple[tuple[str, int], ...] = ()
 
     async def serve(self, *, handle_signals: bool = True) -> None:
         from propylon.xds import AdsServer  # grpc is heavy; only when serving
@@ -154,6 +160,7 @@ class Agent:
             await self._xds.stop()
             if health is not None:
                 await health.stop()
+            await self.health_checks.stop()
             if self._owns_api:
                 await self.api.close()
 
@@ -169,6 +176,14 @@ class Agent:
     async def reconcile(self, changeset: ChangeSet) -> None:
         started = time.perf_counter()
         snapshot = self.store.apply(changeset)
+        if not self._health_checks_known or any(
+            key.kind in _HEALTH_CHECK_KINDS for key in snapshot.changed
+        ):
+            objects = [o.resource for k, o in snapshot.items() if k.kind in _HEALTH_CHECK_KINDS]
+            await self.health_checks.update(health_checks(objects, self.options.node_name))
+            self._health_checks_known = True
+            if not self.options.values.gateway_api.host_network.enabled:
+                self._node_ports = gateway_node_ports(objects)
         gateway_statuses = self.source.statuses("Gateway")
         previous = self.allocator.previous(gateway_statuses)
         if self.evaluation is not None and not snapshot.changed and previous == self._previous:
@@ -183,6 +198,7 @@ class Agent:
             translator=self.translator,
             builder=self.builder,
             conditions=self.conditions,
+            node_ports=self._node_ports,
         )
         self.evaluation = evaluation
         # Addresses first: Envoy binds its listeners to them.
@@ -211,6 +227,14 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
         self.ready.set()
         self.collector.after_reconcile()
+
+    def envoy_serves(self, gateway: ObjectKey) -> bool:
+        """True while this node's Envoy is connected and has accepted a configuration that
+        holds `gateway` (what its healthCheckNodePort answers). A restarted Envoy counts
+        once it has acknowledged the current configuration."""
+        if self._xds is None or self._acked_version == 0 or gateway not in self._acked:
+            return False
+        return any(v >= self._acked_version for v in self._xds.nodes().values())
 
     async def _await_ack(self, version: int, served: Mapping[ObjectKey, int]) -> None:
         from propylon.xds import XdsNackError

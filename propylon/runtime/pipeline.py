@@ -69,6 +69,7 @@ def evaluate(
     withheld: Mapping[ObjectKey, str] | None = None,
     withheld_changed: frozenset[ObjectKey] = frozenset(),
     rejected: str | None = None,
+    node_ports: tuple[tuple[str, int], ...] = (),
 ) -> Evaluation:
     """`builder`, `translator` and `conditions` carry memory from one evaluation to the
     next (the runtime keeps one of each, fed every snapshot in order); without them
@@ -96,7 +97,8 @@ def evaluate(
         result = _with_rejections(result, snapshot, withheld)
     if rejected:
         result = _not_programmed(result, rejected)
-    resources = (translator or Translator()).translate(result.model, proxy_options(values))
+    options = dataclasses.replace(proxy_options(values), node_ports=node_ports)
+    resources = (translator or Translator()).translate(result.model, options)
     diagnostics = [
         *changeset.diagnostics,
         *_build_diagnostics(result.diagnostics, snapshot),

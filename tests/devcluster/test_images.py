@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import images
+from devcluster import build, images
 
 
 @pytest.fixture
@@ -72,3 +72,21 @@ def test_busybox_image_has_a_shell_and_curl_from_this_machine() -> None:
     argv = image.argv(["sh", "-c", "curl --version"], None)
     assert Path(argv[0]).name == "sh" and Path(argv[0]).is_absolute()
     assert image.executable("/usr/bin/curl").name == "curl"
+
+
+def test_coredns_image_runs_the_built_coredns_with_the_pods_args(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROPYLON_DEVCLUSTER_CACHE", str(tmp_path))
+    reference = "registry.k8s.io/coredns/coredns:v1.12.2"
+    with pytest.raises(images.ImageError, match=r"CoreDNS binary .* does not exist"):
+        images.resolve(reference)
+    binary = build.binaries().coredns
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    image = images.resolve(reference)
+    assert image.argv(None, ["-conf", "/root/Corefile"]) == [
+        str(binary),
+        "-conf",
+        "/root/Corefile",
+    ]

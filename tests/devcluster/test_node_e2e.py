@@ -16,17 +16,19 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from devcluster import network
 
 NODE = network.nodes(1)[0].name
+# The cluster's name for node 1's agent process (pid file, restart), in every instance.
+NODE_AGENT = "node-1"
 POD_CIDR_PREFIX = network.nodes(1)[0].pod_cidr.removesuffix("0/24")
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +37,6 @@ def cluster(request: pytest.FixtureRequest) -> Any:
         return request.getfixturevalue("devcluster")
     except pytest.FixtureLookupError:
         pytest.skip("needs the session `devcluster` fixture of tests/devcluster/conftest.py")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def get(cluster: Any, *args: str) -> Any:
@@ -407,9 +398,9 @@ spec:
     once = wait_for("the run-once pod to succeed", lambda: succeeded(cluster, namespace, "once"))
     pids = {k: v for k, v in container_pids(cluster, namespace).items() if "/echo-" in k}
     survivor, victim = sorted(pids)
-    os.kill(cluster.pid(NODE), signal.SIGKILL)
+    os.kill(cluster.pid(NODE_AGENT), signal.SIGKILL)
     os.kill(pids[victim], signal.SIGKILL)  # dies while the agent is away
-    cluster.restart(NODE)
+    cluster.restart(NODE_AGENT)
 
     def replaced() -> dict[str, int] | None:
         now = container_pids(cluster, namespace)
@@ -464,7 +455,7 @@ spec:
     pod = get(cluster, "pod", "-n", namespace, "host")
     assert pod["status"]["podIP"] == pod["status"]["hostIP"] == network.nodes(1)[0].ip
     (pid,) = container_pids(cluster, namespace).values()
-    agent = cluster.pid(NODE)
+    agent = cluster.pid(NODE_AGENT)
     assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink(f"/proc/{agent}/ns/net")
     assert not any(n.endswith(pod["metadata"]["uid"][:8]) for n in pod_netns())
 
@@ -490,12 +481,12 @@ def test_agent_stopped_leaves_nothing_then_runs_its_pods_again(
     apply(cluster, echo_deployment(namespace, 2))
     wait_for("2 echo pods Ready", lambda: ready_pods(cluster, namespace, "app=echo", 2))
     pids = container_pids(cluster, namespace)
-    agent = cluster.pid(NODE)
+    agent = cluster.pid(NODE_AGENT)
     os.kill(agent, signal.SIGTERM)
     wait_for("the agent to exit", lambda: not alive(agent), timeout=40)
     assert not any(alive(pid) for pid in pids.values())
     assert not pod_netns()
-    cluster.restart(NODE)
+    cluster.restart(NODE_AGENT)
     wait_for("the pods to run again", lambda: ready_pods(cluster, namespace, "app=echo", 2))
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from devcluster.node.process import BindMount, launch_argv
 from devcluster.node.status import Conditions, ContainerStatus, phase, pod_conditions
@@ -74,3 +79,23 @@ def test_launch_argv_enters_the_netns_then_a_private_mount_namespace() -> None:
     assert argv[-2:] == ["/bin/echo-basic", "-x"]
     host_network = launch_argv(["/bin/true"], None, [], None)
     assert host_network[0] == "unshare"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+def test_a_volume_mounted_over_the_executables_folder_does_not_hide_it(tmp_path: Path) -> None:
+    # CoreDNS's Corefile volume is mounted at /root, where this host keeps the binaries.
+    bindir = tmp_path / "root" / "bin"
+    bindir.mkdir(parents=True)
+    tool = bindir / "printer"
+    shutil.copy("/bin/cat", tool)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "Corefile").write_text(".:53 { whoami }\n")
+    argv = launch_argv(
+        [str(tool), str(tmp_path / "root" / "Corefile")],
+        None,
+        [BindMount(volume, str(tmp_path / "root"), True)],
+        None,
+    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, ".:53 { whoami }\n"), done.stderr

@@ -99,16 +99,20 @@ async def test_secret_config_map_empty_dir_and_mounts(tmp_path: Path) -> None:
         "volumeMounts": [
             {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
             {"name": "scratch", "mountPath": "/data"},
+            # The chart's per-node folder of a hostPath every node of this machine shares.
+            {"name": "scratch", "mountPath": "/state", "subPathExpr": "$(NODE_NAME)"},
         ]
     }
-    mounts = volumes.mounts(container, {})
-    assert [(m.target, m.read_only) for m in mounts] == [("/etc/creds", True), ("/data", False)]
+    mounts = volumes.mounts(container, {"NODE_NAME": "node-2"})
+    assert [(m.target, m.read_only) for m in mounts] == [
+        ("/etc/creds", True),
+        ("/data", False),
+        ("/state", False),
+    ]
+    assert mounts[2].source == volumes.dirs["scratch"] / "node-2"
+    assert mounts[2].source.is_dir()
     with pytest.raises(ConfigError, match="volumeMount nope: no volume of that name"):
         volumes.mounts({"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}, {})
-    # subPathExpr is expanded with the container's env; the folder is made if missing.
-    per_node = {"volumeMounts": [{"name": "scratch", "mountPath": "/s", "subPathExpr": "$(N)"}]}
-    (mount,) = volumes.mounts(per_node, {"N": "node-2"})
-    assert mount.source == volumes.dirs["scratch"] / "node-2" and mount.source.is_dir()
     escape = {"volumeMounts": [{"name": "scratch", "mountPath": "/s", "subPath": "../x"}]}
     with pytest.raises(ConfigError, match="leaves the volume"):
         volumes.mounts(escape, {})
@@ -120,3 +124,18 @@ async def test_missing_secret_is_a_config_error_naming_it(tmp_path: Path) -> Non
     )
     with pytest.raises(ConfigError, match='secret "absent" not found'):
         await writer.write_all()
+
+
+async def test_sub_path_expr_expands_the_containers_env(tmp_path: Path) -> None:
+    """A shared host path split per node (`subPathExpr: $(NODE_NAME)`): two nodes' pods on
+    one machine must not share the directory."""
+    host = tmp_path / "host"
+    spec = pod([{"name": "sockets", "hostPath": {"path": str(host)}}])
+    writer = VolumeWriter(tmp_path / "pod", spec, FACTS, {}, {}, Tokens())
+    volumes = await writer.write_all()
+    container = {
+        "volumeMounts": [{"name": "sockets", "mountPath": "/run/x", "subPathExpr": "$(NODE_NAME)"}]
+    }
+    mounts = volumes.mounts(container, {"NODE_NAME": "node-2"})
+    assert [(m.source, m.target) for m in mounts] == [(host / "node-2", "/run/x")]
+    assert (host / "node-2").is_dir()

@@ -209,3 +209,20 @@ def test_spliced_route_configurations_and_scopes_are_canonical_bytes() -> None:
         for name, enc in spliced.items():
             assert enc.message.SerializeToString(deterministic=True) == enc.data, name
             assert enc.message.name == name  # type: ignore[attr-defined]
+
+
+def test_node_port_is_an_additional_address_of_the_listener() -> None:
+    """Kubernetes (no kube-proxy): the Gateway listener also binds its Service's node port,
+    with the same filter chains; not with hostNetwork (no Service then)."""
+    res = one_route(fwd(m.WeightedBackend("ns:svc:80", 1)), node_ports=((L, 31080),))
+    listener = MessageToDict(res.listeners[L], preserving_proto_field_name=True)
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.5", "port_value": 80}
+    assert listener["additional_addresses"] == [
+        {"address": {"socket_address": {"address": "0.0.0.0", "port_value": 31080}}}
+    ]
+    plain = one_route(fwd(m.WeightedBackend("ns:svc:80", 1)), node_ports=(("ns/other/80", 1),))
+    assert "additional_addresses" not in MessageToDict(plain.listeners[L])
+    host = one_route(
+        fwd(m.WeightedBackend("ns:svc:80", 1)), node_ports=((L, 31080),), bind_all=True
+    )
+    assert "additional_addresses" not in MessageToDict(host.listeners[L])

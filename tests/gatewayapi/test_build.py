@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
 
+from propylon.envoy import translate
 from propylon.gatewayapi import Inputs, build
-from propylon.model import DirectResponse, Forward, PathMatchType, Redirect
+from propylon.model import DirectResponse, Forward, PathMatchType, ProxyOptions, Redirect
 from propylon.resources import ObjectKey, Resource, parse_object
 from propylon.values import Values
 
@@ -218,3 +221,67 @@ def test_same_input_same_output() -> None:
         Inputs(objects=dict(reversed(list(objects("").items()))), default_pool=("127.10.0.0/16",))
     )
     assert a == b and text
+
+
+def test_generated_service_name_of_a_long_gateway_name_is_a_dns_label() -> None:
+    # The conformance suite's gateway-with-two-listeners-and-one-attached-route: the API
+    # server refuses a Service name over 63 characters.
+    long_names = [
+        "gateway-with-two-listeners-and-one-attached-route",
+        "gateway-with-two-listeners-and-one-attached-route-2",
+    ]
+    gateways = "".join(
+        f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+"""
+        for name in long_names
+    )
+    names = {svc.metadata.name for svc in run(gateways).services}
+    assert "cilium-gateway-gw" in names  # short names are unchanged
+    long = sorted(names - {"cilium-gateway-gw"})
+    assert len(long) == 2  # two Gateways with the same head keep distinct Services
+    for name in long:
+        assert len(name) <= 63
+        assert name.startswith("cilium-gateway-gateway-with-two-listeners-and-one")
+    assert {svc.metadata.name for svc in run(gateways).services} == names  # stable
+
+
+@pytest.mark.parametrize(
+    ("code", "envoy"),
+    [
+        (301, None),
+        (302, "FOUND"),
+        (303, "SEE_OTHER"),
+        (307, "TEMPORARY_REDIRECT"),
+        (308, "PERMANENT_REDIRECT"),
+    ],
+)
+def test_every_redirect_status_code_of_the_api_reaches_envoy(code: int, envoy: str | None) -> None:
+    # Gateway API v1.5 added 303, 307 and 308; a route with them was dropped as invalid
+    # (no status at all: conformance HTTPRoute303Redirect, 307, 308).
+    result = run(
+        f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: redirect}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - filters:
+    - type: RequestRedirect
+      requestRedirect: {{statusCode: {code}}}
+"""
+    )
+    route_status = result.statuses[ObjectKey("HTTPRoute", "default", "redirect")]
+    assert route_status["parents"][0]["conditions"][0]["status"] == "True"
+    (route,) = routes_of(result)
+    assert isinstance(route.action, Redirect) and route.action.status_code == code
+    xds = translate(result.model, ProxyOptions())
+    (config,) = xds.routes.values()
+    redirect = MessageToDict(config)["virtualHosts"][0]["routes"][0]["redirect"]
+    assert redirect.get("responseCode") == envoy  # MOVED_PERMANENTLY is proto3's default

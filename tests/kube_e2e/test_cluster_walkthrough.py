@@ -19,13 +19,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from shared_paths import GATEWAY_API
+from waiting import wait_for
 
 from devcluster import build, network
 
@@ -34,18 +35,6 @@ EXAMPLES = REPO / "examples" / "kubernetes"
 CHART = REPO / "deploy" / "helm" / "propylon"
 HTTP_HOST = "http-test.mynetwork.local"
 GRPC_HOST = "grpc-test.mynetwork.local"
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def table(output: str) -> list[dict[str, str]]:
@@ -234,7 +223,7 @@ def test_operator_leader_killed_under_traffic(serving: Installed) -> None:
     def traffic() -> None:
         nonlocal sent
         while not stop.is_set():
-            status, detail = http_get(serving.address, HTTP_HOST, timeout=2)
+            status, detail = http_get(serving.address, HTTP_HOST, timeout=5)
             sent += 1
             if status != 200:
                 failures.append(f"{status} {detail}".strip())
