@@ -19,7 +19,7 @@ import pytest
 
 from devcluster.cluster import Cluster, run_dir
 
-NODES = int(os.environ.get("PROPYLON_DEVCLUSTER_NODES", "2"))
+NODES = int(os.environ.get("PROPYLON_DEVCLUSTER_NODES", "3"))
 
 
 @contextlib.contextmanager
