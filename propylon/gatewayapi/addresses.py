@@ -118,8 +118,10 @@ def allocate(
     previous: Mapping[ObjectKey, str],
     *,
     unbindable: frozenset[str] = frozenset(),
+    assign: bool = True,
 ) -> dict[ObjectKey, Allocation]:
-    """`requests` must already be in allocation order."""
+    """`requests` must already be in allocation order. `assign=False`: only previous
+    addresses are kept; every other Gateway waits for one (AddressNotAssigned)."""
     taken: dict[IPAddr, ObjectKey] = {}
     no_bind = {ip for value in unbindable if (ip := _parse(value)) is not None}
     result: dict[ObjectKey, Allocation] = {}
@@ -127,7 +129,7 @@ def allocate(
     def eligible(req: AddressRequest) -> list[Pool]:
         return [p for p in pools if p.selector is None or p.selector.matches(req.service_labels)]
 
-    def assign(req: AddressRequest, ip: IPAddr) -> None:
+    def give(req: AddressRequest, ip: IPAddr) -> None:
         taken[ip] = req.gateway
         result[req.gateway] = Allocation(str(ip))
 
@@ -139,7 +141,14 @@ def allocate(
         if req.wanted and prev not in {_parse(w) for w in req.wanted}:
             continue
         if any(p.contains(prev) for p in eligible(req)):
-            assign(req, prev)
+            give(req, prev)
+
+    if not assign:
+        for req in requests:
+            if req.gateway not in result:
+                message = "waiting for the address the operator assigns"
+                result[req.gateway] = Allocation(None, "AddressNotAssigned", message)
+        return result
 
     # 2. Explicit requests.
     for req in requests:
@@ -163,7 +172,7 @@ def allocate(
         if usable and not (req.require_all and problems):
             for ip in usable[1:] if req.require_all else ():
                 taken[ip] = req.gateway  # reserved: the Gateway asked for it
-            assign(req, usable[0])
+            give(req, usable[0])
         else:
             result[req.gateway] = Allocation(None, "AddressNotUsable", "; ".join(problems))
 
@@ -178,7 +187,7 @@ def allocate(
                 None, "AddressNotAssigned", f"no free address in the IP pools (pools: {names})"
             )
             continue
-        assign(req, min(candidates, key=lambda ip: (ip.version, int(ip))))
+        give(req, min(candidates, key=lambda ip: (ip.version, int(ip))))
     return result
 
 

@@ -87,6 +87,7 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
         pools_from(index.ip_pools, inputs.default_pool),
         inputs.previous_addresses,
         unbindable=inputs.unbindable_addresses,
+        assign=inputs.assign_addresses,
     )
     for state in gateways.values():
         state.allocation = allocations.get(state.gateway.key)

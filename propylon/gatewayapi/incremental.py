@@ -124,6 +124,7 @@ class Builder:
             inputs.values,
             inputs.default_pool,
             inputs.unbindable_addresses,
+            inputs.assign_addresses,
         )
         if changed is None:
             changed = _diff(self._objects, objects)
@@ -255,6 +256,7 @@ def _same_allocation(index: Index, world: World, inputs: Inputs) -> bool:
         pools_from(index.ip_pools, inputs.default_pool),
         inputs.previous_addresses,
         unbindable=inputs.unbindable_addresses,
+        assign=inputs.assign_addresses,
     )
     return all(allocations.get(s.gateway.key) == s.allocation for s in world.gateways.values())
 

@@ -23,6 +23,10 @@ class Inputs:
     # Addresses the host cannot bind (found by the shell): never allocated, and an
     # explicit request for one is AddressNotUsable.
     unbindable_addresses: frozenset[str] = frozenset()
+    # False: keep the previous addresses only, give none anew (a Kubernetes node agent:
+    # the operator assigns LoadBalancer addresses and the agents serve what it wrote, so
+    # two agents or an agent and the operator never pick different ones).
+    assign_addresses: bool = True
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,9 @@ class Agent:
             builder=self.builder,
             conditions=self.conditions,
             node_ports=self._node_ports,
+            # The operator assigns LoadBalancer addresses; this node serves the ones it
+            # wrote (Gateway status), never one of its own choosing.
+            assign_addresses=False,
         )
         self.evaluation = evaluation
         # Addresses first: Envoy binds its listeners to them.

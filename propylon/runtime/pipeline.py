@@ -70,6 +70,7 @@ def evaluate(
     withheld_changed: frozenset[ObjectKey] = frozenset(),
     rejected: str | None = None,
     node_ports: tuple[tuple[str, int], ...] = (),
+    assign_addresses: bool = True,
 ) -> Evaluation:
     """`builder`, `translator` and `conditions` carry memory from one evaluation to the
     next (the runtime keeps one of each, fed every snapshot in order); without them
@@ -88,6 +89,7 @@ def evaluate(
         previous_addresses=previous or {},
         default_pool=default_pool,
         unbindable_addresses=unbindable,
+        assign_addresses=assign_addresses,
     )
     changed = snapshot.changed
     if changed is not None and withheld_changed:

@@ -214,6 +214,21 @@ def test_previous_address_is_kept() -> None:
     assert run("", previous_addresses={key: "10.0.0.1"}).addresses[key] == "127.10.0.1"
 
 
+def test_an_agent_serves_only_the_address_the_operator_assigned() -> None:
+    """A Kubernetes node agent builds with assign_addresses=False: it keeps the address
+    the Gateway's status holds and picks none itself (agents and the operator choosing
+    differently made listeners swap addresses, which Envoy rejects)."""
+    key = ObjectKey("Gateway", "default", "gw")
+    kept = run("", previous_addresses={key: "127.10.3.4"}, assign_addresses=False)
+    assert kept.addresses[key] == "127.10.3.4"
+    assert [listener.address for listener in kept.model.listeners] == ["127.10.3.4"]
+    waiting = run("", assign_addresses=False)
+    assert key not in waiting.addresses
+    assert waiting.model.listeners == ()
+    programmed = next(c for c in waiting.statuses[key]["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["reason"]) == ("False", "AddressNotAssigned")
+
+
 def test_same_input_same_output() -> None:
     text = BASE
     a = build(Inputs(objects=objects(""), default_pool=("127.10.0.0/16",)))
