@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def is_same_process(pid: int, started: int) -> bool:
 
 
 FIRST_MOUNT_FD = 10  # above the shell's own; bash takes multi-digit descriptors
+# What the image table runs from: the checkout, the venv of this interpreter, and the
+# Python it is built on (sys.base_prefix).
+IMAGE_ROOTS = tuple(sorted({str(Path(__file__).resolve().parents[2]), sys.prefix, sys.base_prefix}))
 
 
 def launch_argv(
@@ -54,19 +58,34 @@ def launch_argv(
     mounted over a folder holding the state dir (an emptyDir at /tmp, say) must not hide
     the sources of the mounts after it."""
     steps = ["set -e"]
-    hidden = any(_covers(mount.target, argv[0]) for mount in mounts)
+    # The images are this machine's files (the checkout, its venv, the Python it runs
+    # on): a writable volume over a folder holding them (the chart's emptyDir at /tmp
+    # when the checkout is under /tmp) would hide them, where a real container keeps its
+    # image. They are bound back on top of such a volume.
+    rebind = [
+        root
+        for root in IMAGE_ROOTS
+        if any(_covers(m.target, root) and not m.read_only for m in mounts)
+    ]
+    hidden = any(_covers(mount.target, argv[0]) for mount in mounts) and not any(
+        _covers(root, argv[0]) for root in rebind
+    )
     if hidden:
         # A volume is mounted over the executable's folder (e.g. CoreDNS's Corefile at
         # /root, over this host's /root/.cache): open it first, run it by descriptor.
         steps.append('exec 9<"$1"')
-    fds = [FIRST_MOUNT_FD + i for i in range(len(mounts))]
-    for fd, mount in zip(fds, mounts, strict=True):
-        steps.append(f"exec {fd}<{shlex.quote(str(mount.source))}")
-    for fd, mount in zip(fds, mounts, strict=True):
+    sources = [str(m.source) for m in mounts] + rebind
+    fds = [FIRST_MOUNT_FD + i for i in range(len(sources))]
+    for fd, source in zip(fds, sources, strict=True):
+        steps.append(f"exec {fd}<{shlex.quote(source)}")
+    for fd, mount in zip(fds, mounts, strict=False):
         target = shlex.quote(mount.target)
         options = "bind,ro" if mount.read_only else "bind"
         steps.append(f"mkdir -p {target}")
         steps.append(f"mount -o {options} /proc/self/fd/{fd} {target}")
+    for fd, root in zip(fds[len(mounts) :], rebind, strict=True):
+        steps.append(f"mkdir -p {shlex.quote(root)}")
+        steps.append(f"mount --bind /proc/self/fd/{fd} {shlex.quote(root)}")
     if fds:
         steps.append("exec " + " ".join(f"{fd}<&-" for fd in fds))
     if working_dir:
