@@ -54,9 +54,10 @@ def launch_argv(
     """nsenter (network) -> unshare (private mount namespace) -> bash (bind mounts) -> exec.
     Each step execs the next, so the pid is the container process's.
 
-    Every source is opened before the first mount and bound from /proc/self/fd: a volume
-    mounted over a folder holding the state dir (an emptyDir at /tmp, say) must not hide
-    the sources of the mounts after it."""
+    Every source is opened before the first mount and bound from /proc/self/fd, without
+    canonicalizing (mount would resolve the link to a path, which a volume mounted
+    before may hide): a volume over a folder holding the state dir (an emptyDir at /tmp,
+    say) must not hide the sources of the mounts after it."""
     steps = ["set -e"]
     # The images are this machine's files (the checkout, its venv, the Python it runs
     # on): a writable volume over a folder holding them (the chart's emptyDir at /tmp
@@ -82,10 +83,10 @@ def launch_argv(
         target = shlex.quote(mount.target)
         options = "bind,ro" if mount.read_only else "bind"
         steps.append(f"mkdir -p {target}")
-        steps.append(f"mount -o {options} /proc/self/fd/{fd} {target}")
+        steps.append(f"mount --no-canonicalize -o {options} /proc/self/fd/{fd} {target}")
     for fd, root in zip(fds[len(mounts) :], rebind, strict=True):
         steps.append(f"mkdir -p {shlex.quote(root)}")
-        steps.append(f"mount --bind /proc/self/fd/{fd} {shlex.quote(root)}")
+        steps.append(f"mount --no-canonicalize --bind /proc/self/fd/{fd} {shlex.quote(root)}")
     if fds:
         steps.append("exec " + " ".join(f"{fd}<&-" for fd in fds))
     if working_dir:

@@ -73,7 +73,7 @@ def test_launch_argv_enters_the_netns_then_a_private_mount_namespace() -> None:
     # Sources are opened first and bound from the descriptor: a later mount over the
     # state dir's folder cannot hide them.
     assert script.index("exec 10</state/v/token") < script.index("mount ")
-    assert "mount -o bind,ro /proc/self/fd/10 /var/run/secrets" in script
+    assert "mount --no-canonicalize -o bind,ro /proc/self/fd/10 /var/run/secrets" in script
     assert "exec 10<&-" in script
     assert "cd '/work dir'" in script
     assert argv[-2:] == ["/bin/echo-basic", "-x"]
