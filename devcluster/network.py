@@ -20,11 +20,13 @@ import subprocess
 from dataclasses import dataclass
 
 # Several clusters can run side by side on one machine (one per developer task), each
-# with its own addresses, names and run folder: $PROPYLON_DEVCLUSTER_INSTANCE (0-3).
+# with its own addresses, names and run folder: $PROPYLON_DEVCLUSTER_INSTANCE (0-5).
+# Six fit the plan: instance k's /24s are 198.18.32k.0 + 0..31, its services
+# 198.19.32k.0/19 (k <= 5 stays below the LB pools at 198.19.200+k.0/24).
 # Instance 0 is the default, and the one CI and the README use.
 INSTANCE = int(os.environ.get("PROPYLON_DEVCLUSTER_INSTANCE", "0"))
-if not 0 <= INSTANCE <= 3:
-    raise SystemExit("PROPYLON_DEVCLUSTER_INSTANCE must be 0, 1, 2 or 3")
+if not 0 <= INSTANCE <= 5:
+    raise SystemExit("PROPYLON_DEVCLUSTER_INSTANCE must be 0 to 5")
 _BASE = 32 * INSTANCE  # third octet of this instance's node subnet in 198.18.0.0/16
 
 PREFIX = "pdc-"
