@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from propylon.gatewayapi import conditions as c
@@ -18,6 +18,7 @@ from propylon.gatewayapi.gatewayclass import class_status, evaluate_classes
 from propylon.gatewayapi.index import Index, NsName, age_key
 from propylon.gatewayapi.inputs import BuildResult, Inputs
 from propylon.gatewayapi.listeners import evaluate_listeners, mark_host_port_conflicts
+from propylon.gatewayapi.listenersets import ListenerSetState, attach_listener_sets
 from propylon.gatewayapi.routes import AnyRoute, Attachment, ParentResult, attach_route
 from propylon.gatewayapi.rules import (
     OrderedRoute,
@@ -38,7 +39,7 @@ def build(inputs: Inputs) -> BuildResult:
     world = evaluate_world(index, inputs)
     tls_policies = BackendTLSPolicies(index)
     outcomes = [
-        evaluate_route(index, world.gateways, route, tls_policies)
+        evaluate_route(index, world.gateways, route, tls_policies, world.listener_sets)
         for route in sorted(all_routes(index), key=lambda r: r.key)
     ]
     return finish(world, outcomes, tls_policies)
@@ -52,6 +53,7 @@ class World:
     statuses: dict[ObjectKey, dict[str, Any]]  # GatewayClasses
     gateways: dict[NsName, GatewayState]
     diagnostics: list[Diagnostic]
+    listener_sets: dict[ObjectKey, ListenerSetState] = field(default_factory=dict)
 
 
 def evaluate_world(index: Index, inputs: Inputs) -> World:
@@ -77,6 +79,7 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
         evaluate_gateway(state)
         diagnostics.extend(state.diagnostics)
         gateways[(gw.metadata.namespace, gw.metadata.name)] = state
+    listener_sets = attach_listener_sets(index, gateways, inputs.values)
 
     if inputs.values.gateway_api.host_network.enabled:
         mark_host_port_conflicts((s.accepted, s.listeners) for s in gateways.values())
@@ -91,7 +94,7 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
     )
     for state in gateways.values():
         state.allocation = allocations.get(state.gateway.key)
-    return World(statuses, gateways, diagnostics)
+    return World(statuses, gateways, diagnostics, listener_sets)
 
 
 def all_routes(index: Index) -> list[AnyRoute]:
@@ -115,9 +118,10 @@ def evaluate_route(
     gateways: dict[NsName, GatewayState],
     route: AnyRoute,
     tls_policies: BackendTLSPolicies,
+    listener_sets: dict[ObjectKey, ListenerSetState] | None = None,
 ) -> RouteOutcome | None:
     """Attachment, then rules -> model routes; None for a route that is not ours."""
-    parents, attached = attach_route(index, gateways, route)
+    parents, attached = attach_route(index, gateways, route, listener_sets)
     if not parents:
         return None
     unsupported = [] if isinstance(route, TLSRoute) else unsupported_filters(route)
@@ -345,6 +349,8 @@ class Finisher:
         gateways = self.world.gateways
         extra = tls_policies.statuses()
         gateway_statuses = {state.gateway.key: state.status() for state in gateways.values()}
+        for key, ls in self.world.listener_sets.items():
+            gateway_statuses[key] = ls.status()
         for key, status in (*extra.items(), *gateway_statuses.items()):
             self.statuses[key] = status
             self.changed_statuses.add(key)

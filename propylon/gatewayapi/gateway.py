@@ -59,6 +59,14 @@ class GatewayState:
     # gatewayAPI.externalTrafficPolicy: used when the class has no CiliumGatewayClassConfig
     # (with one, its own field decides; the CRD defaults it to Cluster).
     default_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
+    # Accepted ListenerSets (propylon.gatewayapi.listenersets), whose listeners follow
+    # the Gateway's own in `listeners`.
+    attached_listener_sets: int = 0
+
+    @property
+    def own_listeners(self) -> list[ListenerState]:
+        """The listeners of the Gateway's spec (not its ListenerSets')."""
+        return [li for li in self.listeners if li.owner is None]
 
     @property
     def address(self) -> str | None:
@@ -99,7 +107,9 @@ class GatewayState:
             ),
             prog,
         ]
-        out["listeners"] = [li.status(gen) for li in self.listeners]
+        out["listeners"] = [li.status(gen) for li in self.own_listeners]
+        if self.attached_listener_sets or self.gateway.spec.allowed_listeners is not None:
+            out["attachedListenerSets"] = self.attached_listener_sets
         return out
 
     def generated_service(self) -> Service:

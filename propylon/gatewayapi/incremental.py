@@ -152,7 +152,9 @@ class Builder:
             self._dependents.clear()
             self._finisher = None
             outcomes = [
-                evaluate_route(index, world.gateways, _route(index, key), tls_policies)
+                evaluate_route(
+                    index, world.gateways, _route(index, key), tls_policies, world.listener_sets
+                )
                 for key in _route_keys(index)
             ]
             self.reused = 0
@@ -179,7 +181,7 @@ class Builder:
                 continue
             entry = _Memo(
                 route,
-                evaluate_route(index, world.gateways, route, tls_policies),
+                evaluate_route(index, world.gateways, route, tls_policies, world.listener_sets),
                 backend_services(route),
             )
             memo[key] = entry

@@ -16,6 +16,7 @@ from propylon.resources import (
     GatewayClass,
     GRPCRoute,
     HTTPRoute,
+    ListenerSet,
     Namespace,
     ObjectKey,
     ReferenceGrant,
@@ -64,6 +65,10 @@ class Index:
         self.class_configs = of(CiliumGatewayClassConfig)
         self.ip_pools = {n: o for (_, n), o in of(CiliumLoadBalancerIPPool).items()}
         self.backend_tls_policies = of(BackendTLSPolicy)
+        # By key: ListenerSet and XListenerSet may share a namespace/name.
+        self.listener_sets: dict[ObjectKey, ListenerSet] = {
+            o.key: o for o in by_type.get(ListenerSet, []) if isinstance(o, ListenerSet)
+        }
         self.reference_grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for (ns, _), grant in of(ReferenceGrant).items():
             self.reference_grants[ns].append(grant)

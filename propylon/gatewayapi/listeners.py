@@ -14,7 +14,7 @@ from propylon.gatewayapi.index import Index
 from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.referencegrants import permitted
 from propylon.model import Secret as ModelSecret
-from propylon.resources import GATEWAY_GROUP, Gateway, Listener
+from propylon.resources import GATEWAY_GROUP, Gateway, Listener, ListenerSet
 from propylon.values import Values
 
 HTTP_KINDS = ("HTTPRoute", "GRPCRoute")
@@ -30,6 +30,8 @@ TLS_SECRET_TYPE = "kubernetes.io/tls"
 class ListenerState:
     gateway: Gateway
     spec: Listener
+    # The ListenerSet that brings this listener to `gateway`; None: the Gateway's own.
+    owner: ListenerSet | None = None
     supported_kinds: tuple[str, ...] = ()
     accepted: bool = True
     accepted_reason: str = c.R_ACCEPTED
@@ -56,6 +58,12 @@ class ListenerState:
             return False
         return self.spec.protocol != "HTTPS" or bool(self.certificates)
 
+    @property
+    def home_namespace(self) -> str:
+        """The namespace `allowedRoutes: Same` and certificateRefs are relative to."""
+        owner = self.owner or self.gateway
+        return owner.metadata.namespace
+
     def reject(self, reason: str, message: str) -> None:
         if self.accepted:
             self.accepted, self.accepted_reason, self.accepted_message = False, reason, message
@@ -71,7 +79,7 @@ class ListenerState:
         if ns.from_ == "All":
             return True
         if ns.from_ == "Same":
-            return namespace == self.gateway.metadata.namespace
+            return namespace == self.home_namespace
         if ns.selector is None:
             return False
         return ns.selector.matches(index.namespace_labels(namespace))
@@ -85,6 +93,10 @@ class ListenerState:
             prog_msg = self.conflicted_message or (
                 self.accepted_message if not self.accepted else self.refs_message
             )
+        if self.owner is not None and self.conflicted_reason:
+            # A ListenerSet's listener that lost a conflict (GEP-1713) is not accepted,
+            # for the reason of the conflict.
+            prog_reason = self.conflicted_reason
         return {
             "name": self.name,
             "supportedKinds": [{"group": GATEWAY_GROUP, "kind": k} for k in self.supported_kinds],
@@ -124,14 +136,14 @@ def _is_pem(data: bytes | None, marker: str) -> bool:
 
 
 def _resolve_certificates(index: Index, state: ListenerState) -> None:
-    gw = state.gateway
+    home = state.owner or state.gateway
     tls = state.spec.tls
     if tls is None or not tls.certificate_refs:
         state.unresolved(c.R_INVALID_CERTIFICATE_REF, "HTTPS listener has no certificateRefs")
         return
     certs: list[ModelSecret] = []
     for i, ref in enumerate(tls.certificate_refs):
-        ns = ref.namespace or gw.metadata.namespace
+        ns = ref.namespace or home.metadata.namespace
         where = f"certificateRefs[{i}] ({ns}/{ref.name})"
         if ref.group != "" or ref.kind != "Secret":
             state.unresolved(
@@ -141,9 +153,10 @@ def _resolve_certificates(index: Index, state: ListenerState) -> None:
             continue
         if not permitted(
             index,
-            from_group=GATEWAY_GROUP,
-            from_kind="Gateway",
-            from_namespace=gw.metadata.namespace,
+            # A ListenerSet's listeners need a grant of their own (not the Gateway's).
+            from_group=GATEWAY_GROUP if state.owner is None else state.owner.group,
+            from_kind=home.kind,
+            from_namespace=home.metadata.namespace,
             to_group="",
             to_kind="Secret",
             to_namespace=ns,
@@ -180,11 +193,20 @@ def _resolve_certificates(index: Index, state: ListenerState) -> None:
     state.certificates = tuple(certs)
 
 
-def evaluate_listeners(index: Index, gateway: Gateway, values: Values) -> list[ListenerState]:
+def evaluate_listeners(
+    index: Index,
+    gateway: Gateway,
+    values: Values,
+    owner: ListenerSet | None = None,
+) -> list[ListenerState]:
+    """The listeners of `gateway`, or with `owner` those of a ListenerSet attached to it
+    (whose conflicts with the Gateway's are the caller's: `propylon.gatewayapi.
+    listenersets`)."""
     states: list[ListenerState] = []
     host_network = values.gateway_api.host_network.enabled
-    for spec in gateway.spec.listeners:
-        st = ListenerState(gateway, spec)
+    specs = gateway.spec.listeners if owner is None else owner.spec.listeners
+    for spec in specs:
+        st = ListenerState(gateway, spec, owner)
         kinds = PROTOCOL_KINDS.get(spec.protocol)
         if kinds is None:
             st.reject(
@@ -226,7 +248,8 @@ def evaluate_listeners(index: Index, gateway: Gateway, values: Values) -> list[L
         if spec.protocol == "HTTPS" and st.accepted:
             _resolve_certificates(index, st)
         states.append(st)
-    _mark_conflicts(states)
+    if owner is None:
+        _mark_conflicts(states)
     return states
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,16 @@ from propylon.gatewayapi.gateway import GatewayState
 from propylon.gatewayapi.hostnames import intersect
 from propylon.gatewayapi.index import Index, NsName
 from propylon.gatewayapi.listeners import ListenerState
-from propylon.resources import GATEWAY_GROUP, GRPCRoute, HTTPRoute, ParentReference, TLSRoute
+from propylon.gatewayapi.listenersets import ListenerSetState
+from propylon.resources import (
+    GATEWAY_GROUP,
+    LISTENER_SET_GROUPS,
+    GRPCRoute,
+    HTTPRoute,
+    ObjectKey,
+    ParentReference,
+    TLSRoute,
+)
 
 AnyRoute = HTTPRoute | GRPCRoute | TLSRoute
 
@@ -46,36 +56,76 @@ class ParentResult:
         }
 
 
-def _listener_list(state: GatewayState) -> str:
-    return ", ".join(li.name for li in state.listeners)
+def _listener_list(listeners: list[ListenerState]) -> str:
+    return ", ".join(li.name for li in listeners)
+
+
+@dataclass(frozen=True)
+class Parent:
+    """What a parentRef names, as attachment sees it: a Gateway's own listeners, or a
+    ListenerSet's."""
+
+    where: str  # "Gateway ns/name", "ListenerSet ns/name"
+    accepted: bool
+    message: str  # why not, when not accepted
+    listeners: list[ListenerState]
+
+
+def _parent(
+    gateways: dict[NsName, GatewayState],
+    listener_sets: Mapping[ObjectKey, ListenerSetState],
+    ref: ParentReference,
+    route_ns: str,
+) -> Parent | None:
+    """The parent `ref` names, if it is ours (else the route has no status for it).
+    A Gateway parentRef reaches only the Gateway's own listeners, a ListenerSet one
+    only that ListenerSet's (GEP-1713)."""
+    ns = ref.namespace or route_ns
+    if ref.group == GATEWAY_GROUP and ref.kind == "Gateway":
+        state = gateways.get((ns, ref.name))
+        if state is None:
+            return None
+        return Parent(
+            f"Gateway {ns}/{ref.name}",
+            state.accepted,
+            state.accepted_message,
+            state.own_listeners,
+        )
+    if LISTENER_SET_GROUPS.get(ref.kind) != ref.group:
+        return None
+    ls = listener_sets.get(ObjectKey(ref.kind, ns, ref.name))
+    if ls is None:
+        return None
+    return Parent(f"{ref.kind} {ns}/{ref.name}", ls.accepted, ls.message, ls.listeners)
 
 
 def attach_route(
-    index: Index, gateways: dict[NsName, GatewayState], route: AnyRoute
+    index: Index,
+    gateways: dict[NsName, GatewayState],
+    route: AnyRoute,
+    listener_sets: Mapping[ObjectKey, ListenerSetState] | None = None,
 ) -> tuple[list[ParentResult], list[Attachment]]:
-    """Status entries for the parentRefs that point at our Gateways, and attachments."""
+    """Status entries for the parentRefs that point at our Gateways (or ListenerSets
+    attached to them), and attachments."""
     results: list[ParentResult] = []
     attachments: list[Attachment] = []
     route_ns = route.metadata.namespace
     for ref in route.spec.parent_refs:
-        if ref.group != GATEWAY_GROUP or ref.kind != "Gateway":
-            continue
-        gw_ns = ref.namespace or route_ns
-        state = gateways.get((gw_ns, ref.name))
-        if state is None:
-            continue  # not a Gateway of ours (or none at all): not ours to report on
-        where = f"Gateway {gw_ns}/{ref.name}"
-        if not state.accepted:
+        parent = _parent(gateways, listener_sets or {}, ref, route_ns)
+        if parent is None:
+            continue  # not a parent of ours (or none at all): not ours to report on
+        where = parent.where
+        if not parent.accepted:
             results.append(
                 ParentResult(
                     ref,
                     False,
                     c.R_NO_MATCHING_PARENT,
-                    f"{where} is not accepted: {state.accepted_message}",
+                    f"{where} is not accepted: {parent.message}",
                 )
             )
             continue
-        candidates = state.listeners
+        candidates = parent.listeners
         if ref.section_name is not None:
             candidates = [li for li in candidates if li.name == ref.section_name]
         if ref.port is not None:
@@ -88,9 +138,9 @@ def attach_route(
             else:
                 what = f"no listener with port {ref.port}"
             listing = (
-                ", ".join(f"{li.name} ({li.spec.port})" for li in state.listeners)
+                ", ".join(f"{li.name} ({li.spec.port})" for li in parent.listeners)
                 if ref.port
-                else _listener_list(state)
+                else _listener_list(parent.listeners)
             )
             results.append(
                 ParentResult(

@@ -48,6 +48,12 @@ from propylon.resources.gateway import (
     Listener,
     RouteGroupKind,
 )
+from propylon.resources.listenerset import (
+    LISTENER_SET_GROUPS,
+    X_GATEWAY_GROUP,
+    ListenerSet,
+    ParentGatewayReference,
+)
 from propylon.resources.meta import ObjectKey, ObjectMeta
 from propylon.resources.parse import CLUSTER_SCOPED_KINDS, KINDS, NAMESPACED_KINDS, parse_object
 from propylon.resources.policy import BackendTLSPolicy, ReferenceGrant
@@ -70,7 +76,9 @@ __all__ = [
     "CLUSTER_SCOPED_KINDS",
     "GATEWAY_GROUP",
     "KINDS",
+    "LISTENER_SET_GROUPS",
     "NAMESPACED_KINDS",
+    "X_GATEWAY_GROUP",
     "AllowedRoutes",
     "BackendObjectReference",
     "BackendRef",
@@ -102,12 +110,14 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "Listener",
+    "ListenerSet",
     "LoadBalancerIngress",
     "LoadBalancerStatus",
     "LocalObjectReference",
     "Namespace",
     "ObjectKey",
     "ObjectMeta",
+    "ParentGatewayReference",
     "ParentReference",
     "ReferenceGrant",
     "Resource",

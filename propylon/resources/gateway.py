@@ -42,6 +42,17 @@ class RouteGroupKind(Struct):
     kind: str = Field(min_length=1)
 
 
+class ListenerNamespaces(Struct):
+    """Gateway `spec.allowedListeners.namespaces`: which ListenerSets may attach."""
+
+    from_: Literal["All", "Selector", "Same", "None"] = Field(default="None", alias="from")
+    selector: LabelSelector | None = None
+
+
+class AllowedListeners(Struct):
+    namespaces: ListenerNamespaces = Field(default_factory=ListenerNamespaces)
+
+
 class RouteNamespaces(Struct):
     from_: Literal["All", "Selector", "Same"] = Field(default="Same", alias="from")
     selector: LabelSelector | None = None
@@ -99,20 +110,26 @@ class GatewaySpec(Struct):
     listeners: list[Listener] = Field(min_length=1, max_length=64)
     addresses: list[GatewaySpecAddress] = Field(default_factory=list, max_length=16)
     infrastructure: GatewayInfrastructure | None = None
+    allowed_listeners: AllowedListeners | None = None
 
     @field_validator("listeners")
     @classmethod
     def _unique_listeners(cls, listeners: list[Listener]) -> list[Listener]:
-        names = [listener.name for listener in listeners]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"Listener name must be unique within the Gateway: {', '.join(dupes)}")
-        combos = [(li.port, li.protocol, li.hostname or "") for li in listeners]
-        if len(set(combos)) != len(combos):
-            raise ValueError(
-                "Combination of port, protocol and hostname must be unique for each listener"
-            )
-        return listeners
+        return unique_listeners(listeners)
+
+
+def unique_listeners(listeners: list[Listener]) -> list[Listener]:
+    """The CRDs' rules for a Gateway's (or a ListenerSet's) listeners."""
+    names = [listener.name for listener in listeners]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"Listener name must be unique within the Gateway: {', '.join(dupes)}")
+    combos = [(li.port, li.protocol, li.hostname or "") for li in listeners]
+    if len(set(combos)) != len(combos):
+        raise ValueError(
+            "Combination of port, protocol and hostname must be unique for each listener"
+        )
+    return listeners
 
 
 class Gateway(Resource):

@@ -14,13 +14,15 @@ from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret,
 from propylon.resources.crd import CRDSchemas, CustomResourceDefinition
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
+from propylon.resources.listenerset import X_GATEWAY_GROUP, ListenerSet
 from propylon.resources.names import metadata_ok, metadata_problems
 from propylon.resources.policy import BackendTLSPolicy, ReferenceGrant
 from propylon.resources.routes import GRPCRoute, HTTPRoute, TLSRoute
 
 _GW = GATEWAY_GROUP
 
-# (apiVersion, kind) -> model: the versions a v1.4.1 API server (experimental channel) serves.
+# (apiVersion, kind) -> model: the versions a v1.4.1 API server (experimental channel)
+# serves, and v1.6's ListenerSet.
 KINDS: Mapping[tuple[str, str], type[Resource]] = {
     (f"{_GW}/v1", "GatewayClass"): GatewayClass,
     (f"{_GW}/v1beta1", "GatewayClass"): GatewayClass,
@@ -34,6 +36,8 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     (f"{_GW}/v1alpha3", "TLSRoute"): TLSRoute,
     (f"{_GW}/v1beta1", "ReferenceGrant"): ReferenceGrant,
     (f"{_GW}/v1", "ReferenceGrant"): ReferenceGrant,
+    (f"{_GW}/v1", "ListenerSet"): ListenerSet,
+    (f"{X_GATEWAY_GROUP}/v1alpha1", "XListenerSet"): ListenerSet,
     (f"{_GW}/v1", "BackendTLSPolicy"): BackendTLSPolicy,
     (f"{_GW}/v1alpha3", "BackendTLSPolicy"): BackendTLSPolicy,
     ("v1", "Namespace"): Namespace,
