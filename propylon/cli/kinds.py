@@ -35,6 +35,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("TLSRoute", "tlsroutes", GATEWAY_GROUP),
     KindInfo("ReferenceGrant", "referencegrants", GATEWAY_GROUP, True, ("refgrant",)),
     KindInfo("BackendTLSPolicy", "backendtlspolicies", GATEWAY_GROUP, True, ("btlspolicy",)),
+    KindInfo("ListenerSet", "listenersets", GATEWAY_GROUP, True, ("lset",)),
+    KindInfo("XListenerSet", "xlistenersets", "gateway.networking.x-k8s.io"),
     KindInfo("Service", "services", "", True, ("svc",)),
     KindInfo("EndpointSlice", "endpointslices", "discovery.k8s.io"),
     KindInfo("Secret", "secrets", ""),

@@ -218,6 +218,11 @@ _COLUMNS: dict[str, list[Column]] = {
         Column("PROGRAMMED", lambda d: condition_status(d, "Programmed")),
         Column("AGE", lambda d: ""),
     ],
+    "ListenerSet": [
+        Column("ACCEPTED", lambda d: condition_status(d, "Accepted")),
+        Column("PROGRAMMED", lambda d: condition_status(d, "Programmed")),
+        Column("AGE", lambda d: ""),
+    ],
     "HTTPRoute": [
         Column("HOSTNAMES", lambda d: crd_cell(_get(d, "spec", "hostnames"))),
         Column("AGE", lambda d: ""),
@@ -250,6 +255,7 @@ _COLUMNS: dict[str, list[Column]] = {
         Column("AGE", lambda d: ""),
     ],
 }
+_COLUMNS["XListenerSet"] = _COLUMNS["ListenerSet"]
 _DEFAULT_COLUMNS = [Column("AGE", lambda d: "")]
 
 

@@ -31,7 +31,7 @@ Obj = dict[str, Any]
 WATCH_TIMEOUT_S = (240, 420)
 LIST_PAGE = 500
 # API groups whose kinds come from CustomResourceDefinitions (may be absent).
-CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "cilium.io"})
+CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "gateway.networking.x-k8s.io", "cilium.io"})
 
 
 @dataclass(frozen=True, slots=True)

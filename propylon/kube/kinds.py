@@ -5,6 +5,7 @@ from __future__ import annotations
 from propylon.kube.api import Kind
 
 GW = "gateway.networking.k8s.io"
+XGW = "gateway.networking.x-k8s.io"  # Gateway API's experimental kinds (v1.4: XListenerSet)
 
 # Watched by operator and agent: what the pure core reads. For a kind served in several
 # versions, the first one the API server serves is used (`resolve`); Gateway API v1.4.1
@@ -16,6 +17,10 @@ GRPC_ROUTE = Kind(GW, "v1", "grpcroutes", "GRPCRoute", namespaced=True)
 TLS_ROUTE = Kind(GW, "v1alpha2", "tlsroutes", "TLSRoute", namespaced=True)
 REFERENCE_GRANT = Kind(GW, "v1beta1", "referencegrants", "ReferenceGrant", namespaced=True)
 BACKEND_TLS_POLICY = Kind(GW, "v1", "backendtlspolicies", "BackendTLSPolicy", namespaced=True)
+# Gateway API v1.5+ (standard channel); XListenerSet is v1.4's experimental one. Either
+# CRD may be absent: its reflector waits for it (see propylon.kube.source).
+LISTENER_SET = Kind(GW, "v1", "listenersets", "ListenerSet", namespaced=True)
+X_LISTENER_SET = Kind(XGW, "v1alpha1", "xlistenersets", "XListenerSet", namespaced=True)
 SERVICE = Kind("", "v1", "services", "Service", namespaced=True)
 ENDPOINT_SLICE = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
 NAMESPACE = Kind("", "v1", "namespaces", "Namespace", namespaced=False)
@@ -42,6 +47,8 @@ WATCHED: tuple[Kind, ...] = (
     TLS_ROUTE,
     REFERENCE_GRANT,
     BACKEND_TLS_POLICY,
+    LISTENER_SET,
+    X_LISTENER_SET,
     SERVICE,
     ENDPOINT_SLICE,
     NAMESPACE,
@@ -54,7 +61,16 @@ WATCHED: tuple[Kind, ...] = (
 # Kinds whose status the operator writes.
 WITH_STATUS: dict[str, Kind] = {
     k.kind: k
-    for k in (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, GRPC_ROUTE, TLS_ROUTE, BACKEND_TLS_POLICY)
+    for k in (
+        GATEWAY_CLASS,
+        GATEWAY,
+        HTTP_ROUTE,
+        GRPC_ROUTE,
+        TLS_ROUTE,
+        BACKEND_TLS_POLICY,
+        LISTENER_SET,
+        X_LISTENER_SET,
+    )
 }
 BY_KIND: dict[str, Kind] = {k.kind: k for k in WATCHED}
 

@@ -32,7 +32,7 @@ log = logging.getLogger("propylon.kube")
 SOURCE = "kubernetes"
 
 # Newest first: the version a kind is read in when its CRD serves several.
-_VERSION_RANK = ("v2", "v1", "v1beta1", "v2alpha1", "v1alpha3", "v1alpha2")
+_VERSION_RANK = ("v2", "v1", "v1beta1", "v2alpha1", "v1alpha3", "v1alpha2", "v1alpha1")
 
 
 def preferred_version(kind: Kind, crd: Mapping[str, Any]) -> str | None:

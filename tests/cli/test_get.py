@@ -229,6 +229,32 @@ def test_get_httproute_hostnames_json_like_kubectl() -> None:
     )
 
 
+def test_get_listenersets_accepted_and_programmed() -> None:
+    def lset(name: str, accepted: str, programmed: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "ListenerSet",
+            "metadata": meta(name, creationTimestamp=ago(seconds=65)),
+            "spec": {"parentRef": {"name": "example-gateway"}},
+            "status": {
+                "conditions": [
+                    {"type": "Accepted", "status": accepted},
+                    {"type": "Programmed", "status": programmed},
+                ]
+            },
+        }
+
+    code, out, _ = get(
+        "listenersets", docs=[lset("extra", "True", "True"), lset("refused", "False", "False")]
+    )
+    assert code == 0
+    assert out == (
+        "NAME      ACCEPTED   PROGRAMMED   AGE\n"
+        "extra     True       True         65s\n"
+        "refused   False      False        65s\n"
+    )
+
+
 def test_get_outputs_json_yaml_name() -> None:
     _, out, _ = get("gateway", "-o", "json", docs=[GATEWAY])
     data = json.loads(out)
@@ -275,6 +301,9 @@ def test_get_empty_and_not_found() -> None:
         ("service", "Service"),
         ("svc", "Service"),
         ("backendtlspolicies", "BackendTLSPolicy"),
+        ("listenersets", "ListenerSet"),
+        ("lset", "ListenerSet"),
+        ("xlistenersets.gateway.networking.x-k8s.io", "XListenerSet"),
         ("Gateway", "Gateway"),
         ("gateways.gateway.networking.k8s.io", "Gateway"),
     ],

@@ -23,6 +23,7 @@ from chart_harness import REPO, one, template
 Grant = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
 GW = "gateway.networking.k8s.io"
+XGW = "gateway.networking.x-k8s.io"
 GATEWAY_KINDS = (
     "gatewayclasses",
     "gateways",
@@ -31,6 +32,7 @@ GATEWAY_KINDS = (
     "tlsroutes",
     "referencegrants",
     "backendtlspolicies",
+    "listenersets",
 )
 WITH_STATUS = (
     "gatewayclasses",
@@ -39,10 +41,12 @@ WITH_STATUS = (
     "grpcroutes",
     "tlsroutes",
     "backendtlspolicies",
+    "listenersets",
 )
 
 READS: set[Grant] = {
     *((GW, r, v) for r in GATEWAY_KINDS for v in ("list", "watch")),
+    *((XGW, "xlistenersets", v) for v in ("list", "watch")),
     *(
         ("", r, v)
         for r in ("namespaces", "services", "secrets", "configmaps")
@@ -60,6 +64,8 @@ OPERATOR_CLUSTER: set[Grant] = {
     *READS,
     *((GW, r, "get") for r in WITH_STATUS),  # re-read after a status write conflict
     *((GW, f"{r}/status", "patch") for r in WITH_STATUS),
+    (XGW, "xlistenersets", "get"),
+    (XGW, "xlistenersets/status", "patch"),
     (GW, "gatewayclasses", "create"),
     *(("", "services", v) for v in ("create", "patch", "delete")),
     ("", "services/status", "patch"),

@@ -111,6 +111,9 @@ capabilities:
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: {{ toJson .gatewayKinds }}
   verbs: ["list", "watch"]
+- apiGroups: ["gateway.networking.x-k8s.io"]
+  resources: ["xlistenersets"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["namespaces", "services", "secrets", "configmaps"]
   verbs: ["list", "watch"]
