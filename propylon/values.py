@@ -52,10 +52,20 @@ class GatewayAPIValues(_Values):
     secrets_namespace: SecretsNamespace = Field(
         default=SecretsNamespace(), alias="secretsNamespace"
     )
-    # Accepted with Cilium's meaning so its values files install; not acted on yet.
+    # Listeners expect a PROXY protocol (v1/v2) header and take the client's address
+    # from it; a connection without one is closed.
     enable_proxy_protocol: bool = Field(default=False, alias="enableProxyProtocol")
-    enable_alpn: bool = Field(default=False, alias="enableAlpn")
-    enable_app_protocol: bool = Field(default=False, alias="enableAppProtocol")
+    # HTTPS listeners offer h2 and http/1.1 by ALPN; implies enableAppProtocol, as in
+    # Cilium. Propylon's default is true (Cilium's is false): it always did both.
+    enable_alpn: bool = Field(default=True, alias="enableAlpn")
+    # A Service port's appProtocol picks the backend protocol (GEP-1911):
+    # kubernetes.io/h2c (HTTP/2 cleartext), kubernetes.io/ws and kubernetes.io/wss
+    # (WebSocket upgrades). Off: HTTP/1.1 to every backend except GRPCRoute's (HTTP/2).
+    enable_app_protocol: bool = Field(default=True, alias="enableAppProtocol")
+
+    @property
+    def app_protocol(self) -> bool:
+        return self.enable_app_protocol or self.enable_alpn
 
 
 class Capabilities(_Values):

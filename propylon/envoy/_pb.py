@@ -364,11 +364,12 @@ def network_filter(name: str, config: Message) -> Message:
     return listener_components_pb2.Filter(name=name, typed_config=pack(config))
 
 
-def downstream_tls(secret_names: Iterable[str]) -> Message:
+def downstream_tls(secret_names: Iterable[str], *, alpn: bool = True) -> Message:
+    """`alpn`: offer h2 and http/1.1 (else no application protocol is negotiated)."""
     ctx = tls_pb2.DownstreamTlsContext(
         common_tls_context=common_pb2_common_tls(
             sds=[secret_pb2.SdsSecretConfig(name=n, sds_config=ads_source()) for n in secret_names],
-            alpn=["h2", "http/1.1"],
+            alpn=["h2", "http/1.1"] if alpn else [],
         )
     )
     return base_pb2.TransportSocket(name=TLS_TRANSPORT, typed_config=pack(ctx))

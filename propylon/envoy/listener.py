@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 
 from propylon import model as m
 from propylon.envoy import _pb as pb
+from propylon.envoy import _pb_options as pbo
 from propylon.envoy.cluster import INVALID_BACKEND_CLUSTER
 
 
@@ -44,6 +45,7 @@ def listener_shape(lst: m.Listener) -> Hashable:
         lst.http is not None,
         tuple((t.server_names, t.certificates) for t in lst.https),
         lst.passthrough,
+        lst.options,
     )
 
 
@@ -52,27 +54,31 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
     address = "0.0.0.0" if options.bind_all else lst.address
     chains: list[Message] = []
 
-    def hcm(rc_name: str) -> Message:
-        return pb.network_filter(
-            pb.HCM_FILTER,
-            pb.http_connection_manager(
-                stat_prefix=rc_name,
-                route_config_name=rc_name,
-                xff_num_trusted_hops=options.xff_num_trusted_hops,
-                scoped=rc_name == scoped,
-            ),
+    def hcm(rc_name: str) -> list[Message]:
+        manager = pb.http_connection_manager(
+            stat_prefix=rc_name,
+            route_config_name=rc_name,
+            xff_num_trusted_hops=options.xff_num_trusted_hops,
+            scoped=rc_name == scoped,
         )
+        apply_http_options(manager, lst.options)
+        return [*guard_filters(lst), pb.network_filter(pb.HCM_FILTER, manager)]
+
+    def tcp(stat_prefix: str, shares: list[tuple[str, int]]) -> list[Message]:
+        proxy = pb.tcp_proxy(stat_prefix, shares)
+        apply_tcp_options(proxy, lst.options)
+        return [*guard_filters(lst), pb.network_filter(pb.TCP_PROXY_FILTER, proxy)]
 
     if lst.http is not None:
-        chains.append(pb.filter_chain(name=f"{lst.name}/http", filters=[hcm(lst.name)]))
+        chains.append(pb.filter_chain(name=f"{lst.name}/http", filters=hcm(lst.name)))
     for term in lst.https:
         rc_name = https_route_config_name(lst.name, term)
         chains.append(
             pb.filter_chain(
                 name=rc_name,
-                filters=[hcm(rc_name)],
+                filters=hcm(rc_name),
                 server_names=term.server_names,
-                transport_socket=pb.downstream_tls(term.certificates),
+                transport_socket=pb.downstream_tls(term.certificates, alpn=options.alpn),
             )
         )
     for pt in lst.passthrough:
@@ -82,7 +88,7 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
         chains.append(
             pb.filter_chain(
                 name=f"{lst.name}/passthrough/{pt.name}",
-                filters=[pb.network_filter(pb.TCP_PROXY_FILTER, pb.tcp_proxy(pt.name, shares))],
+                filters=tcp(pt.name, shares),
                 server_names=pt.server_names,
             )
         )
@@ -102,7 +108,7 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
                 ],
             )
         )
-    return pb.listener(
+    listener = pb.listener(
         name=lst.name,
         address=address,
         port=lst.port,
@@ -110,3 +116,45 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
         tls_inspector=lst.http is None,
         node_port=None if options.bind_all else dict(options.node_ports).get(lst.name),
     )
+    apply_listener_options(listener, options)
+    return listener
+
+
+# --- the listener-wide knobs (gatewayAPI.* values, CiliumGatewayClassConfig) -------------
+
+
+def apply_listener_options(listener: Message, options: m.ProxyOptions) -> None:
+    """gatewayAPI.enableProxyProtocol: the PROXY header is read before anything else
+    (the TLS inspector included), so every later filter sees the client's address."""
+    if options.proxy_protocol:
+        listener.listener_filters.insert(0, pbo.proxy_protocol_listener_filter())
+
+
+def guard_filters(lst: m.Listener) -> list[Message]:
+    """Network filters every chain starts with: the class config's
+    loadBalancerSourceRanges, enforced on the client's address."""
+    ranges = lst.options.source_ranges
+    if ranges is None:
+        return []
+    return [pbo.source_ranges_filter(f"{lst.name}/source-ranges", ranges.cidrs, deny=ranges.deny)]
+
+
+def apply_http_options(manager: Message, options: m.ListenerOptions) -> None:
+    """gRPC-Web translation (first, so later filters see gRPC), the Server header and
+    the HTTP access logs."""
+    if options.grpc_web:
+        filters = manager.http_filters
+        # After the scoped configuration's authority filter, if any; before the rest.
+        at = 1 if filters and filters[0].name == pb.LUA_FILTER else 0
+        filters.insert(at, pbo.grpc_web_http_filter())
+    manager.server_header_transformation = pbo.SERVER_HEADER[options.server_header.value]
+    for log in options.access_logs:
+        if m.AccessLogTarget.HTTP in log.targets:
+            manager.access_log.append(pbo.stdout_access_log(text=log.text, json=log.json))
+
+
+def apply_tcp_options(proxy: Message, options: m.ListenerOptions) -> None:
+    """The access logs whose targets include TCP (TLS passthrough)."""
+    for log in options.access_logs:
+        if m.AccessLogTarget.TCP in log.targets:
+            proxy.access_log.append(pbo.stdout_access_log(text=log.text, json=log.json))

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from propylon.gatewayapi.gateway import GatewayState
 from propylon.gatewayapi.hostnames import covers, specificity
 from propylon.gatewayapi.index import age_key
+from propylon.gatewayapi.listeneroptions import listener_options
 from propylon.gatewayapi.listeners import ListenerState
 from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.routes import Attachment
@@ -214,6 +215,7 @@ class GatewayAssembly:
                 if li.spec.protocol == "HTTPS":
                     self.tables[(port, i)] = HostTable(name, [li], group)
         self.has_tls = any(li.spec.protocol == "TLS" for _, _, group in self.ports for li in group)
+        self.options = listener_options(gw, state.class_state.config)
 
     def count(self, att: Attachment, delta: int) -> None:
         for table in self.tables.values():
@@ -239,7 +241,11 @@ class GatewayAssembly:
                 vhosts = http.virtual_hosts(http_routes)
                 if changes is not None:
                     changes.take((name, None), http)
-                listeners.append(Listener(name=name, address=address, port=port, http=vhosts))
+                listeners.append(
+                    Listener(
+                        name=name, address=address, port=port, http=vhosts, options=self.options
+                    )
+                )
                 continue
             chains: list[TLSTermination] = []
             for i, li in sorted(
@@ -272,6 +278,7 @@ class GatewayAssembly:
                     port=port,
                     https=tuple(chains),
                     passthrough=passthrough,
+                    options=self.options,
                 )
             )
         return tuple(listeners), tuple(secrets)

@@ -22,6 +22,8 @@ from propylon.resources.common import is_ip_address
 APP_PROTOCOLS = {
     "kubernetes.io/h2c": AppProtocol.H2C,
     "kubernetes.io/ws": AppProtocol.WEBSOCKET,
+    # WebSocket over TLS: the TLS to the backend comes from its BackendTLSPolicy.
+    "kubernetes.io/wss": AppProtocol.WEBSOCKET,
 }
 # Ordered by how much a cluster's protocol constrains Envoy. Since a route kind that
 # needs another protocol than the Service port's own (GRPCRoute: HTTP/2, TLSRoute: TCP)
@@ -89,8 +91,16 @@ class BackendProblems:
 class Clusters:
     """Collects the clusters routes use, one per Service port."""
 
-    def __init__(self, index: Index, tls_policies: BackendTLSPolicies | None = None) -> None:
+    def __init__(
+        self,
+        index: Index,
+        tls_policies: BackendTLSPolicies | None = None,
+        *,
+        app_protocol: bool = True,
+    ) -> None:
         self.index = index
+        # False (gatewayAPI.enableAppProtocol off): every port is plain HTTP/1.1.
+        self._app_protocol = app_protocol
         self._clusters: dict[str, Cluster] = {}
         self._tls_policies = tls_policies
 
@@ -143,7 +153,9 @@ class Clusters:
                 c.R_UNSUPPORTED_PROTOCOL,
                 f"backend {what}: ExternalName Services are not supported",
             )
-        own = APP_PROTOCOLS.get(port.app_protocol or "", AppProtocol.HTTP1)
+        own = AppProtocol.HTTP1
+        if self._app_protocol:
+            own = APP_PROTOCOLS.get(port.app_protocol or "", AppProtocol.HTTP1)
         proto = protocol or own
         name = cluster_name(ns, ref.name, port.port, None if proto is own else proto)
         tls: UpstreamTLS | None = None

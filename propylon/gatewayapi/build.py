@@ -39,7 +39,14 @@ def build(inputs: Inputs) -> BuildResult:
     world = evaluate_world(index, inputs)
     tls_policies = BackendTLSPolicies(index)
     outcomes = [
-        evaluate_route(index, world.gateways, route, tls_policies, world.listener_sets)
+        evaluate_route(
+            index,
+            world.gateways,
+            route,
+            tls_policies,
+            world.listener_sets,
+            app_protocol=world.app_protocol,
+        )
         for route in sorted(all_routes(index), key=lambda r: r.key)
     ]
     return finish(world, outcomes, tls_policies)
@@ -54,6 +61,8 @@ class World:
     gateways: dict[NsName, GatewayState]
     diagnostics: list[Diagnostic]
     listener_sets: dict[ObjectKey, ListenerSetState] = field(default_factory=dict)
+    # gatewayAPI.enableAppProtocol (or enableAlpn): Service ports' appProtocol counts.
+    app_protocol: bool = True
 
 
 def evaluate_world(index: Index, inputs: Inputs) -> World:
@@ -94,7 +103,9 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
     )
     for state in gateways.values():
         state.allocation = allocations.get(state.gateway.key)
-    return World(statuses, gateways, diagnostics, listener_sets)
+    return World(
+        statuses, gateways, diagnostics, listener_sets, inputs.values.gateway_api.app_protocol
+    )
 
 
 def all_routes(index: Index) -> list[AnyRoute]:
@@ -119,8 +130,11 @@ def evaluate_route(
     route: AnyRoute,
     tls_policies: BackendTLSPolicies,
     listener_sets: dict[ObjectKey, ListenerSetState] | None = None,
+    *,
+    app_protocol: bool = True,
 ) -> RouteOutcome | None:
-    """Attachment, then rules -> model routes; None for a route that is not ours."""
+    """Attachment, then rules -> model routes; None for a route that is not ours.
+    `app_protocol`: whether Service ports' appProtocol chooses the backend protocol."""
     parents, attached = attach_route(index, gateways, route, listener_sets)
     if not parents:
         return None
@@ -139,7 +153,7 @@ def evaluate_route(
     problems = BackendProblems()
     # A collector of its own per route (merged by `finish`), so a route's share can be
     # reused on its own by the incremental Builder.
-    collector = Clusters(index, tls_policies)
+    collector = Clusters(index, tls_policies, app_protocol=app_protocol)
     ordered: list[OrderedRoute] | None = None
     passthrough: tuple[WeightedBackend, ...] | None = None
     if isinstance(route, HTTPRoute):

@@ -148,6 +148,11 @@ class GatewayState:
                 else None,
                 ip_families=list(svc_cfg.ip_families) or None if svc_cfg else None,
                 ip_family_policy=svc_cfg.ip_family_policy if svc_cfg else None,
+                # Only meaningful (and only allowed by the API server) for LoadBalancer.
+                allocate_load_balancer_node_ports=svc_cfg.allocate_load_balancer_node_ports
+                if svc_cfg and svc_type == "LoadBalancer"
+                else None,
+                traffic_distribution=svc_cfg.traffic_distribution if svc_cfg else None,
             ),
             status=status,
         )

@@ -153,7 +153,12 @@ class Builder:
             self._finisher = None
             outcomes = [
                 evaluate_route(
-                    index, world.gateways, _route(index, key), tls_policies, world.listener_sets
+                    index,
+                    world.gateways,
+                    _route(index, key),
+                    tls_policies,
+                    world.listener_sets,
+                    app_protocol=world.app_protocol,
                 )
                 for key in _route_keys(index)
             ]
@@ -181,7 +186,14 @@ class Builder:
                 continue
             entry = _Memo(
                 route,
-                evaluate_route(index, world.gateways, route, tls_policies, world.listener_sets),
+                evaluate_route(
+                    index,
+                    world.gateways,
+                    route,
+                    tls_policies,
+                    world.listener_sets,
+                    app_protocol=world.app_protocol,
+                ),
                 backend_services(route),
             )
             memo[key] = entry

@@ -189,6 +189,54 @@ class TLSPassthrough:
     backends: tuple[WeightedBackend, ...]
 
 
+class AccessLogTarget(StrEnum):
+    """Where an access log is written from (CiliumGatewayClassConfig's names)."""
+
+    HTTP = "HTTP"  # HTTP requests (terminated HTTP and HTTPS)
+    TCP = "TCP"  # TCP connections forwarded as they are (TLS passthrough)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    """One access log on the proxy's standard output: a text line (`text`) or a JSON
+    object (`json`: field name -> format string), with Gateway-specific placeholders
+    already substituted."""
+
+    targets: frozenset[AccessLogTarget]
+    text: str | None = None
+    json: tuple[tuple[str, str], ...] = ()
+
+
+class ServerHeader(StrEnum):
+    """What happens to the `Server` response header."""
+
+    OVERWRITE = "OVERWRITE"  # always the proxy's own
+    APPEND_IF_ABSENT = "APPEND_IF_ABSENT"  # the backend's if it sent one, else the proxy's
+    PASS_THROUGH = "PASS_THROUGH"  # the backend's, or none
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRanges:
+    """Which client addresses a listener serves: only those in `cidrs` (`deny` False)
+    or all but those (`deny` True)."""
+
+    cidrs: tuple[str, ...]
+    deny: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerOptions:
+    """Per-Gateway knobs (from its class's CiliumGatewayClassConfig)."""
+
+    source_ranges: SourceRanges | None = None
+    grpc_web: bool = True  # translate gRPC-Web requests to gRPC
+    server_header: ServerHeader = ServerHeader.OVERWRITE
+    access_logs: tuple[AccessLog, ...] = ()
+
+
+DEFAULT_LISTENER_OPTIONS = ListenerOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
     """One socket: a Gateway's address and port. Gateway listeners that share a port
@@ -204,6 +252,7 @@ class Listener:
     http: tuple[VirtualHost, ...] | None = None
     https: tuple[TLSTermination, ...] = ()
     passthrough: tuple[TLSPassthrough, ...] = ()
+    options: ListenerOptions = DEFAULT_LISTENER_OPTIONS
 
 
 class AppProtocol(StrEnum):
@@ -292,6 +341,12 @@ class ProxyOptions:
     """Data-plane knobs from the helm-style values that apply to every listener."""
 
     xff_num_trusted_hops: int = 0
+    # Every listener reads a PROXY protocol (v1 or v2) header first and takes the client
+    # address from it (gatewayAPI.enableProxyProtocol).
+    proxy_protocol: bool = False
+    # HTTPS listeners offer h2 and http/1.1 by ALPN (gatewayAPI.enableAlpn); without, a
+    # TLS client negotiates no application protocol (HTTP/1.1).
+    alpn: bool = True
     # Listeners bind these host addresses instead of the Gateway address (hostNetwork).
     bind_all: bool = False
     # Kubernetes: (listener name, node port) of the generated Services; each such listener

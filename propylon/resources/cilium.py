@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from propylon.resources.base import Resource, Struct
 from propylon.resources.common import LabelSelector
@@ -22,12 +22,86 @@ class GatewayClassServiceConfig(Struct):
     load_balancer_source_ranges_policy: Literal["Allow", "Deny"] | None = None
     ip_families: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list)
     ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
+    allocate_load_balancer_node_ports: bool | None = None
     traffic_distribution: str | None = None
+
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _cidrs(cls, ranges: list[str]) -> list[str]:
+        for i, cidr in enumerate(ranges):
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"[{i}]: {cidr!r} is not a CIDR") from None
+        return ranges
+
+
+class GRPCWebTranslationConfig(Struct):
+    enabled: bool = True
+
+
+class HTTPOptions(Struct):
+    grpc_web_translation: GRPCWebTranslationConfig = Field(
+        default_factory=GRPCWebTranslationConfig, alias="grpcWebTranslation"
+    )
+
+
+# Cilium's defaults when `json` / `text` is not given.
+DEFAULT_ACCESS_LOG_JSON = {
+    "start_time": "%START_TIME%",
+    "method": "%REQUEST_HEADER(:METHOD)%",
+    "path": "%REQUEST_HEADER(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "duration": "%DURATION%",
+    "upstream_service_time": "%RESPONSE_HEADER(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "x_forwarded_for": "%REQUEST_HEADER(X-FORWARDED-FOR)%",
+    "user_agent": "%REQUEST_HEADER(USER-AGENT)%",
+    "request_id": "%REQUEST_HEADER(X-REQUEST-ID)%",
+    "authority": "%REQUEST_HEADER(:AUTHORITY)%",
+    "upstream_host": "%UPSTREAM_HOST%",
+}
+DEFAULT_ACCESS_LOG_TEXT = (
+    '[%START_TIME%] "%REQUEST_HEADER(:METHOD)% %REQUEST_HEADER(X-ENVOY-ORIGINAL-PATH?:PATH)% '
+    '%PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+    '%RESPONSE_HEADER(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQUEST_HEADER(X-FORWARDED-FOR)%" '
+    '"%REQUEST_HEADER(USER-AGENT)%" "%REQUEST_HEADER(X-REQUEST-ID)%" '
+    '"%REQUEST_HEADER(:AUTHORITY)%" "%UPSTREAM_HOST%"'
+)
+
+
+def _http_only() -> list[Literal["HTTP", "TCP"]]:
+    return ["HTTP"]
+
+
+class AccessLogs(Struct):
+    """One access log, written to Envoy's standard output."""
+
+    format: Literal["JSON", "Text"]
+    json_: dict[str, str] | None = Field(default=None, alias="json", min_length=1, max_length=64)
+    text: str | None = Field(default=None, min_length=1, max_length=4096)
+    targets: list[Literal["HTTP", "TCP"]] = Field(default_factory=_http_only, min_length=1)
+
+
+class Telemetry(Struct):
+    access_logs: list[AccessLogs] = Field(default_factory=list, max_length=8)
+
+
+class EnvoyConfig(Struct):
+    server_header_transformation: Literal["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"] = (
+        "OVERWRITE"
+    )
 
 
 class CiliumGatewayClassConfigSpec(Struct):
     service: GatewayClassServiceConfig = Field(default_factory=GatewayClassServiceConfig)
     description: str | None = None
+    http_options: HTTPOptions = Field(default_factory=HTTPOptions)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
+    envoy: EnvoyConfig = Field(default_factory=EnvoyConfig)
 
 
 class CiliumGatewayClassConfig(Resource):

@@ -50,6 +50,8 @@ class ServiceSpec(Struct):
     load_balancer_source_ranges: list[str] | None = None
     ip_families: list[str] | None = None
     ip_family_policy: str | None = None
+    allocate_load_balancer_node_ports: bool | None = None
+    traffic_distribution: str | None = None
 
     @field_validator("ports")
     @classmethod

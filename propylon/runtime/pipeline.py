@@ -38,6 +38,8 @@ def proxy_options(values: Values) -> ProxyOptions:
     return ProxyOptions(
         xff_num_trusted_hops=values.gateway_api.xff_num_trusted_hops,
         bind_all=values.gateway_api.host_network.enabled,
+        proxy_protocol=values.gateway_api.enable_proxy_protocol,
+        alpn=values.gateway_api.enable_alpn,
     )
 
 

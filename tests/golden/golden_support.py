@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from propylon.gatewayapi import BuildResult, Inputs, build
-from propylon.model import Model
+from propylon.model import DEFAULT_LISTENER_OPTIONS, Model
 from propylon.resources import ObjectKey, Resource, parse_object
 from propylon.values import Values
 
@@ -81,6 +81,8 @@ def dump_model(model: Model) -> str:
     data = _plain(model)
     # Tag route actions with their kind, which the plain dict loses.
     for li, li_data in zip(model.listeners, data.get("listeners", []), strict=True):
+        if li.options == DEFAULT_LISTENER_OPTIONS:
+            li_data.pop("options", None)  # shown only where a class config sets something
         if li.http is not None and "http" not in li_data:
             li_data["http"] = []  # an HTTP listener without routes: everything is a 404
         vhost_sets = []
