@@ -125,7 +125,11 @@ def route_match(
     else:
         m.prefix = prefix if prefix is not None else "/"
     if grpc:
-        m.grpc.SetInParent()
+        # gRPC and gRPC-Web alike (application/grpc, application/grpc+proto,
+        # application/grpc-web...): the connection manager picks the route before the
+        # gRPC-Web filter turns a gRPC-Web request into gRPC, so Envoy's own `grpc`
+        # matcher (application/grpc and application/grpc+* only) would miss those.
+        m.headers.append(header_matcher("content-type", string_prefix("application/grpc")))
     return m
 
 

@@ -110,7 +110,10 @@ def test_grpc_catch_all_only_with_grpc_routes() -> None:
     assert len(plain["routes"]) == 1
     grpc_route = m.Route("g", m.RouteMatch(grpc=True), m.Forward((m.WeightedBackend("c"),)))
     routes = vhost(one_route(grpc_route))["routes"]
-    assert routes[-1]["match"] == {"prefix": "/", "grpc": {}}
+    assert routes[-1]["match"] == {
+        "prefix": "/",
+        "headers": [{"name": "content-type", "string_match": {"prefix": "application/grpc"}}],
+    }
     assert routes[-1]["direct_response"] == {"status": 200}
 
 
