@@ -12,14 +12,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from propylon.values import Values
+
+log = logging.getLogger("propylon.values")
 
 _INDEX = re.compile(r"^(.*)\[(\d+)\]$")
 
@@ -174,7 +178,49 @@ def load_values(files: Iterable[Path | str] = (), sets: Iterable[str] = ()) -> V
             raise ValuesError(f"{file}: values must be a mapping")
         merged = deep_merge(merged, data)
     merged = parse_set(sets, merged)
+    for path in unknown_keys(merged):
+        log.warning("values: unknown key %s is ignored (a typo?)", path)
     try:
         return Values.model_validate(merged)
-    except Exception as exc:  # pydantic.ValidationError, with field paths
-        raise ValuesError(f"invalid values: {exc}") from None
+    except ValidationError as exc:
+        raise ValuesError(f"invalid values: {describe_errors(exc)}") from None
+
+
+# Sections of the values that Propylon models completely: a key there that it does not
+# know is a typo (elsewhere, e.g. a Cilium values file's other keys, it is just unused).
+CHECKED_SECTIONS = ("gatewayAPI",)
+
+
+def unknown_keys(data: Mapping[str, Any]) -> list[str]:
+    """Dotted paths of keys in `CHECKED_SECTIONS` that the values model does not have."""
+    out: list[str] = []
+    fields = Values.model_fields
+    for section in CHECKED_SECTIONS:
+        field = next((f for n, f in fields.items() if (f.alias or n) == section), None)
+        value = data.get(section)
+        if field is not None and isinstance(value, Mapping):
+            _walk(value, field.annotation, section, out)
+    return out
+
+
+def _walk(data: Mapping[str, Any], model: Any, prefix: str, out: list[str]) -> None:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return
+    by_key = {(f.alias or n): f for n, f in model.model_fields.items()}
+    by_key.update({n: f for n, f in model.model_fields.items()})
+    for key, value in data.items():
+        field = by_key.get(str(key))
+        if field is None:
+            out.append(f"{prefix}.{key}")
+        elif isinstance(value, Mapping):
+            _walk(value, field.annotation, f"{prefix}.{key}", out)
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem: the key path as in the values file, what is wrong, and
+    the value given."""
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"])
+        lines.append(f"{path}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(lines)

@@ -71,7 +71,9 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
 
     classes = evaluate_classes(index)
     for cls in classes.values():
-        statuses[cls.gateway_class.key] = class_status(cls)
+        statuses[cls.gateway_class.key] = class_status(
+            cls, app_protocol=inputs.values.gateway_api.app_protocol
+        )
 
     # Gateways of our classes, in allocation order (oldest first).
     gateways: dict[NsName, GatewayState] = {}

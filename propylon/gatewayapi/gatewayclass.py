@@ -82,8 +82,15 @@ def evaluate_classes(index: Index) -> dict[str, ClassState]:
     return out
 
 
-def class_status(state: ClassState) -> dict[str, Any]:
+# Only with gatewayAPI.enableAppProtocol (or enableAlpn): Service ports' appProtocol.
+APP_PROTOCOL_FEATURES = frozenset(
+    {"HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket"}
+)
+
+
+def class_status(state: ClassState, *, app_protocol: bool = True) -> dict[str, Any]:
     gen = state.gateway_class.metadata.generation
+    features = [f for f in SUPPORTED_FEATURES if app_protocol or f not in APP_PROTOCOL_FEATURES]
     return {
         "conditions": [
             c.condition(
@@ -101,5 +108,5 @@ def class_status(state: ClassState) -> dict[str, Any]:
                 gen,
             ),
         ],
-        "supportedFeatures": [{"name": f} for f in SUPPORTED_FEATURES],
+        "supportedFeatures": [{"name": f} for f in features],
     }

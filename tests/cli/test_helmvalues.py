@@ -59,3 +59,30 @@ def test_load_values_file_then_set(tmp_path: Path) -> None:
     assert values.envoy.enabled is False and not values.separate_envoy
     with pytest.raises(ValuesError, match="invalid values"):
         load_values([], ["gatewayAPI.xffNumTrustedHops=-1"])
+
+
+def test_wrong_types_name_the_key_path() -> None:
+    with pytest.raises(ValuesError) as err:
+        load_values([], ["gatewayAPI.hostNetwork.enabled=maybe"])
+    assert "gatewayAPI.hostNetwork.enabled: " in str(err.value)
+    assert "'maybe'" in str(err.value)
+    with pytest.raises(ValuesError, match=r"gatewayAPI\.enableProxyProtocol: "):
+        load_values([], ["gatewayAPI.enableProxyProtocol=sometimes"])
+
+
+def test_unknown_keys_in_gateway_api_are_warned(caplog: pytest.LogCaptureFixture) -> None:
+    values = load_values(
+        [],
+        [
+            "gatewayAPI.enableAlpm=true",  # a typo
+            "gatewayAPI.hostNetwork.nodes.matchLabel.role=gw",  # another
+            "gatewayAPI.hostNetwork.nodes.matchLabels.role=gw",
+            "hubble.enabled=true",  # a Cilium key outside the checked sections: silent
+        ],
+    )
+    assert values.gateway_api.host_network.nodes.match_labels == {"role": "gw"}
+    warned = [r.getMessage() for r in caplog.records if r.name == "propylon.values"]
+    assert warned == [
+        "values: unknown key gatewayAPI.enableAlpm is ignored (a typo?)",
+        "values: unknown key gatewayAPI.hostNetwork.nodes.matchLabel is ignored (a typo?)",
+    ]
