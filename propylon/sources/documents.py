@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from propylon.sources.fast_yaml import read_document, resolvable_strings
+
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 100  # Gateway API objects nest about 12 deep
 MAX_ALIAS_EXPANSION = 100_000
@@ -115,6 +117,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
+_RESOLVABLE = resolvable_strings(_Loader.yaml_implicit_resolvers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +210,9 @@ def load_documents(text: str, *, json_file: bool = False) -> list[Any]:
         if not _json_depth_ok(data):
             raise DocumentError(f"invalid JSON: {_TOO_DEEP}")
         return [data]
+    fast = read_document(text, _RESOLVABLE)
+    if fast is not None:
+        return [fast]
     try:
         return list(yaml.load_all(text, Loader=_Loader))  # a safe loader
     except _TooDeep:
