@@ -33,6 +33,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("HTTPRoute", "httproutes", GATEWAY_GROUP),
     KindInfo("GRPCRoute", "grpcroutes", GATEWAY_GROUP),
     KindInfo("TLSRoute", "tlsroutes", GATEWAY_GROUP),
+    KindInfo("TCPRoute", "tcproutes", GATEWAY_GROUP),
+    KindInfo("UDPRoute", "udproutes", GATEWAY_GROUP),
     KindInfo("ReferenceGrant", "referencegrants", GATEWAY_GROUP, True, ("refgrant",)),
     KindInfo("BackendTLSPolicy", "backendtlspolicies", GATEWAY_GROUP, True, ("btlspolicy",)),
     KindInfo("ListenerSet", "listenersets", GATEWAY_GROUP, True, ("lset",)),

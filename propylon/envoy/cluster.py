@@ -6,6 +6,7 @@ from google.protobuf.message import Message
 
 from propylon import model as m
 from propylon.envoy import _pb as pb
+from propylon.envoy import _pb_stream as pbs
 
 #: A weighted share whose backend could not be resolved goes to this cluster, which never
 #: exists: Envoy answers it with 500 (``cluster_not_found_response_code``).
@@ -25,4 +26,7 @@ def build_cluster(c: m.Cluster) -> Message:
             sans=list(c.tls.subject_alt_names),
             alpn=["h2"] if h2 else [],
         )
-    return pb.cluster(name=c.name, connect_timeout_ms=CONNECT_TIMEOUT_MS, h2=h2, upstream_tls=tls)
+    out = pb.cluster(name=c.name, connect_timeout_ms=CONNECT_TIMEOUT_MS, h2=h2, upstream_tls=tls)
+    if c.weighted:
+        pbs.locality_weighted(out)
+    return out

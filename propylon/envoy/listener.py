@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 from propylon import model as m
 from propylon.envoy import _pb as pb
 from propylon.envoy import _pb_options as pbo
+from propylon.envoy import _pb_stream as pbs
 from propylon.envoy.cluster import INVALID_BACKEND_CLUSTER
 
 
@@ -46,12 +47,58 @@ def listener_shape(lst: m.Listener) -> Hashable:
         tuple((t.server_names, t.certificates) for t in lst.https),
         lst.passthrough,
         lst.options,
+        lst.tcp,
+        lst.udp,
     )
+
+
+def _shares(forward: m.StreamForward) -> list[tuple[str, int]]:
+    """Weighted clusters; an unresolved backend's share goes to the never-defined
+    invalid-backend cluster (its connections are closed), as does everything when
+    there is no backend."""
+    shares = [(b.cluster or INVALID_BACKEND_CLUSTER, b.weight) for b in forward.backends]
+    return shares or [(INVALID_BACKEND_CLUSTER, 1)]
+
+
+def _stream_listener(lst: m.Listener, options: m.ProxyOptions, address: str) -> Message:
+    node_port = None if options.bind_all else dict(options.node_ports).get(lst.name)
+    if lst.udp is not None:
+        # The UDP proxy forwards to one cluster (several backends arrive as one cluster
+        # of weighted endpoint groups): datagrams of a route without one are dropped.
+        # The listener-wide knobs are TCP filters (PROXY protocol, source ranges, TCP
+        # access logs): a UDP listener has none of them.
+        cluster = _shares(lst.udp)[0][0]
+        return pbs.udp_listener(
+            name=lst.name,
+            address=address,
+            port=lst.port,
+            proxy=pbs.udp_proxy(lst.name, cluster),
+            node_port=node_port,
+        )
+    assert lst.tcp is not None
+    proxy = pb.tcp_proxy(lst.name, _shares(lst.tcp))
+    apply_tcp_options(proxy, lst.options)
+    chain = pb.filter_chain(
+        name=f"{lst.name}/tcp",
+        filters=[*guard_filters(lst), pb.network_filter(pb.TCP_PROXY_FILTER, proxy)],
+    )
+    listener = pb.listener(
+        name=lst.name,
+        address=address,
+        port=lst.port,
+        chains=[chain],
+        tls_inspector=False,
+        node_port=node_port,
+    )
+    apply_listener_options(listener, options)
+    return listener
 
 
 def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None = None) -> Message:
     """`scoped`: the route configuration name whose connection manager uses scoped RDS."""
     address = "0.0.0.0" if options.bind_all else lst.address
+    if lst.tcp is not None or lst.udp is not None:
+        return _stream_listener(lst, options, address)
     chains: list[Message] = []
 
     def hcm(rc_name: str) -> list[Message]:
@@ -114,7 +161,7 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
         port=lst.port,
         chains=chains,
         tls_inspector=lst.http is None,
-        node_port=None if options.bind_all else dict(options.node_ports).get(lst.name),
+        node_port=node_port,
     )
     apply_listener_options(listener, options)
     return listener

@@ -320,9 +320,12 @@ class Translator:
         by_id = self._cluster_ids.entry(
             id(c),
             lambda: (
-                self._clusters.entry((c.name, c.protocol, c.tls), lambda: encode(build_cluster(c))),
+                self._clusters.entry(
+                    (c.name, c.protocol, c.tls, bool(c.weighted)),
+                    lambda: encode(build_cluster(c)),
+                ),
                 self._endpoints.entry(
-                    (c.name, c.endpoints), lambda: encode(build_load_assignment(c))
+                    (c.name, c.endpoints, c.weighted), lambda: encode(build_load_assignment(c))
                 ),
                 c,
             ),

@@ -15,13 +15,14 @@ from propylon.gatewayapi.gateway import GatewayState
 from propylon.gatewayapi.hostnames import covers, specificity
 from propylon.gatewayapi.index import age_key
 from propylon.gatewayapi.listeneroptions import listener_options
-from propylon.gatewayapi.listeners import ListenerState
+from propylon.gatewayapi.listeners import ListenerState, transport
 from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.routes import Attachment
 from propylon.gatewayapi.rules import OrderedRoute
 from propylon.model import (
     Listener,
     Secret,
+    StreamForward,
     TLSPassthrough,
     TLSTermination,
     VirtualHost,
@@ -191,6 +192,22 @@ def _passthrough(
     return tuple(out)
 
 
+def _stream(
+    owner: ListenerState,
+    attachments: Sequence[Attachment],
+    backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
+) -> StreamForward:
+    """A TCP or UDP listener forwards to one route: the oldest attached one (the Gateway
+    API's conflict rule; the others stay Accepted and counted in attachedRoutes)."""
+    mine = [a.route for a in attachments if a.listener is owner]
+    if not mine:
+        return StreamForward(route=None)
+    route = min(mine, key=age_key)
+    usable = tuple(b for b in backends.get(route.key, ()) if b.weight > 0)
+    meta = route.metadata
+    return StreamForward(route=f"{route.kind}/{meta.namespace}/{meta.name}", backends=usable)
+
+
 class GatewayAssembly:
     """One Gateway's model Listeners, with a `HostTable` per route configuration kept
     from build to build (valid while the Gateway's `GatewayState` is)."""
@@ -198,16 +215,20 @@ class GatewayAssembly:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         gw = state.gateway
-        by_port: dict[int, list[ListenerState]] = defaultdict(list)
+        by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
         for li in state.listeners:
             if li.programmable:
-                by_port[li.spec.port].append(li)
+                by_port[(li.spec.port, transport(li.spec.protocol))].append(li)
         self.ports: list[tuple[int, str, list[ListenerState]]] = []
         self.tables: dict[tuple[int, int], HostTable] = {}  # (port, HTTPS listener or -1)
-        for port in sorted(by_port):
-            group = by_port[port]
+        for port, socket in sorted(by_port):
+            group = by_port[(port, socket)]
             name = f"{name_part(gw.metadata.namespace)}/{name_part(gw.metadata.name)}/{port}"
+            if socket == "udp":
+                name += "/udp"
             self.ports.append((port, name, group))
+            if group[0].spec.protocol in ("TCP", "UDP"):
+                continue  # one listener per port (others conflict): no route tables
             if all(li.spec.protocol == "HTTP" for li in group):
                 self.tables[(port, -1)] = HostTable(name, group, group)
                 continue
@@ -228,7 +249,8 @@ class GatewayAssembly:
         tls_backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
         changes: VirtualHostDelta | None = None,
     ) -> tuple[tuple[Listener, ...], tuple[Secret, ...]]:
-        """`attachments` are read only for TLS passthrough (TLSRoutes' attachments do).
+        """`attachments` are read only for TLS passthrough, TCP and UDP listeners (the
+        attachments of TLSRoutes, TCPRoutes and UDPRoutes do).
         `changes` collects each virtual host set's changes since the previous call."""
         address = self.state.address
         if address is None:
@@ -236,6 +258,20 @@ class GatewayAssembly:
         listeners: list[Listener] = []
         secrets: list[Secret] = []
         for port, name, group in self.ports:
+            protocol = group[0].spec.protocol
+            if protocol in ("TCP", "UDP"):
+                forward = _stream(group[0], attachments, tls_backends)
+                listeners.append(
+                    Listener(
+                        name=name,
+                        address=address,
+                        port=port,
+                        tcp=forward if protocol == "TCP" else None,
+                        udp=forward if protocol == "UDP" else None,
+                        options=self.options,
+                    )
+                )
+                continue
             http = self.tables.get((port, -1))
             if http is not None:
                 vhosts = http.virtual_hosts(http_routes)

@@ -32,6 +32,7 @@ _PROTOCOL_RANK = {
     AppProtocol.HTTP1: 0,
     AppProtocol.WEBSOCKET: 1,
     AppProtocol.TCP: 2,
+    AppProtocol.UDP: 2,  # never shares a name with another protocol (suffix `:udp`)
     AppProtocol.H2C: 3,
 }
 # Problem reasons in the order that wins when several backends fail.
@@ -43,7 +44,12 @@ _REASON_RANK = (
 )
 
 
-_SUFFIXES = {AppProtocol.H2C: "h2c", AppProtocol.TCP: "tcp", AppProtocol.WEBSOCKET: "ws"}
+_SUFFIXES = {
+    AppProtocol.H2C: "h2c",
+    AppProtocol.TCP: "tcp",
+    AppProtocol.UDP: "udp",
+    AppProtocol.WEBSOCKET: "ws",
+}
 
 
 def cluster_name(namespace: str, service: str, port: int, protocol: AppProtocol | None) -> str:
@@ -144,7 +150,13 @@ class Clusters:
         svc = self.index.services.get((ns, ref.name))
         if svc is None:
             return Resolved(None, c.R_BACKEND_NOT_FOUND, f"backend {what} not found")
-        port = next((p for p in svc.spec.ports if p.port == ref.port), None)
+        # A Service may serve one port number over TCP and UDP (DNS): take the
+        # route's transport first.
+        transport = "UDP" if protocol is AppProtocol.UDP else "TCP"
+        numbered = [p for p in svc.spec.ports if p.port == ref.port]
+        port = next((p for p in numbered if p.protocol == transport), None) or next(
+            iter(numbered), None
+        )
         if port is None:
             return Resolved(None, c.R_BACKEND_NOT_FOUND, f"backend {what} has no port {ref.port}")
         if svc.spec.type == "ExternalName":
@@ -159,7 +171,8 @@ class Clusters:
         proto = protocol or own
         name = cluster_name(ns, ref.name, port.port, None if proto is own else proto)
         tls: UpstreamTLS | None = None
-        if proto is not AppProtocol.TCP:  # TLS passthrough carries the client's own TLS
+        if proto not in (AppProtocol.TCP, AppProtocol.UDP):
+            # TLS passthrough carries the client's own TLS; TCPRoute/UDPRoute: no TLS.
             policy = self.tls_policies.for_port(ns, ref.name, port.name or "")
             if policy is not None and policy.tls is None:
                 # Resolved, but its BackendTLSPolicy has no usable CA: answer 500 rather
@@ -192,7 +205,27 @@ class Clusters:
                 for addr in ep.addresses:
                     if is_ip_address(addr):  # Envoy rejects a socket address that is not an IP
                         out.add(Endpoint(addr, slice_port.port))
-        return tuple(sorted(out, key=lambda e: (e.address, e.port)))
+        return tuple(sorted(out, key=_endpoint_order))
+
+    def weighted(self, name: str, shares: list[tuple[str | None, int]]) -> str:
+        """A cluster `name` with one weighted group of endpoints per share (cluster name
+        from `resolve`, None for an unresolved backend: an empty group), for Envoy's UDP
+        proxy, which forwards to one cluster only."""
+        groups = tuple(
+            (weight, self._clusters[share].endpoints if share is not None else ())
+            for share, weight in shares
+        )
+        self._clusters[name] = Cluster(
+            name=name,
+            endpoints=tuple(sorted({e for _, eps in groups for e in eps}, key=_endpoint_order)),
+            protocol=AppProtocol.UDP,
+            weighted=groups,
+        )
+        return name
 
     def clusters(self) -> tuple[Cluster, ...]:
         return tuple(self._clusters[k] for k in sorted(self._clusters))
+
+
+def _endpoint_order(e: Endpoint) -> tuple[str, int]:
+    return (e.address, e.port)

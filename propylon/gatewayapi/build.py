@@ -19,11 +19,18 @@ from propylon.gatewayapi.index import Index, NsName, age_key
 from propylon.gatewayapi.inputs import BuildResult, Inputs
 from propylon.gatewayapi.listeners import evaluate_listeners, mark_host_port_conflicts
 from propylon.gatewayapi.listenersets import ListenerSetState, attach_listener_sets
-from propylon.gatewayapi.routes import AnyRoute, Attachment, ParentResult, attach_route
+from propylon.gatewayapi.routes import (
+    AnyRoute,
+    Attachment,
+    ParentResult,
+    StreamRoute,
+    attach_route,
+)
 from propylon.gatewayapi.rules import (
     OrderedRoute,
     grpc_routes,
     http_routes,
+    stream_backends,
     tls_backends,
     unsupported_filters,
 )
@@ -111,7 +118,13 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
 
 
 def all_routes(index: Index) -> list[AnyRoute]:
-    return [*index.http_routes.values(), *index.grpc_routes.values(), *index.tls_routes.values()]
+    return [
+        *index.http_routes.values(),
+        *index.grpc_routes.values(),
+        *index.tls_routes.values(),
+        *index.tcp_routes.values(),
+        *index.udp_routes.values(),
+    ]
 
 
 @dataclass(frozen=True)
@@ -121,7 +134,7 @@ class RouteOutcome:
     key: ObjectKey
     attached: tuple[Attachment, ...]
     ordered: list[OrderedRoute] | None  # HTTPRoute, GRPCRoute
-    passthrough: tuple[WeightedBackend, ...] | None  # TLSRoute
+    passthrough: tuple[WeightedBackend, ...] | None  # TLSRoute, TCPRoute, UDPRoute
     clusters: tuple[Cluster, ...]  # what it adds to the model (attached routes only)
     status: dict[str, Any]
 
@@ -140,9 +153,13 @@ def evaluate_route(
     parents, attached = attach_route(index, gateways, route, listener_sets)
     if not parents:
         return None
-    unsupported = [] if isinstance(route, TLSRoute) else unsupported_filters(route)
-    # What Envoy would reject never reaches it: the route is not accepted, and says why.
-    unsupported += route_problems(route)
+    unsupported: list[str] = []
+    if isinstance(route, HTTPRoute | GRPCRoute):
+        unsupported = unsupported_filters(route)
+        # What Envoy would reject never reaches it: the route is not accepted, and says why.
+        unsupported += route_problems(route)
+    elif isinstance(route, TLSRoute):
+        unsupported = route_problems(route)
     if unsupported:
         for p in parents:
             if p.accepted:
@@ -162,8 +179,10 @@ def evaluate_route(
         ordered = http_routes(route, collector, problems)
     elif isinstance(route, GRPCRoute):
         ordered = grpc_routes(route, collector, problems)
-    else:
+    elif isinstance(route, TLSRoute):
         passthrough = tls_backends(route, collector, problems)
+    else:
+        passthrough = stream_backends(route, collector, problems)
     # BackendTLSPolicies of the Service ports just resolved get these Gateways as ancestors
     tls_policies.record_ancestors({att.listener.gateway.key for att in attached})
     return RouteOutcome(
@@ -283,7 +302,9 @@ class Finisher:
                 for assembly in self.assemblies.values():
                     for att in new.attached:
                         assembly.count(att, 1)
-            tls = tuple(a for a in new.attached if isinstance(a.route, TLSRoute))
+            # TLS passthrough, TCP and UDP listeners take one route per hostname or
+            # listener: the assembly reads their attachments.
+            tls = tuple(a for a in new.attached if isinstance(a.route, TLSRoute | StreamRoute))
             if tls:
                 self.tls_attachments[key] = tls
             for cluster in new.clusters:

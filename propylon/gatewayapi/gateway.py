@@ -118,7 +118,8 @@ class GatewayState:
         svc_cfg = config.spec.service if config is not None else None
         svc_type = svc_cfg.type if svc_cfg is not None else "LoadBalancer"
         infra = gw.spec.infrastructure
-        ports = sorted({li.spec.port for li in self.listeners})
+        # One Service port per listener port and transport (UDP listeners: `-udp`).
+        ports = sorted({(li.spec.port, li.spec.protocol == "UDP") for li in self.listeners})
         status = None
         if svc_type == "LoadBalancer" and self.address is not None:
             status = ServiceStatus(
@@ -136,7 +137,12 @@ class GatewayState:
             ),
             spec=ServiceSpec(
                 type=svc_type,
-                ports=[ServicePort(name=f"port-{p}", port=p, protocol="TCP") for p in ports],
+                ports=[
+                    ServicePort(name=f"port-{p}-udp", port=p, protocol="UDP")
+                    if udp
+                    else ServicePort(name=f"port-{p}", port=p, protocol="TCP")
+                    for p, udp in ports
+                ],
                 external_traffic_policy=(
                     svc_cfg.external_traffic_policy if svc_cfg else self.default_traffic_policy
                 )

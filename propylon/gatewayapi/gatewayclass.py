@@ -45,7 +45,9 @@ SUPPORTED_FEATURES = (
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
     "ReferenceGrant",
+    "TCPRoute",
     "TLSRoute",
+    "UDPRoute",
 )
 
 

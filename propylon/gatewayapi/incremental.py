@@ -49,10 +49,12 @@ from propylon.resources import (
     ObjectKey,
     Resource,
     Service,
+    TCPRoute,
     TLSRoute,
+    UDPRoute,
 )
 
-ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute"})
+ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 # Kinds a change of which does not touch the world: routes, and what backends read.
 LOCAL_KINDS = ROUTE_KINDS | {"Service", "EndpointSlice"}
 
@@ -225,14 +227,8 @@ class Builder:
             old, new = self._objects.get(key), objects.get(key)
             nsname = (key.namespace, key.name)
             if key.kind in ROUTE_KINDS:
-                table: dict[NsName, Any] = (
-                    index.http_routes
-                    if key.kind == "HTTPRoute"
-                    else index.grpc_routes
-                    if key.kind == "GRPCRoute"
-                    else index.tls_routes
-                )
-                if isinstance(new, HTTPRoute | GRPCRoute | TLSRoute):
+                table: dict[NsName, Any] = _route_table(index, key.kind)
+                if isinstance(new, HTTPRoute | GRPCRoute | TLSRoute | TCPRoute | UDPRoute):
                     table[nsname] = new
                 else:
                     table.pop(nsname, None)
@@ -282,28 +278,33 @@ def _route_keys(index: Index) -> list[ObjectKey]:
             *index.http_routes.values(),
             *index.grpc_routes.values(),
             *index.tls_routes.values(),
+            *index.tcp_routes.values(),
+            *index.udp_routes.values(),
         )
     )
 
 
+def _route_table(index: Index, kind: str) -> dict[NsName, Any]:
+    tables: dict[str, dict[NsName, Any]] = {
+        "HTTPRoute": index.http_routes,
+        "GRPCRoute": index.grpc_routes,
+        "TLSRoute": index.tls_routes,
+        "TCPRoute": index.tcp_routes,
+        "UDPRoute": index.udp_routes,
+    }
+    return tables[kind]
+
+
 def _route_or_none(index: Index, key: ObjectKey) -> AnyRoute | None:
-    nsname = (key.namespace, key.name)
-    if key.kind == "HTTPRoute":
-        return index.http_routes.get(nsname)
-    if key.kind == "GRPCRoute":
-        return index.grpc_routes.get(nsname)
-    if key.kind == "TLSRoute":
-        return index.tls_routes.get(nsname)
-    return None
+    if key.kind not in ROUTE_KINDS:
+        return None
+    route: AnyRoute | None = _route_table(index, key.kind).get((key.namespace, key.name))
+    return route
 
 
 def _route(index: Index, key: ObjectKey) -> AnyRoute:
-    nsname = (key.namespace, key.name)
-    if key.kind == "HTTPRoute":
-        return index.http_routes[nsname]
-    if key.kind == "GRPCRoute":
-        return index.grpc_routes[nsname]
-    return index.tls_routes[nsname]
+    route: AnyRoute = _route_table(index, key.kind)[(key.namespace, key.name)]
+    return route
 
 
 def _diff(

@@ -23,7 +23,9 @@ from propylon.resources import (
     Resource,
     Secret,
     Service,
+    TCPRoute,
     TLSRoute,
+    UDPRoute,
 )
 
 T = TypeVar("T", bound=Resource)
@@ -58,6 +60,8 @@ class Index:
         self.http_routes = of(HTTPRoute)
         self.grpc_routes = of(GRPCRoute)
         self.tls_routes = of(TLSRoute)
+        self.tcp_routes = of(TCPRoute)
+        self.udp_routes = of(UDPRoute)
         self.services = of(Service)
         self.secrets = of(Secret)
         self.config_maps = of(ConfigMap)

@@ -22,6 +22,8 @@ PROTOCOL_KINDS: dict[str, tuple[str, ...]] = {
     "HTTP": HTTP_KINDS,
     "HTTPS": HTTP_KINDS,
     "TLS": ("TLSRoute",),
+    "TCP": ("TCPRoute",),
+    "UDP": ("UDPRoute",),
 }
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
@@ -211,7 +213,8 @@ def evaluate_listeners(
         if kinds is None:
             st.reject(
                 c.R_UNSUPPORTED_PROTOCOL,
-                f"protocol {spec.protocol} is not supported (supported: HTTP, HTTPS, TLS)",
+                f"protocol {spec.protocol} is not supported "
+                "(supported: HTTP, HTTPS, TLS, TCP, UDP)",
             )
             kinds = ()
         elif spec.protocol == "TLS" and (spec.tls is None or spec.tls.mode != "Passthrough"):
@@ -279,17 +282,24 @@ def mark_host_port_conflicts(gateways: Iterable[tuple[bool, list[ListenerState]]
                 owner.setdefault(port, st)
 
 
+def transport(protocol: str) -> str:
+    """The socket a listener needs: UDP listeners share port numbers with TCP ones."""
+    return "udp" if protocol == "UDP" else "tcp"
+
+
 def _family(protocol: str) -> str:
-    # HTTPS and TLS passthrough share a port (both select by SNI); HTTP cannot.
-    return "http" if protocol == "HTTP" else "tls"
+    # HTTPS and TLS passthrough share a port (both select by SNI); HTTP and TCP cannot.
+    if protocol in ("HTTP", "TCP", "UDP"):
+        return protocol.lower()
+    return "tls"
 
 
 def _mark_conflicts(states: list[ListenerState]) -> None:
-    by_port: dict[int, list[ListenerState]] = defaultdict(list)
+    by_port: dict[tuple[int, str], list[ListenerState]] = defaultdict(list)
     for st in states:
         if st.accepted:
-            by_port[st.spec.port].append(st)
-    for port, group in by_port.items():
+            by_port[(st.spec.port, transport(st.spec.protocol))].append(st)
+    for (port, _), group in by_port.items():
         families = {_family(st.spec.protocol) for st in group}
         if len(families) > 1:
             protos = ", ".join(sorted({st.spec.protocol for st in group}))
@@ -298,10 +308,20 @@ def _mark_conflicts(states: list[ListenerState]) -> None:
                 st.conflicted_message = f"port {port} is used by incompatible protocols: {protos}"
             continue
         seen: dict[str, list[ListenerState]] = defaultdict(list)
+        stream = families <= {"tcp", "udp"}
         for st in group:
-            seen[st.spec.hostname or "*"].append(st)
+            # TCP and UDP listeners do not look at hostnames: one per port and protocol.
+            seen["*" if stream else st.spec.hostname or "*"].append(st)
         for host, same in seen.items():
-            if len(same) > 1:
+            if len(same) > 1 and stream:
+                names = ", ".join(s.name for s in same)
+                for st in same:
+                    st.conflicted_reason = c.R_HOSTNAME_CONFLICT
+                    st.conflicted_message = (
+                        f"listeners {names} share port {port} and protocol "
+                        f"{st.spec.protocol}, which does not match on hostnames"
+                    )
+            elif len(same) > 1:
                 names = ", ".join(s.name for s in same)
                 for st in same:
                     st.conflicted_reason = c.R_HOSTNAME_CONFLICT

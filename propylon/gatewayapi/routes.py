@@ -19,10 +19,14 @@ from propylon.resources import (
     HTTPRoute,
     ObjectKey,
     ParentReference,
+    TCPRoute,
     TLSRoute,
+    UDPRoute,
 )
 
-AnyRoute = HTTPRoute | GRPCRoute | TLSRoute
+AnyRoute = HTTPRoute | GRPCRoute | TLSRoute | TCPRoute | UDPRoute
+#: Routes of TCP and UDP listeners, which have no hostnames.
+StreamRoute = TCPRoute | UDPRoute
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,10 @@ def attach_route(
             results.append(
                 ParentResult(ref, False, c.R_NOT_ALLOWED_BY_LISTENERS, "; ".join(refusals))
             )
+            continue
+        if isinstance(route, StreamRoute):
+            attachments.extend(Attachment(route, li, ()) for li in allowed)
+            results.append(ParentResult(ref, True, c.R_ACCEPTED, f"Accepted by {where}"))
             continue
         matched = False
         for li in allowed:

@@ -1,4 +1,4 @@
-"""HTTPRoute / GRPCRoute / TLSRoute rules -> model routes and backends."""
+"""HTTPRoute / GRPCRoute / TLSRoute / TCPRoute / UDPRoute rules -> model routes and backends."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from propylon.gatewayapi.backends import BackendProblems, Clusters
+from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.precedence import SortKey, sort_key
 from propylon.model import (
     CORS,
@@ -39,7 +40,9 @@ from propylon.resources import (
     HTTPRouteFilter,
     HTTPRouteMatch,
     Resource,
+    TCPRoute,
     TLSRoute,
+    UDPRoute,
     parse_duration_ms,
 )
 from propylon.resources.routes import HTTPPathModifier, HTTPRouteTimeouts
@@ -333,3 +336,33 @@ def tls_backends(
             if ref.weight > 0:
                 out.append(WeightedBackend(cluster=res.cluster, weight=ref.weight))
     return tuple(out)
+
+
+def stream_backends(
+    route: TCPRoute | UDPRoute, clusters: Clusters, problems: BackendProblems
+) -> tuple[WeightedBackend, ...]:
+    """TCPRoute / UDPRoute: its rules' backends (v1 has one rule; v1alpha2's several all
+    forward on the same listener, so they are one set of weighted backends). A weight
+    of 0 takes no traffic; an unresolved backend keeps its share (`cluster` None: those
+    connections are closed). Envoy's UDP proxy forwards to one cluster: several UDP
+    backends become one cluster of weighted endpoint groups."""
+    udp = isinstance(route, UDPRoute)
+    protocol = AppProtocol.UDP if udp else AppProtocol.TCP
+    shares: list[tuple[str | None, int]] = []
+    for rule in route.spec.rules:
+        for ref in rule.backend_refs:
+            res = clusters.resolve(
+                ref,
+                route_kind=route.kind,
+                route_namespace=route.metadata.namespace,
+                protocol=protocol,
+            )
+            if res.cluster is None:
+                problems.add(res.reason, res.message)
+            if ref.weight > 0:
+                shares.append((res.cluster, ref.weight))
+    if udp and len(shares) > 1 and any(name is not None for name, _ in shares):
+        ns, name = route.metadata.namespace, route.metadata.name
+        combined = f"{name_part(ns)}:{name_part(name)}:udproute"
+        return (WeightedBackend(cluster=clusters.weighted(combined, shares)),)
+    return tuple(WeightedBackend(cluster=name, weight=weight) for name, weight in shares)

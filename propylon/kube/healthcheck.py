@@ -79,7 +79,11 @@ def gateway_node_ports(services: Iterable[Resource]) -> tuple[tuple[str, int], .
         if not owner or svc.spec.type not in ("LoadBalancer", "NodePort"):
             continue
         prefix = f"{name_part(svc.metadata.namespace)}/{name_part(owner)}"
-        out.extend((f"{prefix}/{p.port}", p.node_port) for p in svc.spec.ports if p.node_port)
+        out.extend(
+            (f"{prefix}/{p.port}{'/udp' if p.protocol == 'UDP' else ''}", p.node_port)
+            for p in svc.spec.ports
+            if p.node_port
+        )
     return tuple(sorted(out))
 
 

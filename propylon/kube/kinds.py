@@ -15,6 +15,9 @@ GATEWAY = Kind(GW, "v1", "gateways", "Gateway", namespaced=True)
 HTTP_ROUTE = Kind(GW, "v1", "httproutes", "HTTPRoute", namespaced=True)
 GRPC_ROUTE = Kind(GW, "v1", "grpcroutes", "GRPCRoute", namespaced=True)
 TLS_ROUTE = Kind(GW, "v1alpha2", "tlsroutes", "TLSRoute", namespaced=True)
+# v1 from Gateway API v1.6 (its standard channel no longer serves v1alpha2).
+TCP_ROUTE = Kind(GW, "v1", "tcproutes", "TCPRoute", namespaced=True)
+UDP_ROUTE = Kind(GW, "v1", "udproutes", "UDPRoute", namespaced=True)
 REFERENCE_GRANT = Kind(GW, "v1beta1", "referencegrants", "ReferenceGrant", namespaced=True)
 BACKEND_TLS_POLICY = Kind(GW, "v1", "backendtlspolicies", "BackendTLSPolicy", namespaced=True)
 # Gateway API v1.5+ (standard channel); XListenerSet is v1.4's experimental one. Either
@@ -45,6 +48,8 @@ WATCHED: tuple[Kind, ...] = (
     HTTP_ROUTE,
     GRPC_ROUTE,
     TLS_ROUTE,
+    TCP_ROUTE,
+    UDP_ROUTE,
     REFERENCE_GRANT,
     BACKEND_TLS_POLICY,
     LISTENER_SET,
@@ -67,6 +72,8 @@ WITH_STATUS: dict[str, Kind] = {
         HTTP_ROUTE,
         GRPC_ROUTE,
         TLS_ROUTE,
+        TCP_ROUTE,
+        UDP_ROUTE,
         BACKEND_TLS_POLICY,
         LISTENER_SET,
         X_LISTENER_SET,

@@ -33,7 +33,7 @@ from propylon.resources import ObjectKey
 
 log = logging.getLogger("propylon.status")
 
-ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute"})
+ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 CONFLICT_RETRIES = 5
 # At most this many writes of one key in RATE_WINDOW_S; beyond, the key waits.
 RATE_WRITES = 5

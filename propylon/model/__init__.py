@@ -6,7 +6,8 @@ input always gives the same model (and byte-identical xDS).
 
 Naming (stable and documented, so users can find things in Envoy's config_dump):
 - `Listener.name`: `<gateway-namespace>/<gateway-name>/<port>`; one per Gateway and port.
-- `Cluster.name`: `<namespace>:<service>:<port>` for a Service backend.
+- `Cluster.name`: `<namespace>:<service>:<port>` for a Service backend;
+  `<namespace>:<udproute>:udproute` for a UDPRoute's weighted backends.
 - `Secret.name`: `<namespace>/<secret-name>`.
 - `VirtualHost.name`: `<listener-name>/<hostname or *>`.
 - `Route.name`: `<kind>/<namespace>/<route-name>/rule/<i>/match/<j>`.
@@ -238,12 +239,24 @@ DEFAULT_LISTENER_OPTIONS = ListenerOptions()
 
 
 @dataclass(frozen=True, slots=True)
+class StreamForward:
+    """A TCP or UDP listener's one route (TCPRoute, UDPRoute: the oldest attached one):
+    every connection, or every datagram session, goes to its backends by weight.
+    `route` is `<kind>/<namespace>/<name>`, None when no route is attached; without a
+    usable backend, connections are closed and datagrams dropped."""
+
+    route: str | None
+    backends: tuple[WeightedBackend, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     """One socket: a Gateway's address and port. Gateway listeners that share a port
     (different hostnames or protocols that can share) are merged into one Listener.
 
-    Exactly one of these shapes is used: `http` (plain HTTP), or any mix of `https`
-    and `passthrough` chains (both select on SNI).
+    Exactly one of these shapes is used: `http` (plain HTTP), any mix of `https` and
+    `passthrough` chains (both select on SNI), `tcp` (TCP listener) or `udp` (UDP
+    listener; its name ends in `/udp`, since a TCP listener may share its port).
     """
 
     name: str
@@ -253,13 +266,16 @@ class Listener:
     https: tuple[TLSTermination, ...] = ()
     passthrough: tuple[TLSPassthrough, ...] = ()
     options: ListenerOptions = DEFAULT_LISTENER_OPTIONS
+    tcp: StreamForward | None = None
+    udp: StreamForward | None = None
 
 
 class AppProtocol(StrEnum):
     HTTP1 = "http"
     H2C = "kubernetes.io/h2c"  # also gRPC backends
     WEBSOCKET = "kubernetes.io/ws"
-    TCP = "tcp"  # TLS passthrough
+    TCP = "tcp"  # TLS passthrough, TCPRoute
+    UDP = "udp"  # UDPRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +300,10 @@ class Cluster:
     endpoints: tuple[Endpoint, ...]
     protocol: AppProtocol = AppProtocol.HTTP1
     tls: UpstreamTLS | None = None
+    #: UDPRoute with several backends (Envoy's UDP proxy forwards to one cluster): one
+    #: (weight, endpoints) group per backend; a session picks a group by weight, then an
+    #: endpoint in it. Empty: `endpoints`, unweighted.
+    weighted: tuple[tuple[int, tuple[Endpoint, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

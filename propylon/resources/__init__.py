@@ -71,6 +71,7 @@ from propylon.resources.routes import (
     HTTPRouteRule,
     TLSRoute,
 )
+from propylon.resources.streamroutes import StreamRouteRule, TCPRoute, UDPRoute
 
 __all__ = [
     "CLUSTER_SCOPED_KINDS",
@@ -129,8 +130,11 @@ __all__ = [
     "ServicePort",
     "ServiceSpec",
     "ServiceStatus",
+    "StreamRouteRule",
     "Struct",
+    "TCPRoute",
     "TLSRoute",
+    "UDPRoute",
     "UnknownKindError",
     "parse_duration_ms",
     "parse_object",

@@ -18,6 +18,7 @@ from propylon.resources.listenerset import X_GATEWAY_GROUP, ListenerSet
 from propylon.resources.names import metadata_ok, metadata_problems
 from propylon.resources.policy import BackendTLSPolicy, ReferenceGrant
 from propylon.resources.routes import GRPCRoute, HTTPRoute, TLSRoute
+from propylon.resources.streamroutes import TCPRoute, UDPRoute
 
 _GW = GATEWAY_GROUP
 
@@ -34,6 +35,11 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     (f"{_GW}/v1", "TLSRoute"): TLSRoute,
     (f"{_GW}/v1alpha2", "TLSRoute"): TLSRoute,
     (f"{_GW}/v1alpha3", "TLSRoute"): TLSRoute,
+    # v1 from Gateway API v1.6 (standard channel); v1alpha2 before (experimental).
+    (f"{_GW}/v1", "TCPRoute"): TCPRoute,
+    (f"{_GW}/v1alpha2", "TCPRoute"): TCPRoute,
+    (f"{_GW}/v1", "UDPRoute"): UDPRoute,
+    (f"{_GW}/v1alpha2", "UDPRoute"): UDPRoute,
     (f"{_GW}/v1beta1", "ReferenceGrant"): ReferenceGrant,
     (f"{_GW}/v1", "ReferenceGrant"): ReferenceGrant,
     (f"{_GW}/v1", "ListenerSet"): ListenerSet,

@@ -30,6 +30,7 @@ _NOT_MODELLED = {
     "HTTPRouteSpec": frozenset({"useDefaultGateways"}),
     "GRPCRouteSpec": frozenset({"useDefaultGateways"}),
     "TLSRouteSpec": frozenset({"useDefaultGateways"}),
+    "StreamRouteSpec": frozenset({"useDefaultGateways"}),
 }
 
 

@@ -23,6 +23,8 @@ FAKE_KINDS = frozenset(
         "HTTPRoute",
         "GRPCRoute",
         "TLSRoute",
+        "TCPRoute",
+        "UDPRoute",
         "ReferenceGrant",
         "Service",
         "Secret",

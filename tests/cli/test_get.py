@@ -294,6 +294,8 @@ def test_get_empty_and_not_found() -> None:
         ("grpcroute", "GRPCRoute"),
         ("tlsroutes", "TLSRoute"),
         ("tlsroute", "TLSRoute"),
+        ("tcproutes", "TCPRoute"),
+        ("udproute", "UDPRoute"),
         ("referencegrants", "ReferenceGrant"),
         ("referencegrant", "ReferenceGrant"),
         ("refgrant", "ReferenceGrant"),

@@ -30,6 +30,8 @@ GATEWAY_KINDS = (
     "httproutes",
     "grpcroutes",
     "tlsroutes",
+    "tcproutes",
+    "udproutes",
     "referencegrants",
     "backendtlspolicies",
     "listenersets",
@@ -40,6 +42,8 @@ WITH_STATUS = (
     "httproutes",
     "grpcroutes",
     "tlsroutes",
+    "tcproutes",
+    "udproutes",
     "backendtlspolicies",
     "listenersets",
 )
