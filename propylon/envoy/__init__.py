@@ -25,8 +25,13 @@ Resource names (stable, findable in Envoy's config_dump):
   ADS). `propylon:invalid-backend` is referenced, never defined: traffic shares of
   unresolved backendRefs go there and Envoy answers 500.
 - Secret: the model Secret name `<ns>/<name>`; only secrets some listener uses are sent.
-- Filter chains: `<listener>/http`, the HTTPS route config name, and
-  `<listener>/passthrough/<name>`.
+- Filter chains: `<listener>/http`, the HTTPS route config name,
+  `<listener>/passthrough/<name>`, and `<listener>/tcp` (TCP listener: one `tcp_proxy`,
+  weighted clusters for several backends).
+- UDP listeners: `<ns>/<gateway>/<port>/udp`, no filter chain, the `udp_proxy` listener
+  filter forwarding every session to one cluster (its matcher's no-match action); a
+  UDPRoute's several backends are one cluster `<ns>:<udproute>:udproute` whose
+  localities (one per backend) are weighted (`locality_weighted_lb_config`).
 
 Shapes worth knowing: every HCM has the CORS filter (a no-op without a per-route policy,
 so a route gaining CORS never changes the Listener) and the router; `use_remote_address`

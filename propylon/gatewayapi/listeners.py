@@ -261,15 +261,16 @@ def mark_host_port_conflicts(gateways: Iterable[tuple[bool, list[ListenerState]]
     port belongs to the oldest accepted Gateway listening on it, and another Gateway's
     listener on it is Conflicted and not programmed, instead of Envoy refusing a second
     bind of 0.0.0.0:<port>. `gateways`: (accepted, listeners), oldest first."""
-    owner: dict[int, ListenerState] = {}
+    owner: dict[tuple[int, str], ListenerState] = {}
     for accepted, listeners in gateways:
-        mine: dict[int, ListenerState] = {}
+        mine: dict[tuple[int, str], ListenerState] = {}
         for st in listeners:
             if not st.accepted:
                 continue
-            first = owner.get(st.spec.port)
+            socket = (st.spec.port, transport(st.spec.protocol))  # UDP 53 and TCP 53 differ
+            first = owner.get(socket)
             if first is None:
-                mine.setdefault(st.spec.port, st)
+                mine.setdefault(socket, st)
                 continue
             other = first.gateway.metadata
             st.conflicted_reason = c.R_PORT_CONFLICT
@@ -278,8 +279,8 @@ def mark_host_port_conflicts(gateways: Iterable[tuple[bool, list[ListenerState]]
                 f'listener "{first.name}" of Gateway {other.namespace}/{other.name} (older)'
             )
         if accepted:
-            for port, st in mine.items():
-                owner.setdefault(port, st)
+            for socket, st in mine.items():
+                owner.setdefault(socket, st)
 
 
 def transport(protocol: str) -> str:

@@ -3,41 +3,16 @@ or datagram a TCP or UDP listener receives goes to one rule's backends."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pydantic import Field, model_validator
 
 from propylon.resources.base import Resource, Struct
 from propylon.resources.common import GATEWAY_GROUP, BackendRef, ParentReference, SectionName
+from propylon.resources.routes import _route_spec_problem
 
 
 class StreamRouteRule(Struct):
     name: SectionName | None = None
     backend_refs: list[BackendRef] = Field(min_length=1, max_length=16)
-
-
-def _parent_refs_problem(refs: Sequence[ParentReference]) -> str | None:
-    """The CRDs' two CEL rules on parentRefs (sectionName only, unlike HTTPRoute's)."""
-    if len(refs) < 2:
-        return None
-    groups: dict[tuple[str, str, str, str], list[str]] = {}
-    for ref in refs:
-        parent = (ref.group, ref.kind, ref.name, ref.namespace or "")
-        groups.setdefault(parent, []).append(ref.section_name or "")
-    for sections in groups.values():
-        if len(sections) < 2:
-            continue
-        if len({s == "" for s in sections}) > 1:
-            return (
-                "parentRefs: sectionName must be specified when parentRefs includes 2 or "
-                "more references to the same parent"
-            )
-        if len(sections) != len(set(sections)):
-            return (
-                "parentRefs: sectionName must be unique when parentRefs includes 2 or more "
-                "references to the same parent"
-            )
-    return None
 
 
 class StreamRouteSpec(Struct):
@@ -47,12 +22,11 @@ class StreamRouteSpec(Struct):
 
     @model_validator(mode="after")
     def _spec_rules(self) -> StreamRouteSpec:
-        problem = _parent_refs_problem(self.parent_refs)
+        # The experimental channel's rule (sectionName or port): the looser of the two
+        # channels' (standard: sectionName only); with CRDs, the CRD's own applies.
+        problem = _route_spec_problem(self.parent_refs, [r.name for r in self.rules], 0)
         if problem is not None:
             raise ValueError(problem)
-        named = [r.name for r in self.rules if r.name]
-        if len(named) != len(set(named)):
-            raise ValueError("rules: Rule name must be unique within the route")
         return self
 
 

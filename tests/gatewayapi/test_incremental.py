@@ -45,6 +45,15 @@ def _gateway(hostname: str | None, second_port: bool, tls: bool = False) -> dict
                 "allowedRoutes": {"namespaces": {"from": "All"}},
             }
         )
+        for protocol in ("TCP", "UDP"):  # one port number, two sockets
+            listeners.append(
+                {
+                    "name": protocol.lower(),
+                    "protocol": protocol,
+                    "port": 9000,
+                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                }
+            )
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
@@ -66,10 +75,33 @@ def _tls_route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
     }
 
 
+def _stream_route(rng: random.Random, kind: str, ns: str, name: str) -> dict[str, Any]:
+    refs = [
+        {
+            "name": f"s{rng.randrange(4)}",
+            "namespace": rng.choice((ns, ns, *NAMESPACES)),
+            "port": 80,
+            "weight": rng.choice((1, 0, 3)),
+        }
+        for _ in range(rng.randrange(1, 3))
+    ]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "parentRefs": [{"name": "gw", "namespace": "gw"}],
+            "rules": [{"backendRefs": refs}],
+        },
+    }
+
+
 def _route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
-    kind = rng.choice(("HTTPRoute", "HTTPRoute", "GRPCRoute", "TLSRoute"))
+    kind = rng.choice(("HTTPRoute", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"))
     if kind == "TLSRoute":
         return _tls_route(rng, ns, name)
+    if kind in ("TCPRoute", "UDPRoute"):
+        return _stream_route(rng, kind, ns, name)
     refs = [
         {
             "name": f"s{rng.randrange(4)}",
@@ -141,7 +173,7 @@ def _grant(ns: str) -> dict[str, Any]:
         "spec": {
             "from": [
                 {"group": "gateway.networking.k8s.io", "kind": k, "namespace": o}
-                for k in ("HTTPRoute", "GRPCRoute")
+                for k in ("HTTPRoute", "GRPCRoute", "UDPRoute")
                 for o in NAMESPACES
             ],
             "to": [{"group": "", "kind": "Service"}],
@@ -309,7 +341,11 @@ def test_unchanged_routes_are_the_same_objects() -> None:
         _put(objects, _service(rng, "a", f"s{i % 4}"))
     builder = Builder()
     first = builder.build(Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",)))
-    key = _put(objects, _route(rng, "a", "r3"))
+    was = next(k.kind for k in objects if k.name == "r3" and k.kind.endswith("Route"))
+    doc = _route(rng, "a", "r3")
+    while doc["kind"] != was:  # an update of r3, not a new route of another kind
+        doc = _route(rng, "a", "r3")
+    key = _put(objects, doc)
     second = builder.build(Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",)), {key})
     assert builder.reused == 19
     statuses_a, statuses_b = first.statuses, second.statuses
