@@ -161,7 +161,7 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
         port=lst.port,
         chains=chains,
         tls_inspector=lst.http is None,
-        node_port=node_port,
+        node_port=None if options.bind_all else dict(options.node_ports).get(lst.name),
     )
     apply_listener_options(listener, options)
     return listener

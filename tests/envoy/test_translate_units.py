@@ -229,3 +229,26 @@ def test_node_port_is_an_additional_address_of_the_listener() -> None:
         fwd(m.WeightedBackend("ns:svc:80", 1)), node_ports=((L, 31080),), bind_all=True
     )
     assert "additional_addresses" not in MessageToDict(host.listeners[L])
+
+
+def test_tcp_listener_takes_the_listener_knobs_udp_listener_none() -> None:
+    """PROXY protocol and source ranges are TCP filters: a TCP listener (TCPRoute) gets
+    them as every other TCP listener; a UDP listener cannot, and has none (Envoy would
+    reject a TCP listener filter on a UDP socket)."""
+    forward = m.StreamForward("TCPRoute/ns/r", (m.WeightedBackend("ns:svc:80:tcp", 1),))
+    options = m.ListenerOptions(source_ranges=m.SourceRanges(("127.0.0.0/8",), deny=False))
+    model = m.Model(
+        listeners=(
+            m.Listener("ns/gw/53", "127.0.0.5", 53, tcp=forward, options=options),
+            m.Listener("ns/gw/53/udp", "127.0.0.5", 53, udp=forward, options=options),
+        )
+    )
+    res = translate(model, m.ProxyOptions(proxy_protocol=True))
+    tcp = MessageToDict(res.listeners["ns/gw/53"], preserving_proto_field_name=True)
+    udp = MessageToDict(res.listeners["ns/gw/53/udp"], preserving_proto_field_name=True)
+    assert [f["name"] for f in tcp["listener_filters"]] == ["envoy.filters.listener.proxy_protocol"]
+    filters = [f["name"] for f in tcp["filter_chains"][0]["filters"]]
+    assert filters == ["envoy.filters.network.rbac", "envoy.filters.network.tcp_proxy"]
+    assert [f["name"] for f in udp["listener_filters"]] == ["envoy.filters.udp_listener.udp_proxy"]
+    assert "filter_chains" not in udp
+    assert udp["address"]["socket_address"]["protocol"] == "UDP"
