@@ -58,6 +58,10 @@ class ListenerSetState:
         out: dict[str, Any] = {"conditions": [accepted, programmed]}
         if self.listeners:
             out["listeners"] = [li.status(gen) for li in self.listeners]
+            if self.listener_set.kind == "XListenerSet":
+                # v1alpha1's entries carry (and its CRD requires) the listener's port.
+                for entry, li in zip(out["listeners"], self.listeners, strict=True):
+                    entry["port"] = li.spec.port
         return out
 
 

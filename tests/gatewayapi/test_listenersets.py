@@ -357,6 +357,7 @@ def test_experimental_x_listener_set() -> None:
     status = result.statuses[ls_key("ls", kind="XListenerSet")]
     assert cond(status, "Accepted") == ("True", "Accepted")
     assert listener(status, "one")["attachedRoutes"] == 1
+    assert listener(status, "one")["port"] == 80  # required by v1alpha1's status schema
     assert ObjectKey("HTTPRoute", NS, "wrong") not in result.statuses  # not ours
 
 

@@ -1,0 +1,113 @@
+"""ListenerSets in Kubernetes mode: the operator watches XListenerSet (the control
+plane here serves Gateway API v1.4.1's experimental CRDs), writes its status through
+the status subresource and routes attach through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import eventually
+from kube_controlplane import ControlPlane
+from operators import POOL, running_operator
+
+from propylon.kube import kinds
+from propylon.kube.api import KubeApi
+
+MANIFESTS = """apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: {cls}}}
+spec: {{controllerName: io.cilium/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: {ns}}}
+spec:
+  gatewayClassName: {cls}
+  allowedListeners: {{namespaces: {{from: Same}}}}
+  listeners:
+    - {{name: web, protocol: HTTP, port: 80, hostname: gw.example.com}}
+---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XListenerSet
+metadata: {{name: extra, namespace: {ns}}}
+spec:
+  parentRef: {{name: gw}}
+  listeners:
+    - {{name: one, protocol: HTTP, port: 80, hostname: one.example.com}}
+    - {{name: clash, protocol: HTTP, port: 80, hostname: gw.example.com}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: {ns}}}
+spec:
+  parentRefs:
+    - {{group: gateway.networking.x-k8s.io, kind: XListenerSet, name: extra, sectionName: one}}
+  rules: [{{backendRefs: [{{name: svc, port: 80}}]}}]
+"""
+
+
+@pytest.fixture
+def listener_set(controlplane: ControlPlane, namespace: str) -> Any:
+    cls = f"{namespace}-class"
+    pool = f"{namespace}-pool"
+    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="198.19.204.0/24"))
+    controlplane.kubectl("apply", "-f", "-", input=MANIFESTS.format(cls=cls, ns=namespace))
+    yield cls
+    controlplane.kubectl("delete", "gatewayclass", cls, "--wait=false", check=False)
+    controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
+
+
+def _condition(obj: dict[str, Any] | None, type_: str) -> tuple[str, str] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or ():
+        if cond.get("type") == type_:
+            return cond["status"], cond["reason"]
+    return None
+
+
+async def test_operator_writes_x_listener_set_status(
+    api: KubeApi, controlplane: ControlPlane, namespace: str, listener_set: str
+) -> None:
+    async with running_operator(controlplane.kubeconfig, namespace) as operator:
+
+        async def programmed() -> dict[str, Any] | None:
+            ls = await api.get(kinds.X_LISTENER_SET, "extra", namespace)
+            return ls if _condition(ls, "Programmed") == ("True", "Programmed") else None
+
+        ls = await eventually(programmed, what="XListenerSet Programmed")
+        # One listener loses to the Gateway's own: accepted, saying which is not valid.
+        assert _condition(ls, "Accepted") == ("True", "ListenersNotValid")
+        entries = {e["name"]: e for e in ls["status"]["listeners"]}
+        assert entries["one"]["attachedRoutes"] == 1
+        clash = {c["type"]: (c["status"], c["reason"]) for c in entries["clash"]["conditions"]}
+        assert clash["Conflicted"] == ("True", "HostnameConflict")
+        assert clash["Accepted"] == ("False", "HostnameConflict")
+        for cond in ls["status"]["conditions"]:
+            assert cond["observedGeneration"] == ls["metadata"]["generation"]
+
+        route = await api.get(kinds.HTTP_ROUTE, "r", namespace)
+        assert route is not None
+        (parent,) = route["status"]["parents"]
+        assert parent["parentRef"]["kind"] == "XListenerSet"
+        assert parent["conditions"][0]["status"] == "True"
+
+        # The Gateway stops allowing ListenerSets: NotAllowed, written back.
+        controlplane.kubectl(
+            "patch",
+            "gateway",
+            "gw",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"allowedListeners":{"namespaces":{"from":"None"}}}}',
+        )
+
+        async def not_allowed() -> dict[str, Any] | None:
+            ls = await api.get(kinds.X_LISTENER_SET, "extra", namespace)
+            return ls if _condition(ls, "Accepted") == ("False", "NotAllowed") else None
+
+        await eventually(not_allowed, what="XListenerSet NotAllowed")
+        await eventually(lambda: operator.statuses.idle.is_set(), what="status writer idle")
+        row = controlplane.kubectl("get", "xlistenerset", "extra", "-n", namespace, "--no-headers")
+        assert row.split()[:3] == ["extra", "False", "False"]
