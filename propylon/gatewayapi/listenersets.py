@@ -3,12 +3,13 @@ into the Gateway's, conflicts settled by precedence, and their status.
 
 Precedence: the Gateway's own listeners, then ListenerSets oldest first, then by
 namespace/name. A ListenerSet listener that shares a port with an earlier listener of
-another protocol family (ProtocolConflict), or a port, family and hostname
-(HostnameConflict), loses: Accepted=False and Conflicted=True for that reason; the
-earlier listener keeps serving. Listeners within one ListenerSet are settled the same
-way, in their order. A ListenerSet is accepted while one of its listeners is valid
-(accepted, not conflicted, references resolved); only an accepted ListenerSet's
-listeners reach the data plane and count in the Gateway's `attachedListenerSets`."""
+another protocol family on the same transport (ProtocolConflict), or a port, family and
+hostname (HostnameConflict; TCP and UDP have no hostname), loses: Accepted=False and
+Conflicted=True for that reason; the earlier listener keeps serving. Listeners within
+one ListenerSet are settled the same way, in their order. A ListenerSet is accepted
+while one of its listeners is valid (accepted, not conflicted, references resolved);
+only an accepted ListenerSet's listeners reach the data plane and count in the
+Gateway's `attachedListenerSets`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from typing import Any
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.gateway import GatewayState
 from propylon.gatewayapi.index import Index, NsName, age_key
-from propylon.gatewayapi.listeners import ListenerState, _family, evaluate_listeners
+from propylon.gatewayapi.listeners import (
+    ListenerState,
+    _family,
+    evaluate_listeners,
+    transport,
+)
 from propylon.resources import GATEWAY_GROUP, ListenerSet, ObjectKey
 from propylon.values import Values
 
@@ -88,10 +94,12 @@ def _allows(index: Index, state: GatewayState, namespace: str) -> tuple[bool, st
 
 def _conflict(li: ListenerState, earlier: list[ListenerState]) -> tuple[str, str] | None:
     port, family = li.spec.port, _family(li.spec.protocol)
+    # TCP and UDP listeners do not look at hostnames: one per port and protocol.
+    stream = family in ("tcp", "udp")
     host = li.spec.hostname or "*"
     for other in earlier:
-        if other.spec.port != port:
-            continue
+        if other.spec.port != port or transport(other.spec.protocol) != transport(li.spec.protocol):
+            continue  # a UDP port is not a TCP one
         where = f'listener "{other.name}" of ' + (
             f"ListenerSet {other.owner.metadata.namespace}/{other.owner.metadata.name}"
             if other.owner is not None
@@ -101,6 +109,10 @@ def _conflict(li: ListenerState, earlier: list[ListenerState]) -> tuple[str, str
             return c.R_PROTOCOL_CONFLICT, (
                 f"port {port} is taken by {where} with protocol {other.spec.protocol}, "
                 "which has precedence"
+            )
+        if stream:
+            return c.R_HOSTNAME_CONFLICT, (
+                f"port {port} ({li.spec.protocol}) is taken by {where}, which has precedence"
             )
         if (other.spec.hostname or "*") == host:
             return c.R_HOSTNAME_CONFLICT, (

@@ -244,8 +244,13 @@ def test_protocol_conflict_even_for_a_protocol_not_served() -> None:
         gateway(),
         listener_set(
             "ls",
-            "  - {name: raw, port: 80, protocol: TCP}\n" + http("ok", "ok.example.com"),
+            "  - {name: raw, port: 80, protocol: TCP}\n"
+            "  - {name: sctp, port: 80, protocol: SCTP}\n" + http("ok", "ok.example.com"),
         ),
+    )
+    assert cond(listener(result.statuses[ls_key("ls")], "sctp"), "Accepted") == (
+        "False",
+        "ProtocolConflict",
     )
     status = result.statuses[ls_key("ls")]
     raw = listener(status, "raw")
@@ -253,6 +258,28 @@ def test_protocol_conflict_even_for_a_protocol_not_served() -> None:
     assert cond(raw, "Conflicted") == ("True", "ProtocolConflict")
     assert cond(listener(status, "ok"), "Accepted") == ("True", "Accepted")
     assert cond(status, "Programmed") == ("True", "Programmed")
+
+
+def test_udp_shares_a_tcp_port_and_stream_listeners_ignore_hostnames() -> None:
+    result = run(
+        gateway(),
+        listener_set(
+            "first",
+            "  - {name: dns, port: 80, protocol: UDP}\n  - {name: raw, port: 9000, protocol: TCP}",
+        ),
+        listener_set(
+            "second",
+            "  - {name: raw, port: 9000, protocol: TCP}\n" + http("ok", "ok.example.com"),
+            created="2024-02-01T00:00:00Z",
+        ),
+    )
+    first = result.statuses[ls_key("first")]
+    # UDP port 80 is not the Gateway's HTTP (TCP) port 80
+    assert cond(listener(first, "dns"), "Conflicted") == ("False", "NoConflicts")
+    assert cond(listener(first, "raw"), "Accepted") == ("True", "Accepted")
+    second = result.statuses[ls_key("second")]
+    assert cond(listener(second, "raw"), "Conflicted") == ("True", "HostnameConflict")
+    assert cond(second, "Accepted") == ("True", "ListenersNotValid")
 
 
 def test_only_invalid_listeners_is_listeners_not_valid() -> None:
