@@ -7,6 +7,7 @@ from google.protobuf.message import Message
 from propylon import model as m
 from propylon.envoy import _pb as pb
 from propylon.envoy import _pb_stream as pbs
+from propylon.envoy.access import add_backend_access
 
 #: A weighted share whose backend could not be resolved goes to this cluster, which never
 #: exists: Envoy answers it with 500 (``cluster_not_found_response_code``).
@@ -15,7 +16,8 @@ CONNECT_TIMEOUT_MS = 5_000
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
-def build_cluster(c: m.Cluster) -> Message:
+def build_cluster(c: m.Cluster, access: m.BackendAccess | None = None) -> Message:
+    """`access`: network policy's `ingress` -> backend verdict (hook: `access.py`)."""
     tls = None
     h2 = c.protocol is m.AppProtocol.H2C
     if c.tls is not None:
@@ -29,4 +31,4 @@ def build_cluster(c: m.Cluster) -> Message:
     out = pb.cluster(name=c.name, connect_timeout_ms=CONNECT_TIMEOUT_MS, h2=h2, upstream_tls=tls)
     if c.weighted:
         pbs.locality_weighted(out)
-    return out
+    return add_backend_access(out, access)

@@ -11,6 +11,7 @@ from propylon import model as m
 from propylon.envoy import _pb as pb
 from propylon.envoy import _pb_options as pbo
 from propylon.envoy import _pb_stream as pbs
+from propylon.envoy.access import NO_POLICY, ListenerPolicy, add_listener_access, passthrough_access
 from propylon.envoy.cluster import INVALID_BACKEND_CLUSTER
 
 
@@ -94,8 +95,14 @@ def _stream_listener(lst: m.Listener, options: m.ProxyOptions, address: str) -> 
     return listener
 
 
-def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None = None) -> Message:
-    """`scoped`: the route configuration name whose connection manager uses scoped RDS."""
+def build_listener(
+    lst: m.Listener,
+    options: m.ProxyOptions,
+    scoped: str | None = None,
+    policy: ListenerPolicy = NO_POLICY,
+) -> Message:
+    """`scoped`: the route configuration name whose connection manager uses scoped RDS.
+    `policy`: network policy's client -> `ingress` verdict (hook: `access.py`)."""
     address = "0.0.0.0" if options.bind_all else lst.address
     if lst.tcp is not None or lst.udp is not None:
         return _stream_listener(lst, options, address)
@@ -109,6 +116,7 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
             scoped=rc_name == scoped,
         )
         apply_http_options(manager, lst.options)
+        add_listener_access(manager, policy)
         return [*guard_filters(lst), pb.network_filter(pb.HCM_FILTER, manager)]
 
     def tcp(stat_prefix: str, shares: list[tuple[str, int]]) -> list[Message]:
@@ -135,7 +143,7 @@ def build_listener(lst: m.Listener, options: m.ProxyOptions, scoped: str | None 
         chains.append(
             pb.filter_chain(
                 name=f"{lst.name}/passthrough/{pt.name}",
-                filters=tcp(pt.name, shares),
+                filters=[*passthrough_access(policy, pt.name), *tcp(pt.name, shares)],
                 server_names=pt.server_names,
             )
         )

@@ -6,12 +6,13 @@ in `incremental`; what it returns is in `output`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from operator import attrgetter, itemgetter
 from typing import cast
 
 from propylon import model as m
+from propylon.envoy.access import listener_policy
 from propylon.envoy.cluster import build_cluster
 from propylon.envoy.endpoint import build_load_assignment
 from propylon.envoy.incremental import GenerationalCache, HostState, PatchedOutput
@@ -38,6 +39,7 @@ from propylon.envoy.secret import build_secret
 SCOPED_MIN_HOSTS = 100
 
 _NAME = attrgetter("name")
+_NO_ACCESS = m.Access()
 
 
 class Translator:
@@ -71,6 +73,7 @@ class Translator:
         # The model's clusters as last translated: the tuple, and by name.
         self._cluster_tuple: tuple[m.Cluster, ...] | None = None
         self._cluster_objs: dict[str, m.Cluster] = {}
+        self._cluster_access: Mapping[str, m.BackendAccess] = _NO_ACCESS.clusters
         self._endpoints = GenerationalCache()
         self._secrets = GenerationalCache()
         self._caches = (
@@ -105,10 +108,13 @@ class Translator:
         routes: dict[str, Encoded] = {}
         secret_names: set[str] = set()
         scoped = self._scoped_hcm(model, hint)
+        access = model.access or _NO_ACCESS
         for lst in model.listeners:
             own = scoped if scoped is not None and owns(lst, scoped) else None
+            lp = listener_policy(model.access, lst.name)
             listeners[lst.name] = self._listeners.get(
-                (listener_shape(lst), options, own), partial(build_listener, lst, options, own)
+                (listener_shape(lst), options, own, lp),
+                partial(build_listener, lst, options, own, lp),
             )
             for rc_name, _, vhosts in route_configs(lst):
                 scheme = "http" if rc_name == lst.name else "https"
@@ -121,7 +127,9 @@ class Translator:
                 secret_names.update(term.certificates)
         if scoped is None:
             outs[SCOPED_ROUTE_TYPE].replace({})
-        self._all_clusters(model.clusters, hint, outs[CLUSTER_TYPE], outs[ENDPOINT_TYPE])
+        self._all_clusters(
+            model.clusters, hint, outs[CLUSTER_TYPE], outs[ENDPOINT_TYPE], access.clusters
+        )
         secrets: dict[str, Encoded] = {}
         for s in model.secrets:
             if s.name in secret_names:
@@ -273,11 +281,24 @@ class Translator:
         hint: m.Delta | None,
         cluster_out: PatchedOutput,
         endpoint_out: PatchedOutput,
+        access: Mapping[str, m.BackendAccess],
     ) -> None:
         """Clusters and endpoints by name, patched for the names the hint gives, or else
         for those whose Cluster object is not the one translated last (found by C-level
         set operations, so thousands of unchanged clusters cost no Python-level step)."""
-        if clusters is self._cluster_tuple:
+        previous_access = self._cluster_access
+        self._cluster_access = access
+        if access is previous_access:
+            policy_touched: set[str] = set()
+        else:
+            # Network policy changed verdicts: those clusters too (keys of either side
+            # whose value differs; none at all without policy).
+            policy_touched = {
+                n
+                for n in access.keys() | previous_access.keys()
+                if access.get(n) != previous_access.get(n)
+            }
+        if clusters is self._cluster_tuple and not policy_touched:
             return
         objs = self._cluster_objs
         touched: Iterable[str] | None = None
@@ -302,6 +323,8 @@ class Translator:
                 touched = by_name
             objs = self._cluster_objs = by_name
         self._cluster_tuple = clusters
+        if policy_touched:
+            touched = {*touched, *policy_touched}
         cluster_changes: dict[str, Encoded | None] = {}
         endpoint_changes: dict[str, Encoded | None] = {}
         for name in touched:
@@ -309,23 +332,31 @@ class Translator:
             if c is None:
                 cluster_changes[name] = endpoint_changes[name] = None
             else:
-                cluster_changes[name], endpoint_changes[name] = self._cluster(c)
+                cluster_changes[name], endpoint_changes[name] = self._cluster(c, access.get(name))
         cluster_out.update(cluster_changes)
         endpoint_out.update(endpoint_changes)
 
-    def _cluster(self, c: m.Cluster) -> tuple[Encoded, Encoded]:
+    def _cluster(self, c: m.Cluster, ba: m.BackendAccess | None = None) -> tuple[Encoded, Encoded]:
         # First by identity (the incremental Builder hands over the same Cluster objects
         # while they are unchanged): no hash of the endpoints. The entry keeps the
         # cluster alive and points at the content-keyed entries, kept alive with it.
+        # Network policy's verdict (`ba`, usually None) is part of both keys.
         by_id = self._cluster_ids.entry(
-            id(c),
+            (id(c), ba),
             lambda: (
                 self._clusters.entry(
-                    (c.name, c.protocol, c.tls, bool(c.weighted)),
-                    lambda: encode(build_cluster(c)),
+                    (
+                        c.name,
+                        c.protocol,
+                        c.tls,
+                        bool(c.weighted),
+                        ba if ba is not None and ba.filters else None,
+                    ),
+                    lambda: encode(build_cluster(c, ba)),
                 ),
                 self._endpoints.entry(
-                    (c.name, c.endpoints, c.weighted), lambda: encode(build_load_assignment(c))
+                    (c.name, c.endpoints, c.weighted, ba),
+                    lambda: encode(build_load_assignment(c, ba)),
                 ),
                 c,
             ),

@@ -56,7 +56,9 @@ from propylon.resources import (
 
 ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 # Kinds a change of which does not touch the world: routes, and what backends read.
-LOCAL_KINDS = ROUTE_KINDS | {"Service", "EndpointSlice"}
+#: Kinds only network policy reads (`propylon.policy`): Gateway API semantics ignore them.
+POLICY_ONLY_KINDS = frozenset({"Pod", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"})
+LOCAL_KINDS = ROUTE_KINDS | {"Service", "EndpointSlice"} | POLICY_ONLY_KINDS
 
 
 @dataclass(frozen=True)

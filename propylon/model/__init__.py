@@ -19,6 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from propylon.model.access import Access as Access
+from propylon.model.access import AccessRule as AccessRule
+from propylon.model.access import BackendAccess as BackendAccess
+from propylon.model.access import HttpRule as HttpRule
+from propylon.model.access import ListenerAccess as ListenerAccess
+from propylon.model.access import Sources as Sources
+
 
 class PathMatchType(StrEnum):
     EXACT = "Exact"
@@ -354,6 +361,8 @@ class Model:
     #: A fresh `Stamp` for a model that a later `Delta` may refer to; None: none.
     stamp: Stamp | None = field(default=None, compare=False, repr=False)
     delta: Delta | None = field(default=None, compare=False, repr=False)
+    #: Network policy's verdicts (None: no policy applies; see `propylon.policy`).
+    access: Access | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,11 @@ from propylon.resources.cilium import (
     GatewayClassServiceConfig,
     IPPoolBlock,
 )
+from propylon.resources.ciliumpolicy import (
+    CiliumClusterwideNetworkPolicy,
+    CiliumNetworkPolicy,
+    PolicyRule,
+)
 from propylon.resources.common import (
     GATEWAY_GROUP,
     BackendObjectReference,
@@ -31,6 +36,7 @@ from propylon.resources.core import (
     LoadBalancerIngress,
     LoadBalancerStatus,
     Namespace,
+    Pod,
     Secret,
     Service,
     ServicePort,
@@ -84,8 +90,10 @@ __all__ = [
     "BackendObjectReference",
     "BackendRef",
     "BackendTLSPolicy",
+    "CiliumClusterwideNetworkPolicy",
     "CiliumGatewayClassConfig",
     "CiliumLoadBalancerIPPool",
+    "CiliumNetworkPolicy",
     "ConfigMap",
     "Endpoint",
     "EndpointPort",
@@ -120,6 +128,8 @@ __all__ = [
     "ObjectMeta",
     "ParentGatewayReference",
     "ParentReference",
+    "Pod",
+    "PolicyRule",
     "ReferenceGrant",
     "Resource",
     "ResourceError",

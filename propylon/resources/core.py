@@ -91,9 +91,16 @@ class EndpointConditions(Struct):
     terminating: bool | None = None
 
 
+class ObjectReference(Struct):
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
 class Endpoint(Struct):
     addresses: list[str] = Field(min_length=1, max_length=100)
     conditions: EndpointConditions = Field(default_factory=EndpointConditions)
+    target_ref: ObjectReference | None = None
     hostname: str | None = None
     node_name: str | None = None
     zone: str | None = None
@@ -102,6 +109,36 @@ class Endpoint(Struct):
     def ready(self) -> bool:
         # Unknown readiness is treated as ready, as Kubernetes documents.
         return self.conditions.ready is not False
+
+
+class PodIP(Struct):
+    ip: str
+
+
+class PodSpec(Struct):
+    node_name: str | None = None
+    host_network: bool = False
+
+
+class PodStatus(Struct):
+    pod_ip: str | None = Field(default=None, alias="podIP")
+    pod_ips: list[PodIP] = Field(default_factory=list, alias="podIPs")
+
+
+class Pod(Resource):
+    """Only what network policy reads: the labels (its identity) and its addresses."""
+
+    api_version: str = "v1"
+    kind: str = "Pod"
+    spec: PodSpec = Field(default_factory=PodSpec)
+    status: PodStatus = Field(default_factory=PodStatus)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        found = [p.ip for p in self.status.pod_ips]
+        if self.status.pod_ip and self.status.pod_ip not in found:
+            found.insert(0, self.status.pod_ip)
+        return tuple(found)
 
 
 class EndpointPort(Struct):

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from propylon.resources.base import Resource
 from propylon.resources.cilium import CiliumGatewayClassConfig, CiliumLoadBalancerIPPool
+from propylon.resources.ciliumpolicy import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy
 from propylon.resources.common import GATEWAY_GROUP
-from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
+from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Pod, Secret, Service
 from propylon.resources.crd import CRDSchemas, CustomResourceDefinition
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
@@ -51,6 +52,9 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     ("v1", "Secret"): Secret,
     ("v1", "ConfigMap"): ConfigMap,
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
+    ("v1", "Pod"): Pod,
+    ("cilium.io/v2", "CiliumNetworkPolicy"): CiliumNetworkPolicy,
+    ("cilium.io/v2", "CiliumClusterwideNetworkPolicy"): CiliumClusterwideNetworkPolicy,
     ("cilium.io/v2alpha1", "CiliumGatewayClassConfig"): CiliumGatewayClassConfig,
     ("cilium.io/v2alpha1", "CiliumLoadBalancerIPPool"): CiliumLoadBalancerIPPool,
     ("cilium.io/v2", "CiliumLoadBalancerIPPool"): CiliumLoadBalancerIPPool,
@@ -58,7 +62,13 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
 }
 
 CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset(
-    {"GatewayClass", "Namespace", "CiliumLoadBalancerIPPool", "CustomResourceDefinition"}
+    {
+        "GatewayClass",
+        "Namespace",
+        "CiliumLoadBalancerIPPool",
+        "CiliumClusterwideNetworkPolicy",
+        "CustomResourceDefinition",
+    }
 )
 NAMESPACED_KINDS: frozenset[str] = frozenset(
     kind for (_, kind) in KINDS if kind not in CLUSTER_SCOPED_KINDS

@@ -34,6 +34,7 @@ from propylon.kube.healthcheck import HealthCheckPorts, gateway_node_ports, heal
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
 from propylon.kube.source import KubeSource
 from propylon.metrics import Metrics, default_metrics
+from propylon.policy import PolicyEngine
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
@@ -84,6 +85,7 @@ class Agent:
         self.source = KubeSource(self.api, metrics=self.metrics)
         self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()
+        self.policy = PolicyEngine()  # network policy's world between builds
         self.translator = Translator()
         self.conditions = ConditionDiagnostics()
         self.allocator = LbIpamPools()
@@ -197,6 +199,7 @@ class Agent:
             default_pool=self.allocator.default_pool,
             translator=self.translator,
             builder=self.builder,
+            policy_engine=self.policy,
             conditions=self.conditions,
             node_ports=self._node_ports,
             # The operator assigns LoadBalancer addresses; this node serves the ones it

@@ -23,6 +23,7 @@ from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoyError, EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
+from propylon.policy import PolicyEngine
 from propylon.resources.meta import ObjectKey
 from propylon.runtime import isolation
 from propylon.runtime.collector import QuietCollector
@@ -80,6 +81,7 @@ class Instance:
         self._unexplained: str | None = None  # a rejection no object could be blamed for
         self._translator = Translator()  # keeps serialized fragments between reconciles
         self._builder = gatewayapi.Builder()  # keeps per-route results between reconciles
+        self._policy = PolicyEngine()  # network policy's world between reconciles
         self._conditions = ConditionDiagnostics()
         self._stop = asyncio.Event()
         self._files = WatchedFiles(options.paths, stop_event=self._stop, source=self._source)
@@ -250,6 +252,7 @@ class Instance:
                 unbindable=self._allocator.unbindable,
                 translator=self._translator,
                 builder=self._builder,
+                policy_engine=self._policy,
                 conditions=self._conditions,
                 withheld=withheld,
                 withheld_changed=withheld_changed,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from propylon import gatewayapi
+from propylon import gatewayapi, policy
 from propylon.clock import EPOCH, format_timestamp
 from propylon.envoy import Translator, XdsResources
 from propylon.model import ProxyOptions
@@ -73,6 +73,7 @@ def evaluate(
     rejected: str | None = None,
     node_ports: tuple[tuple[str, int], ...] = (),
     assign_addresses: bool = True,
+    policy_engine: policy.PolicyEngine | None = None,
 ) -> Evaluation:
     """`builder`, `translator` and `conditions` carry memory from one evaluation to the
     next (the runtime keeps one of each, fed every snapshot in order); without them
@@ -102,7 +103,11 @@ def evaluate(
     if rejected:
         result = _not_programmed(result, rejected)
     options = dataclasses.replace(proxy_options(values), node_ports=node_ports)
-    resources = (translator or Translator()).translate(result.model, options)
+    # Network policy's verdicts join the model (no policy object: the model as it is).
+    model = (policy_engine or policy.PolicyEngine()).apply(result.model, objects, changed)
+    if model is not result.model:
+        result = dataclasses.replace(result, model=model)
+    resources = (translator or Translator()).translate(model, options)
     diagnostics = [
         *changeset.diagnostics,
         *_build_diagnostics(result.diagnostics, snapshot),
