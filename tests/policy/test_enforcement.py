@@ -64,9 +64,11 @@ def test_no_policy_adds_nothing() -> None:
 def test_external_lockdown_is_an_allow_rbac_for_in_cluster_sources() -> None:
     out = xds(model_of(objects("external-lockdown")))
     listener = out[LISTENER_TYPE][LISTENER]
-    names = [f["name"] for f in http_filters(listener)]
-    assert names[:2] == ["propylon.policy.deny", "propylon.policy.allow"]
-    allow = http_filters(listener)[1]["typedConfig"]["rules"]
+    filters = {f["name"]: f for f in http_filters(listener)}
+    names = list(filters)
+    assert names.index("propylon.policy.deny") + 1 == names.index("propylon.policy.allow")
+    assert names.index("propylon.policy.allow") < names.index("envoy.filters.http.router")
+    allow = filters["propylon.policy.allow"]["typedConfig"]["rules"]
     assert allow.get("action", "ALLOW") == "ALLOW"
     ((name, policy),) = allow["policies"].items()
     assert "CiliumClusterwideNetworkPolicy/external-lockdown spec.ingress[0]" in name
