@@ -154,9 +154,15 @@ class KubeApi:
             raise
 
     async def list(
-        self, kind: Kind, *, label_selector: str = "", field_selector: str = ""
+        self,
+        kind: Kind,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        namespace: str = "",
     ) -> tuple[list[Obj], str]:
-        """Every object (all namespaces), paginated; and the list's resourceVersion."""
+        """Every object (of all namespaces, or of `namespace` only), paginated; and the
+        list's resourceVersion."""
         items: list[Obj] = []
         params: dict[str, str] = {"limit": str(LIST_PAGE)}
         if label_selector:
@@ -164,7 +170,7 @@ class KubeApi:
         if field_selector:
             params["fieldSelector"] = field_selector
         while True:
-            page = await self._call("GET", kind.path(), verb="list", params=params)
+            page = await self._call("GET", kind.path(namespace), verb="list", params=params)
             for item in page.get("items") or ():
                 # List items carry no apiVersion/kind; the parser needs them.
                 item.setdefault("apiVersion", kind.api_version)
@@ -184,6 +190,7 @@ class KubeApi:
         timeout_s: int,
         label_selector: str = "",
         field_selector: str = "",
+        namespace: str = "",
     ) -> AsyncIterator[tuple[str, Obj]]:
         """(type, object) events from `resource_version`, BOOKMARKs included. An ERROR
         event (e.g. 410 Gone) raises ApiError."""
@@ -199,7 +206,8 @@ class KubeApi:
             params["fieldSelector"] = field_selector
         self.requests["watch"] += 1
         timeout = httpx2.Timeout(10.0, read=timeout_s + 30.0)
-        async with self._http.stream("GET", kind.path(), params=params, timeout=timeout) as resp:
+        path = kind.path(namespace)
+        async with self._http.stream("GET", path, params=params, timeout=timeout) as resp:
             if resp.status_code >= 300:
                 raise ApiError.from_response(resp.status_code, await resp.aread())
             async for line in resp.aiter_lines():

@@ -71,6 +71,7 @@ class Reflector:
         *,
         label_selector: str = "",
         field_selector: str = "",
+        namespace: str = "",
         on_synced: Callable[[Reflector], None] | None = None,
         metrics: KubeMetrics = NO_METRICS,
     ) -> None:
@@ -86,6 +87,8 @@ class Reflector:
         self._on_synced = on_synced
         self._labels = label_selector
         self._fields = field_selector
+        # Non-empty: only this namespace (RBAC may grant no more than that).
+        self._namespace = namespace
         self._retry = asyncio.Event()
 
     def retry(self, kind: Kind | None = None) -> None:
@@ -150,7 +153,10 @@ class Reflector:
 
     async def _relist(self) -> None:
         items, rv = await self.api.list(
-            self.kind, label_selector=self._labels, field_selector=self._fields
+            self.kind,
+            label_selector=self._labels,
+            field_selector=self._fields,
+            namespace=self._namespace,
         )
         self.stats.lists += 1
         self.metrics.watch_relisted(self.kind.kind)
@@ -188,6 +194,7 @@ class Reflector:
             timeout_s=timeout,
             label_selector=self._labels,
             field_selector=self._fields,
+            namespace=self._namespace,
         ):
             rv = _rv(obj)
             if type_ == "BOOKMARK":

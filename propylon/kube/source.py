@@ -62,8 +62,10 @@ class KubeSource:
         watched: Iterable[Kind] = kinds.WATCHED,
         *,
         selectors: Mapping[str, tuple[str, str]] | None = None,
+        namespaces: Mapping[str, str] | None = None,
         metrics: KubeMetrics = NO_METRICS,
     ) -> None:
+        """`namespaces`: kind -> the one namespace to watch it in (others: all)."""
         self.api = api
         self.reflectors: dict[str, Reflector] = {}
         selectors = dict(DEFAULT_SELECTORS if selectors is None else selectors)
@@ -75,6 +77,7 @@ class KubeSource:
                 self._on_events,
                 label_selector=labels,
                 field_selector=fields,
+                namespace=(namespaces or {}).get(kind.kind, ""),
                 on_synced=self._on_synced,
                 metrics=metrics,
             )

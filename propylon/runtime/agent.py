@@ -15,9 +15,10 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx2
@@ -32,6 +33,7 @@ from propylon.kube.api import ApiError, KubeApi
 from propylon.kube.health import HealthServer
 from propylon.kube.healthcheck import HealthCheckPorts, gateway_node_ports, health_checks
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
+from propylon.kube.secretsync import read_through
 from propylon.kube.source import KubeSource
 from propylon.metrics import Metrics, default_metrics
 from propylon.policy import PolicyEngine
@@ -41,6 +43,8 @@ from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
 from propylon.runtime.seams import LbIpamPools
 from propylon.store import ChangeSet, Store
 from propylon.values import Values
+
+_SECRET_SYNC_INPUTS = frozenset({"Gateway", "Secret", "ReferenceGrant"})
 
 log = logging.getLogger("propylon.agent")
 
@@ -82,7 +86,14 @@ class Agent:
         self.metrics = metrics if metrics is not None else default_metrics()
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-agent")
-        self.source = KubeSource(self.api, metrics=self.metrics)
+        # gatewayAPI.secretsNamespace: Secrets are read from that namespace only (the
+        # operator's copies); Gateways' references are resolved through them.
+        self.secrets_namespace = options.values.gateway_api.secrets_namespace.name
+        self.source = KubeSource(
+            self.api,
+            namespaces={"Secret": self.secrets_namespace} if self.secrets_namespace else None,
+            metrics=self.metrics,
+        )
         self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()
         self.policy = PolicyEngine()  # network policy's world between builds
@@ -173,7 +184,19 @@ class Agent:
 
     async def _reconcile_loop(self) -> None:
         async for changeset in self.source.changes():
-            await self.reconcile(changeset)
+            await self.reconcile(self._through_secret_copies(changeset))
+
+    def _through_secret_copies(self, changeset: ChangeSet) -> ChangeSet:
+        """The Gateways' Secrets where they said, read from their copies. The store's
+        hint stays valid unless what decides the copies changed (then it compares all)."""
+        if not self.secrets_namespace:
+            return changeset
+        hint = not any(k.kind in _SECRET_SYNC_INPUTS for k in changeset.touched)
+        return replace(
+            changeset,
+            objects=MappingProxyType(read_through(changeset.objects, self.secrets_namespace)),
+            base=changeset.base if hint else None,
+        )
 
     async def reconcile(self, changeset: ChangeSet) -> None:
         started = time.perf_counter()

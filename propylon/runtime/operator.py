@@ -30,6 +30,8 @@ from propylon.kube.generated import GeneratedObjects
 from propylon.kube.health import HealthServer
 from propylon.kube.leader import LeaderElector, LeaseConfig
 from propylon.kube.nodereport import NodeReports
+from propylon.kube.secretcopies import SecretCopies
+from propylon.kube.secretsync import wanted_copies
 from propylon.kube.source import KubeSource
 from propylon.kube.status import WRITE_TIMEOUT_S, StatusSink
 from propylon.metrics import Metrics, default_metrics
@@ -43,6 +45,7 @@ from propylon.values import CILIUM_CONTROLLER_NAME, Values
 log = logging.getLogger("propylon.operator")
 
 GATEWAY_CLASS_NAME = "cilium"
+_SECRET_SYNC_INPUTS = frozenset({"Gateway", "Secret", "ReferenceGrant"})
 REPORT_CHECK_S = 5.0
 
 
@@ -102,6 +105,20 @@ class Operator:
             write_budget=self.write_budget,
             on_address=self._address_assigned,
         )
+        secrets = options.values.gateway_api.secrets_namespace
+        # gatewayAPI.secretsNamespace.sync: the referenced TLS Secrets copied for the agents.
+        self.secret_copies = (
+            SecretCopies(
+                self.api,
+                self.source.raw,
+                lambda: self.source.uids("Secret"),
+                secrets.name,
+                can_write=fence,
+            )
+            if secrets.sync and secrets.name
+            else None
+        )
+        self._wanted_copies: dict[str, Any] | None = None
         self.events = EventRecorder(self.api, instance=self.identity)
         self.reports = NodeReports(options.namespace)
         self.source.on_raw = self._on_raw
@@ -112,6 +129,7 @@ class Operator:
         self._reported: set[str] = set()
         self._nacks: dict[ObjectKey, str] = {}
         self._stop = asyncio.Event()
+        self._secret_tasks: set[asyncio.Task[None]] = set()
 
     # --- the fence -------------------------------------------------------------------
 
@@ -211,6 +229,7 @@ class Operator:
         self.statuses.update(statuses, None if changed is None else {*changed, *gated})
         uids = self.source.uids("Gateway")
         self.generated.update(result.services, uids)
+        self._sync_secrets(objects, snapshot.changed)
         self._report(result.diagnostics, changeset)
         self.reconciles += 1
         self.metrics.reconciled(
@@ -219,6 +238,23 @@ class Operator:
         self.collector.after_reconcile()
         if self.can_write():
             self._ensure_gateway_class()
+
+    def _sync_secrets(self, objects: Mapping[ObjectKey, Any], changed: Iterable[ObjectKey]) -> None:
+        """Copies follow the Gateways' references, the Secrets and the ReferenceGrants
+        (and the copies themselves, so one removed by hand comes back)."""
+        if self.secret_copies is None:
+            return
+        if self._wanted_copies is not None and not any(
+            k.kind in _SECRET_SYNC_INPUTS for k in changed
+        ):
+            return
+        self._wanted_copies = wanted_copies(objects, self.secret_copies.namespace)
+        self._spawn(self.secret_copies.update(self._wanted_copies))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._secret_tasks.add(task)
+        task.add_done_callback(self._secret_tasks.discard)
 
     def _gate_programmed(
         self, statuses: Mapping[ObjectKey, Mapping[str, Any]]
@@ -277,6 +313,8 @@ class Operator:
         if leader:
             self.statuses.resync()
             self.generated.resync()
+            if self.secret_copies is not None and self._wanted_copies is not None:
+                self._spawn(self.secret_copies.update(self._wanted_copies))
             self._ensure_gateway_class()
             lease_ref = {
                 "apiVersion": "coordination.k8s.io/v1",

@@ -82,10 +82,14 @@ OPERATOR_NAMESPACE: set[Grant] = {
     ("coordination.k8s.io", "leases", "get"),
     ("coordination.k8s.io", "leases", "update"),
 }
-AGENT_CLUSTER: set[Grant] = set(READS)
+# Secrets: the agents read them only in gatewayAPI.secretsNamespace.name.
+AGENT_CLUSTER: set[Grant] = READS - {("", "secrets", "list"), ("", "secrets", "watch")}
 AGENT_NAMESPACE: set[Grant] = {
     ("coordination.k8s.io", "leases", v) for v in ("create", "get", "patch")
 }
+AGENT_SECRETS: set[Grant] = {("", "secrets", "list"), ("", "secrets", "watch")}
+# The copies of the Secrets that Gateways reference (gatewayAPI.secretsNamespace.sync).
+OPERATOR_SECRETS: set[Grant] = {("", "secrets", v) for v in ("create", "patch", "delete")}
 
 # Granted before the code that uses it has landed, with the reason.
 AHEAD_OF_CODE: dict[Grant, str] = {}
@@ -125,6 +129,28 @@ def test_agent_reads_and_writes_only_its_node_report() -> None:
         "kube-system",
         AGENT_NAMESPACE,
     )
+
+
+def test_secrets_namespace_roles() -> None:
+    docs = template("gatewayAPI.secretsNamespace.name=tls-copies")
+    agent = one(docs, "Role", "propylon-agent-secrets")
+    operator = one(docs, "Role", "propylon-operator-secrets")
+    assert (agent["metadata"]["namespace"], grants(agent["rules"])) == ("tls-copies", AGENT_SECRETS)
+    assert (operator["metadata"]["namespace"], grants(operator["rules"])) == (
+        "tls-copies",
+        OPERATOR_SECRETS,
+    )
+    for name, account in (
+        ("propylon-agent-secrets", "propylon"),
+        ("propylon-operator-secrets", "propylon-operator"),
+    ):
+        binding = one(docs, "RoleBinding", name)
+        assert binding["metadata"]["namespace"] == "tls-copies"
+        assert binding["subjects"][0]["name"] == account
+    # Without sync someone else keeps the copies: the operator writes no Secret.
+    docs = template("gatewayAPI.secretsNamespace.sync=false")
+    assert not [d for d in docs if d["metadata"]["name"] == "propylon-operator-secrets"]
+    one(docs, "Role", "propylon-agent-secrets")
 
 
 def test_bindings_name_the_service_accounts() -> None:
@@ -290,7 +316,14 @@ def test_rbac_is_exactly_what_the_code_uses() -> None:
     if not (package / "kube" / "kinds.py").exists():
         pytest.skip(f"the Kubernetes shell ({package}/kube) has not landed: the table is checked")
     used = code_grants(package)
-    granted = OPERATOR_CLUSTER | OPERATOR_NAMESPACE | AGENT_CLUSTER | AGENT_NAMESPACE
+    granted = (
+        OPERATOR_CLUSTER
+        | OPERATOR_NAMESPACE
+        | OPERATOR_SECRETS
+        | AGENT_CLUSTER
+        | AGENT_NAMESPACE
+        | AGENT_SECRETS
+    )
     assert sorted(used - granted) == [], "used by the code but not granted"
     unused = granted - used - AHEAD_OF_CODE.keys()
     assert sorted(unused) == [], "granted but no code uses it"
@@ -299,8 +332,8 @@ def test_rbac_is_exactly_what_the_code_uses() -> None:
 @pytest.mark.parametrize(
     ("entry", "granted"),
     [
-        ("propylon.runtime.operator", OPERATOR_CLUSTER | OPERATOR_NAMESPACE),
-        ("propylon.runtime.agent", AGENT_CLUSTER | AGENT_NAMESPACE),
+        ("propylon.runtime.operator", OPERATOR_CLUSTER | OPERATOR_NAMESPACE | OPERATOR_SECRETS),
+        ("propylon.runtime.agent", AGENT_CLUSTER | AGENT_NAMESPACE | AGENT_SECRETS),
     ],
     ids=["operator", "agent"],
 )

@@ -115,7 +115,7 @@ capabilities:
   resources: ["xlistenersets"]
   verbs: ["list", "watch"]
 - apiGroups: [""]
-  resources: ["namespaces", "services", "secrets", "configmaps"]
+  resources: {{ toJson (concat (list "namespaces" "services") (ternary (list "secrets") (list) .secrets) (list "configmaps")) }}
   verbs: ["list", "watch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]

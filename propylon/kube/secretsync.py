@@ -1,0 +1,111 @@
+"""gatewayAPI.secretsNamespace: the TLS Secrets that Gateways reference, copied into one
+namespace (`cilium-secrets` by default) that the agents read instead of every Secret.
+
+As in Cilium, the copy of Secret `<namespace>/<name>` is `<secrets namespace>/<namespace>-<name>`.
+The operator writes the copies (`sync: true`; with `sync: false` someone else keeps them
+there under the same names); an agent watches only that namespace and reads a Gateway's
+certificate reference `<namespace>/<name>` through its copy (`read_through`), so the pure
+core sees the Secrets where the Gateways said they are.
+
+Pure functions here; the operator's writer is `propylon.kube.secretcopies.SecretCopies`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from propylon.gatewayapi.index import Index
+from propylon.gatewayapi.referencegrants import permitted
+from propylon.kube.api import Obj
+from propylon.resources import GATEWAY_GROUP, Gateway, ObjectKey, Resource, Secret
+from propylon.store import StoredObject
+
+#: On every copy the operator writes: which copies are its own to update and delete.
+COPY_LABEL = "propylon.io/secret-sync"
+SOURCE_NAMESPACE = "propylon.io/source-namespace"
+SOURCE_NAME = "propylon.io/source-name"
+
+
+def copy_name(namespace: str, name: str) -> str:
+    return f"{namespace}-{name}"
+
+
+def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[str, str]]:
+    """(namespace, name) of every Secret a Gateway listener's certificateRefs names and
+    may use (its own namespace, or another one's with a ReferenceGrant). Every Gateway
+    counts, whatever its class: a copy is only a copy."""
+    index: Index | None = None
+    seen: set[tuple[str, str]] = set()
+    for key, obj in objects.items():
+        if key.kind != "Gateway" or not isinstance(obj, Gateway):
+            continue
+        gw_ns = obj.metadata.namespace
+        for listener in obj.spec.listeners:
+            tls = listener.tls
+            for ref in tls.certificate_refs if tls is not None else ():
+                if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
+                    continue
+                ns = ref.namespace or gw_ns
+                if (ns, ref.name) in seen:
+                    continue
+                if ns != gw_ns:
+                    index = index or Index(objects)
+                    if not permitted(
+                        index,
+                        from_group=GATEWAY_GROUP,
+                        from_kind="Gateway",
+                        from_namespace=gw_ns,
+                        to_group="",
+                        to_kind="Secret",
+                        to_namespace=ns,
+                        to_name=ref.name,
+                    ):
+                        continue
+                seen.add((ns, ref.name))
+                yield ns, ref.name
+
+
+def wanted_copies(objects: Mapping[ObjectKey, Resource], secrets_namespace: str) -> dict[str, Obj]:
+    """Copy name -> the Secret the operator keeps in `secrets_namespace` (JSON-ready)."""
+    out: dict[str, Obj] = {}
+    for ns, name in referenced_secrets(objects):
+        if ns == secrets_namespace:
+            continue  # already there
+        secret = objects.get(ObjectKey("Secret", ns, name))
+        if not isinstance(secret, Secret):
+            continue  # missing: the Gateway's status says so; nothing to copy
+        copy = copy_name(ns, name)
+        out[copy] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": copy,
+                "namespace": secrets_namespace,
+                "labels": {COPY_LABEL: "true"},
+                "annotations": {SOURCE_NAMESPACE: ns, SOURCE_NAME: name},
+            },
+            "type": secret.type,
+            "data": dict(secret.data),
+        }
+    return out
+
+
+def read_through(
+    objects: Mapping[ObjectKey, StoredObject], secrets_namespace: str
+) -> dict[ObjectKey, StoredObject]:
+    """The Secrets the Gateways reference, as the agent sees them through their copies
+    in `secrets_namespace` (under the original keys); the rest of `objects` unchanged.
+    A reference without a copy stays missing (the Gateway's status says so)."""
+    resources = {k: o.resource for k, o in objects.items()}
+    out = dict(objects)
+    for ns, name in referenced_secrets(resources):
+        if ns == secrets_namespace:
+            continue
+        copy = objects.get(ObjectKey("Secret", secrets_namespace, copy_name(ns, name)))
+        if copy is None or not isinstance(copy.resource, Secret):
+            continue
+        meta = copy.resource.metadata.model_copy(update={"namespace": ns, "name": name})
+        out[ObjectKey("Secret", ns, name)] = StoredObject(
+            copy.resource.model_copy(update={"metadata": meta}), copy.origin
+        )
+    return out

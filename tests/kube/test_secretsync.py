@@ -1,0 +1,81 @@
+"""gatewayAPI.secretsNamespace.sync against a real API server: the operator copies the
+TLS Secret a Gateway references into the secrets namespace (`<namespace>-<name>`),
+follows its changes, and deletes the copy once no Gateway references it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import eventually
+from kube_controlplane import ControlPlane
+from operators import running_operator
+
+from propylon.kube import kinds
+from propylon.kube.api import KubeApi
+
+SECRETS = "cilium-secrets"
+
+
+def _secret(namespace: str, cert: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "site", "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": cert, "tls.key": "a2V5"},
+    }
+
+
+def _gateway(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "tls", "namespace": namespace},
+        "spec": {
+            "gatewayClassName": "cilium",
+            "listeners": [
+                {
+                    "name": "https",
+                    "protocol": "HTTPS",
+                    "port": 443,
+                    "tls": {"certificateRefs": [{"name": "site"}]},
+                }
+            ],
+        },
+    }
+
+
+async def test_operator_keeps_copies_of_referenced_secrets(
+    api: KubeApi, controlplane: ControlPlane, namespace: str
+) -> None:
+    controlplane.kubectl("create", "namespace", SECRETS, check=False)
+    copy_name = f"{namespace}-site"
+    await api.create(kinds.SECRET, _secret(namespace, "b25l"), namespace)
+    async with running_operator(controlplane.kubeconfig, namespace):
+
+        async def copy(cert: str | None) -> bool:
+            obj = await api.get(kinds.SECRET, copy_name, SECRETS)
+            if cert is None:
+                return obj is None
+            return obj is not None and (obj.get("data") or {}).get("tls.crt") == cert
+
+        # Nothing references it yet: no copy.
+        assert await copy(None)
+        await api.create(kinds.GATEWAY, _gateway(namespace), namespace)
+        await eventually(lambda: copy("b25l"), what="the copy")
+        obj = await api.get(kinds.SECRET, copy_name, SECRETS)
+        assert obj is not None
+        assert obj["type"] == "kubernetes.io/tls"
+        assert obj["metadata"]["annotations"] == {
+            "propylon.io/source-namespace": namespace,
+            "propylon.io/source-name": "site",
+        }
+        # The source changes (a renewed certificate): the copy follows.
+        await api.patch(kinds.SECRET, "site", {"data": {"tls.crt": "dHdv"}}, namespace=namespace)
+        await eventually(lambda: copy("dHdv"), what="the copy updated")
+        # Removed by hand: it comes back.
+        await api.delete(kinds.SECRET, copy_name, SECRETS)
+        await eventually(lambda: copy("dHdv"), what="the copy restored")
+        # No Gateway references it any more: the copy goes.
+        await api.delete(kinds.GATEWAY, "tls", namespace)
+        await eventually(lambda: copy(None), what="the copy deleted")

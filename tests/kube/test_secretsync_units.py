@@ -1,0 +1,101 @@
+"""gatewayAPI.secretsNamespace, the pure part: which Secrets are copied (those a
+Gateway may use), what the copies look like, and how an agent reads a Gateway's
+reference through its copy."""
+
+from __future__ import annotations
+
+import yaml
+
+from propylon.kube.secretsync import COPY_LABEL, read_through, wanted_copies
+from propylon.resources import ObjectKey, Resource, Secret, parse_object
+from propylon.store import StoredObject
+
+OBJECTS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: apps}
+spec:
+  gatewayClassName: cilium
+  listeners:
+  - name: a
+    protocol: HTTPS
+    port: 443
+    hostname: a.example.com
+    tls: {certificateRefs: [{name: own}]}
+  - name: b
+    protocol: HTTPS
+    port: 443
+    hostname: b.example.com
+    tls: {certificateRefs: [{name: granted, namespace: certs}, {name: refused, namespace: other}]}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: to-certs, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: apps}]
+  to: [{group: "", kind: Secret}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: own, namespace: apps}
+type: kubernetes.io/tls
+data: {tls.crt: Y2VydA==, tls.key: a2V5}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: granted, namespace: certs}
+type: kubernetes.io/tls
+data: {tls.crt: Y2VydDI=, tls.key: a2V5Mg==}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: refused, namespace: other}
+type: kubernetes.io/tls
+data: {tls.crt: eA==, tls.key: eQ==}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: unreferenced, namespace: apps}
+type: kubernetes.io/tls
+data: {tls.crt: eA==, tls.key: eQ==}
+"""
+
+
+def objects() -> dict[ObjectKey, Resource]:
+    out = {}
+    for doc in yaml.safe_load_all(OBJECTS):
+        obj = parse_object(doc)
+        out[obj.key] = obj
+    return out
+
+
+def test_copies_of_the_secrets_gateways_may_use() -> None:
+    copies = wanted_copies(objects(), "cilium-secrets")
+    assert sorted(copies) == ["apps-own", "certs-granted"]  # not refused, not unreferenced
+    own = copies["apps-own"]
+    assert own["metadata"] == {
+        "name": "apps-own",
+        "namespace": "cilium-secrets",
+        "labels": {COPY_LABEL: "true"},
+        "annotations": {
+            "propylon.io/source-namespace": "apps",
+            "propylon.io/source-name": "own",
+        },
+    }
+    assert own["type"] == "kubernetes.io/tls"
+    assert own["data"] == {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+
+
+def test_an_agent_reads_references_through_the_copies() -> None:
+    everything = objects()
+    # What an agent sees: everything but Secrets, and the copies in the secrets namespace.
+    seen = {k: StoredObject(o) for k, o in everything.items() if k.kind != "Secret"}
+    for name, doc in wanted_copies(everything, "cilium-secrets").items():
+        seen[ObjectKey("Secret", "cilium-secrets", name)] = StoredObject(parse_object(doc))
+    view = read_through(seen, "cilium-secrets")
+    own = view[ObjectKey("Secret", "apps", "own")].resource
+    assert isinstance(own, Secret) and own.data == {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+    assert (own.metadata.namespace, own.metadata.name) == ("apps", "own")
+    assert ObjectKey("Secret", "certs", "granted") in view
+    assert ObjectKey("Secret", "other", "refused") not in view  # no copy: stays missing
+    assert ObjectKey("Secret", "apps", "unreferenced") not in view
