@@ -1,0 +1,258 @@
+"""Cilium's Gateway knobs in Kubernetes mode, on the dev cluster with the chart:
+
+- gatewayAPI.secretsNamespace: the operator copies a Gateway's TLS Secret into
+  `cilium-secrets` as `<namespace>-<name>`; the agents, which may read Secrets only
+  there (RBAC), serve HTTPS with it.
+- CiliumGatewayClassConfig loadBalancerSourceRanges enforced by every node's Envoy:
+  Allow with the host's address serves both Gateways of the class; the class config
+  changed to Deny makes both refuse the host, within seconds.
+
+The host namespace is the client (its address is `network.HOST_ADDRESS`)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from shared_paths import GATEWAY_API
+from test_cluster_walkthrough import CHART, EXAMPLES, _helm
+from waiting import wait_for
+
+from devcluster import network
+
+HOST = "knobs.example.com"
+SECRETS = "cilium-secrets"
+AGENT = "system:serviceaccount:kube-system:propylon"
+
+
+def _certificate() -> tuple[bytes, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def class_config(policy: str) -> str:
+    return f"""
+apiVersion: cilium.io/v2alpha1
+kind: CiliumGatewayClassConfig
+metadata: {{name: knobs-config, namespace: default}}
+spec:
+  service:
+    loadBalancerSourceRanges: [{network.HOST_ADDRESS}/32]
+    loadBalancerSourceRangesPolicy: {policy}
+"""
+
+
+def manifests(cert: bytes, key: bytes) -> str:
+    crt64, key64 = base64.b64encode(cert).decode(), base64.b64encode(key).decode()
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: knobs}}
+spec:
+  controllerName: io.cilium/gateway-controller
+  parametersRef: {{group: cilium.io, kind: CiliumGatewayClassConfig, name: knobs-config,
+                  namespace: default}}
+---
+{class_config("Allow")}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: knobs-cert, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {crt64}, tls.key: {key64}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: knobs-tls, namespace: default}}
+spec:
+  gatewayClassName: knobs
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: 8443
+    hostname: {HOST}
+    tls: {{certificateRefs: [{{name: knobs-cert}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: knobs-plain, namespace: default}}
+spec:
+  gatewayClassName: knobs
+  listeners: [{{name: http, protocol: HTTP, port: 8080}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: knobs, namespace: default}}
+spec:
+  parentRefs: [{{name: knobs-tls}}, {{name: knobs-plain}}]
+  rules: [{{backendRefs: [{{name: knobs-echo, port: 3000}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: knobs-echo, namespace: default}}
+spec:
+  selector: {{app: knobs-echo}}
+  ports: [{{name: http, port: 3000}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: knobs-echo, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: knobs-echo}}}}
+  template:
+    metadata: {{labels: {{app: knobs-echo}}}}
+    spec:
+      containers:
+      - name: echo
+        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
+"""
+
+
+@dataclass
+class Setup:
+    cluster: Any
+    cert: bytes
+
+
+@pytest.fixture(scope="module")
+def setup(devcluster: Any) -> Iterator[Setup]:
+    cluster = devcluster
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", str(GATEWAY_API / "crd/experimental")
+    )
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
+    for value in (
+        f"k8sServiceHost={network.HOST_ADDRESS}",
+        "k8sServicePort=6443",
+        "envoy.enabled=false",
+    ):
+        args += ["--set", value]
+    _helm(cluster, *args, "--wait", "--timeout", "3m")
+    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
+    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
+    cert, key = _certificate()
+    text = manifests(cert, key)
+    cluster.kubectl("apply", "-f", "-", input=text)
+    try:
+        yield Setup(cluster, cert)
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=text, check=False)
+        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
+
+
+def _address(cluster: Any, gateway: str) -> str | None:
+    out = cluster.kubectl(
+        "get",
+        "gateway",
+        gateway,
+        "-o=jsonpath={.status.addresses[0].value}"
+        "{' '}{.status.conditions[?(@.type=='Programmed')].status}",
+        check=False,
+    ).split()
+    return out[0] if len(out) == 2 and out[1] == "True" else None
+
+
+def https_get(address: str, cert: bytes) -> int:
+    """Status of GET / over TLS (SNI and Host: HOST, only our certificate trusted);
+    0 when the connection is refused, reset or closed without an answer."""
+    ctx = ssl.create_default_context(cadata=cert.decode())
+    try:
+        with (
+            socket.create_connection((address, 8443), timeout=3) as raw,
+            ctx.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            head = tls.recv(64)
+            return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    except (OSError, ssl.SSLError):
+        return 0
+
+
+def http_get(address: str) -> int:
+    try:
+        with socket.create_connection((address, 8080), timeout=3) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            head = sock.recv(64)
+            return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    except OSError:
+        return 0
+
+
+def test_tls_secret_through_the_secrets_namespace(setup: Setup) -> None:
+    cluster = setup.cluster
+    address = wait_for("knobs-tls Programmed", lambda: _address(cluster, "knobs-tls"), 180)
+
+    def copied() -> dict[str, Any] | None:
+        out = cluster.kubectl(
+            "get", "secret", "default-knobs-cert", "-n", SECRETS, "-o=json", check=False
+        )
+        return json.loads(out) if out.strip().startswith("{") else None
+
+    copy = wait_for("the copy in cilium-secrets", copied, 60)
+    assert base64.b64decode(copy["data"]["tls.crt"]) == setup.cert
+    assert copy["type"] == "kubernetes.io/tls"
+    # The agents may read Secrets only there, and yet serve the Gateway's certificate.
+    can_i = cluster.kubectl(
+        "auth", "can-i", f"--as={AGENT}", "list", "secrets", "-n", "default", check=False
+    )
+    assert can_i.strip() == "no"
+    wait_for(
+        "HTTPS 200 with the Gateway's certificate",
+        lambda: https_get(address, setup.cert) == 200,
+        120,
+    )
+
+
+def test_source_ranges_follow_the_class_config(setup: Setup) -> None:
+    cluster = setup.cluster
+    tls = wait_for("knobs-tls Programmed", lambda: _address(cluster, "knobs-tls"), 180)
+    plain = wait_for("knobs-plain Programmed", lambda: _address(cluster, "knobs-plain"), 180)
+    # Allow: the host's address is in the range.
+    wait_for("knobs-plain serves the host", lambda: http_get(plain) == 200, 120)
+    wait_for("knobs-tls serves the host", lambda: https_get(tls, setup.cert) == 200, 120)
+    cluster.kubectl("apply", "-f", "-", input=class_config("Deny"))
+    try:
+        # Deny: every node's Envoy closes the host's connections, on both Gateways.
+        wait_for("knobs-plain refuses the host", lambda: http_get(plain) == 0, 60)
+        wait_for("knobs-tls refuses the host", lambda: https_get(tls, setup.cert) == 0, 60)
+        assert [http_get(plain) for _ in range(5)] == [0] * 5
+    finally:
+        cluster.kubectl("apply", "-f", "-", input=class_config("Allow"))
+    wait_for("knobs-plain serves the host again", lambda: http_get(plain) == 200, 60)
