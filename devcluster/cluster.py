@@ -145,6 +145,20 @@ class Cluster:
         }
         for node in self.nodes:
             clients[node.name] = (f"system:node:{node.name}", "system:nodes")
+            # The node's kubelet API (container logs), verified by the API server.
+            ca.issue(
+                f"{node.name}-serving",
+                f"system:node:{node.name}",
+                organization="system:nodes",
+                ips=(node.ip,),
+                server=True,
+            )
+        # How the API server authenticates to the nodes' kubelet API.
+        ca.issue(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            organization="system:masters",
+        )
         for name, (common_name, group) in clients.items():
             pair = ca.issue(name, common_name, organization=group)
             target = self.kubeconfig if name == "admin" else self.pki / f"{name}.kubeconfig"
@@ -185,6 +199,10 @@ class Cluster:
                 f"--tls-cert-file={p / 'apiserver.crt'}",
                 f"--tls-private-key-file={p / 'apiserver.key'}",
                 f"--client-ca-file={self.ca}",
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={self.ca}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={p / 'sa.pub'}",
                 f"--service-account-signing-key-file={p / 'sa.key'}",
@@ -259,6 +277,8 @@ class Cluster:
             f"--api-port={API_PORT}",
             f"--ca={self.ca}",
             f"--state-dir={folder}",
+            f"--serving-cert={self.pki / f'{node.name}-serving.crt'}",
+            f"--serving-key={self.pki / f'{node.name}-serving.key'}",
         ]
         for key, value in self.node_labels.get(node.name, {}).items():
             argv.append(f"--label={key}={value}")

@@ -34,6 +34,8 @@ def parse_args(argv: list[str]) -> NodeConfig:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--label", action="append", type=_label, default=[])
     parser.add_argument("--heartbeat-seconds", type=float, default=10.0)
+    parser.add_argument("--serving-cert", type=Path, help="the kubelet API's certificate")
+    parser.add_argument("--serving-key", type=Path)
     args = parser.parse_args(argv)
     return NodeConfig(
         name=args.name,
@@ -48,6 +50,8 @@ def parse_args(argv: list[str]) -> NodeConfig:
         state_dir=args.state_dir.resolve(),
         labels=dict(args.label),
         heartbeat_seconds=args.heartbeat_seconds,
+        serving_cert=args.serving_cert.resolve() if args.serving_cert else None,
+        serving_key=args.serving_key.resolve() if args.serving_key else None,
     )
 
 

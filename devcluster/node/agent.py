@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 from devcluster.node import netns
@@ -13,6 +14,7 @@ from devcluster.node.api import NodeApi
 from devcluster.node.config import NodeConfig
 from devcluster.node.informer import run_informer
 from devcluster.node.ipam import PodIPAllocator
+from devcluster.node.logserver import KUBELET_PORT, LogServer, server_context
 from devcluster.node.pod import NodeContext, PodWorker, release_pod
 from devcluster.node.registration import Registration
 from devcluster.node.state import PodRecord, load_all
@@ -40,6 +42,13 @@ class Agent:
             asyncio.create_task(Registration(self.config, self.api).run()),
             asyncio.create_task(run_informer(self.api, self.config.name, self)),
         ]
+        config = self.config
+        if config.serving_cert and config.serving_key:
+            logs = LogServer(config.pods_dir, self.pod_folder)
+            context = server_context(config.serving_cert, config.serving_key, config.ca)
+            background.append(
+                asyncio.create_task(logs.serve(config.node_ip, KUBELET_PORT, context))
+            )
         await stop.wait()
         log.info("node %s stopping: stopping %d pods", self.config.name, len(self.workers))
         for task in background:
@@ -57,6 +66,16 @@ class Agent:
         await self.api.close()
 
     # Pods ------------------------------------------------------------------------------
+    def pod_folder(self, namespace: str, name: str) -> Path | None:
+        """A pod's folder in the state dir: running, or finished and not yet deleted."""
+        for worker in self.workers.values():
+            if (worker.namespace, worker.name) == (namespace, name):
+                return worker.dir
+        for uid, record in load_all(self.config.pods_dir).items():
+            if (record.namespace, record.name) == (namespace, name):
+                return self.config.pods_dir / uid
+        return None
+
     async def sync(self, pods: list[Obj]) -> None:
         """Make the workers match a full list: start new ones, stop those gone; release
         pods remembered in the state dir that the API server no longer has."""

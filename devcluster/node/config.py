@@ -21,6 +21,10 @@ class NodeConfig:
     ca: Path  # the launcher passes it; the API client takes its CA from the kubeconfig
     state_dir: Path
     labels: dict[str, str] = field(default_factory=dict)
+    # The kubelet API's serving certificate (container logs, devcluster.node.logserver);
+    # without one the node serves no kubelet port.
+    serving_cert: Path | None = None
+    serving_key: Path | None = None
     # How often the Lease is renewed and the Ready condition refreshed (the kubelet
     # renews its Lease every 10 s; node-lifecycle waits 50 s before NotReady).
     heartbeat_seconds: float = 10.0

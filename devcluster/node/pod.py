@@ -55,7 +55,7 @@ class PodWorker:
         self.uid: str = meta["uid"]
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
-        self.dir = ctx.config.pods_dir / self.uid
+        self.dir: Path = ctx.config.pods_dir / self.uid
         spec = pod["spec"]
         self.host_network = bool(spec.get("hostNetwork"))
         self.record = record or PodRecord(

@@ -14,6 +14,7 @@ from lightkube import ApiError
 
 from devcluster.node.api import API_ERRORS, NodeApi, now_rfc3339
 from devcluster.node.config import KUBELET_VERSION, NodeConfig
+from devcluster.node.logserver import KUBELET_PORT
 
 Obj = dict[str, Any]
 log = logging.getLogger("devcluster.node")
@@ -81,7 +82,9 @@ def node_status(config: NodeConfig, labels_arch: str, since: str) -> Obj:
             condition("DiskPressure", False, "KubeletHasNoDiskPressure", "no disk pressure"),
             condition("PIDPressure", False, "KubeletHasSufficientPID", "no PID pressure"),
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {
+            "kubeletEndpoint": {"Port": KUBELET_PORT if config.serving_cert else 0}
+        },
         "nodeInfo": {
             "machineID": _read("/etc/machine-id"),
             "systemUUID": _read("/etc/machine-id"),

@@ -645,3 +645,28 @@ spec:
     pod = wait_for("propylon --help to succeed", lambda: succeeded(cluster, namespace, "propylon"))
     log = state_dir(cluster) / "pods" / pod["metadata"]["uid"] / "logs" / "c.log"
     assert "usage: propylon" in log.read_text()
+
+
+def test_container_logs_reach_kubectl_through_the_api_server(cluster: Any, namespace: str) -> None:
+    apply(
+        cluster,
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker, namespace: {namespace}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+  containers:
+  - {{name: c, image: busybox, command: [sh, -c, "echo one; echo two; exec sleep 3600"]}}
+""",
+    )
+
+    def logs(*options: str) -> str:
+        return cluster.kubectl("logs", "-n", namespace, "talker", "-c", "c", *options, check=False)
+
+    wait_for("both lines in kubectl logs", lambda: logs() == "one\ntwo\n")
+    assert logs("--tail=1") == "two\n"
+    assert logs("--since=1h") == "one\ntwo\n"
+    assert logs("--limit-bytes=3") == "one"
+    with pytest.raises(RuntimeError, match="nope"):
+        cluster.kubectl("logs", "-n", namespace, "talker", "-c", "nope")
