@@ -265,6 +265,7 @@ class Operator:
             return statuses, set()
         out = dict(statuses)
         gated: set[ObjectKey] = set()
+        held: dict[ObjectKey, tuple[str, str]] = {}
         for key in self.source.uids("Gateway"):  # O(Gateways), not O(statuses)
             status = statuses.get(key)
             if status is None:
@@ -273,8 +274,19 @@ class Operator:
             verdict = self.reports.verdict(key, _generation(status))
             if verdict is None:
                 continue  # accepted by every reporting agent
+            held[key] = verdict
             reason, message = verdict
             out[key] = _with_programmed(status, reason, message)
+        # A ListenerSet's listeners are its Gateway's: programmed when the Gateway is.
+        for kind in (kinds.LISTENER_SET.kind, kinds.X_LISTENER_SET.kind):
+            for key in self.source.uids(kind):
+                status = statuses.get(key)
+                parent = _parent_gateway(key, self.source.raw(key))
+                if status is None or parent is None:
+                    continue
+                gated.add(key)
+                if parent in held:
+                    out[key] = _with_programmed(status, *held[parent])
         return out, gated
 
     def _report(self, diagnostics: Iterable[gatewayapi.Diagnostic], changeset: ChangeSet) -> None:
@@ -390,6 +402,15 @@ def _generation(status: Mapping[str, Any]) -> int:
         if isinstance(cond, Mapping) and cond.get("type") == c.PROGRAMMED:
             return int(cond.get("observedGeneration") or 0)
     return 0
+
+
+def _parent_gateway(key: ObjectKey, raw: Mapping[str, Any] | None) -> ObjectKey | None:
+    """The Gateway a ListenerSet object (as the API server has it) names."""
+    ref = ((raw or {}).get("spec") or {}).get("parentRef") or {}
+    name = ref.get("name")
+    if not isinstance(name, str):
+        return None
+    return ObjectKey("Gateway", str(ref.get("namespace") or key.namespace), name)
 
 
 def _with_programmed(status: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ the status subresource and routes attach through it."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from operators import POOL, running_operator
 
 from propylon.kube import kinds
 from propylon.kube.api import KubeApi
+from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, report_name
 
 MANIFESTS = """apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -111,3 +114,44 @@ async def test_operator_writes_x_listener_set_status(
         await eventually(lambda: operator.statuses.idle.is_set(), what="status writer idle")
         row = controlplane.kubectl("get", "xlistenerset", "extra", "-n", namespace, "--no-headers")
         assert row.split()[:3] == ["extra", "False", "False"]
+
+
+async def test_programmed_follows_the_gateways_agent_ack(
+    api: KubeApi, controlplane: ControlPlane, namespace: str, listener_set: str
+) -> None:
+    async with running_operator(controlplane.kubeconfig, namespace, require_agent_ack=True):
+
+        async def programmed() -> tuple[str, str] | None:
+            found = _condition(
+                await api.get(kinds.X_LISTENER_SET, "extra", namespace), "Programmed"
+            )
+            return found if found and found[0] != "Unknown" else None
+
+        # No agent has reported the Gateway's listeners: neither is programmed.
+        assert await eventually(programmed, what="Programmed written") == ("False", "Pending")
+        name = report_name("node-x")
+        state = json.dumps({"acked": {f"{namespace}/gw": 1}})
+        await api.create(
+            kinds.LEASE,
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {REPORT_LABEL: "true"},
+                    "annotations": {STATE_ANNOTATION: state},
+                },
+                "spec": {
+                    "holderIdentity": "node-x",
+                    "leaseDurationSeconds": 40,
+                    "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                },
+            },
+            namespace,
+        )
+
+        async def acked() -> bool:
+            return await programmed() == ("True", "Programmed")
+
+        await eventually(acked, what="Programmed True once the Gateway is acknowledged")
