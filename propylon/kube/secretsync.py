@@ -17,7 +17,14 @@ from collections.abc import Iterator, Mapping
 from propylon.gatewayapi.index import Index
 from propylon.gatewayapi.referencegrants import permitted
 from propylon.kube.api import Obj
-from propylon.resources import GATEWAY_GROUP, Gateway, ObjectKey, Resource, Secret
+from propylon.resources import (
+    GATEWAY_GROUP,
+    Gateway,
+    ListenerSet,
+    ObjectKey,
+    Resource,
+    Secret,
+)
 from propylon.store import StoredObject
 
 #: On every copy the operator writes: which copies are its own to update and delete.
@@ -31,30 +38,35 @@ def copy_name(namespace: str, name: str) -> str:
 
 
 def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[str, str]]:
-    """(namespace, name) of every Secret a Gateway listener's certificateRefs names and
-    may use (its own namespace, or another one's with a ReferenceGrant). Every Gateway
-    counts, whatever its class: a copy is only a copy."""
+    """(namespace, name) of every Secret a listener's certificateRefs names and may use
+    (its own namespace, or another one's with a ReferenceGrant): the listeners of
+    Gateways and of ListenerSets (whose grants are from kind ListenerSet). Every one
+    counts, whatever its class or whether it is attached: a copy is only a copy."""
     index: Index | None = None
     seen: set[tuple[str, str]] = set()
-    for key, obj in objects.items():
-        if key.kind != "Gateway" or not isinstance(obj, Gateway):
+    for obj in objects.values():
+        if isinstance(obj, Gateway):
+            group, listeners = GATEWAY_GROUP, obj.spec.listeners
+        elif isinstance(obj, ListenerSet):
+            group, listeners = obj.group, obj.spec.listeners
+        else:
             continue
-        gw_ns = obj.metadata.namespace
-        for listener in obj.spec.listeners:
+        home = obj.metadata.namespace
+        for listener in listeners:
             tls = listener.tls
             for ref in tls.certificate_refs if tls is not None else ():
                 if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
                     continue
-                ns = ref.namespace or gw_ns
+                ns = ref.namespace or home
                 if (ns, ref.name) in seen:
                     continue
-                if ns != gw_ns:
+                if ns != home:
                     index = index or Index(objects)
                     if not permitted(
                         index,
-                        from_group=GATEWAY_GROUP,
-                        from_kind="Gateway",
-                        from_namespace=gw_ns,
+                        from_group=group,
+                        from_kind=obj.kind,
+                        from_namespace=home,
                         to_group="",
                         to_kind="Secret",
                         to_namespace=ns,

@@ -99,3 +99,54 @@ def test_an_agent_reads_references_through_the_copies() -> None:
     assert ObjectKey("Secret", "certs", "granted") in view
     assert ObjectKey("Secret", "other", "refused") not in view  # no copy: stays missing
     assert ObjectKey("Secret", "apps", "unreferenced") not in view
+
+
+LISTENER_SETS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: team}
+spec:
+  parentRef: {name: gw, namespace: apps}
+  listeners:
+  - name: own
+    protocol: HTTPS
+    port: 443
+    hostname: team.example.com
+    tls: {certificateRefs: [{name: team-cert}, {name: granted, namespace: certs}]}
+  - name: elsewhere
+    protocol: HTTPS
+    port: 443
+    hostname: other.example.com
+    tls: {certificateRefs: [{name: ls-granted, namespace: other}]}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: to-listener-sets, namespace: other}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: ListenerSet, namespace: team}]
+  to: [{group: "", kind: Secret, name: ls-granted}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: team-cert, namespace: team}
+type: kubernetes.io/tls
+data: {tls.crt: eA==, tls.key: eQ==}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ls-granted, namespace: other}
+type: kubernetes.io/tls
+data: {tls.crt: eA==, tls.key: eQ==}
+"""
+
+
+def test_copies_of_the_secrets_listener_sets_may_use() -> None:
+    objs = objects()
+    for doc in yaml.safe_load_all(LISTENER_SETS):
+        obj = parse_object(doc)
+        objs[obj.key] = obj
+    copies = wanted_copies(objs, "cilium-secrets")
+    # a ListenerSet's own namespace, and a grant to kind ListenerSet
+    assert sorted(copies) == ["apps-own", "certs-granted", "other-ls-granted", "team-team-cert"]
+    without_grant = {k: o for k, o in objs.items() if k.name != "to-listener-sets"}
+    assert "other-ls-granted" not in wanted_copies(without_grant, "cilium-secrets")
