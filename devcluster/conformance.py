@@ -1,7 +1,7 @@
 """Run the upstream Gateway API conformance suite (conformance/upstream, unmodified) against
 Propylon installed by its Helm chart on the dev cluster.
 
-    python3 dev.py conformance [--run-test NAME] [--core-only] [--report PATH]
+    python3 dev.py conformance [--run-test NAME | --test-run PATTERN] [--core-only] [--report PATH]
 
 Steps: build the suite (Go test binary) and the cluster's binaries if needed; start the
 cluster unless one runs; install the Gateway API CRDs of the suite's release (experimental
@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-tests", default="", help="comma-separated test names the suite skips"
     )
+    parser.add_argument(
+        "--test-run",
+        default="",
+        help="a Go -test.run pattern over the suite's tests (TestConformance/<ShortName>),"
+        " e.g. 'TestConformance/^(TCPRoute|UDPRoute)': several tests in one run",
+    )
     args = parser.parse_args(argv)
 
     binaries = build.ensure_built(conformance=True)
@@ -143,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             flags.append(f"-skip-tests={args.skip_tests}")
         if args.run_test:
             flags.append(f"-run-test={args.run_test}")
+        if args.test_run:
+            flags.append(f"-test.run={args.test_run}")
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
         started = time.monotonic()
         code = subprocess.run(

@@ -68,6 +68,10 @@ async def create_pod_network(
     await run("ip", "-n", netns, "addr", "replace", f"{address}/{network.prefixlen}", "dev", "eth0")
     await run("ip", "-n", netns, "link", "set", "eth0", "up")
     await run("ip", "-n", netns, "route", "replace", "default", "via", str(gateway))
+    # Pod IPs are reused as soon as they are free: the node's neighbour entry for this
+    # address may still name the MAC of a deleted pod's veth, and the node (Envoy, probes)
+    # would send into the void until it expires (~40 s measured). Forget it now.
+    await run("ip", "neigh", "flush", "to", str(address), "dev", bridge, check=False)
 
 
 async def delete_pod_network(netns: str, veth: str) -> None:
