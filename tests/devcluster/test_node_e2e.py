@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -436,6 +437,60 @@ spec:
 def succeeded(cluster: Any, namespace: str, name: str) -> Any:
     pod = get(cluster, "pod", "-n", namespace, name)
     return pod if pod["status"].get("phase") == "Succeeded" else None
+
+
+def _neighbour_mac(ip: str) -> str | None:
+    """The MAC node-1's namespace has for `ip` on its pod bridge, if any."""
+    out = subprocess.run(
+        ["ip", "-n", network.nodes(1)[0].netns, "neigh", "show", ip, "dev", "cbr0"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+def test_a_reused_pod_ip_is_reachable_from_the_node_at_once(cluster: Any, namespace: str) -> None:
+    """A pod IP is reused as soon as it is free; the node (where Envoy runs) must not keep
+    sending to the deleted pod's MAC (a stale neighbour entry blackholed new pods ~40 s)."""
+    # No readiness probe: Ready once running, so nothing from the node refreshes its
+    # neighbour entry before the check below.
+    probe = "        readinessProbe: {httpGet: {path: /, port: 3000}, periodSeconds: 5}\n"
+    manifest = echo_deployment(namespace, 1)
+    assert probe in manifest
+    apply(cluster, manifest.replace(probe, ""))
+    (first,) = wait_for("an echo pod Ready", lambda: ready_pods(cluster, namespace, "app=echo", 1))
+    ip = first["status"]["podIP"]
+    wait_for("the pod to answer", lambda: _answers(ip), timeout=10)  # the node learns its MAC
+    old_mac = _neighbour_mac(ip)
+    assert old_mac is not None
+
+    cluster.kubectl("scale", "-n", namespace, "deployment/echo", "--replicas=0")
+    uid = first["metadata"]["uid"][:8]
+    wait_for(
+        "the pod and its network to be gone",
+        lambda: (
+            not get(cluster, "pods", "-n", namespace)["items"]
+            and not {n for n in pod_netns() if n.endswith(uid)}
+        ),
+    )
+    cluster.kubectl("scale", "-n", namespace, "deployment/echo", "--replicas=1")
+    (second,) = wait_for(
+        "the replacement pod Ready",
+        lambda: ready_pods(cluster, namespace, "app=echo", 1),
+    )
+    assert second["status"]["podIP"] == ip, "the allocator hands out the lowest free address"
+    assert _neighbour_mac(ip) != old_mac
+    # From the host, routed through node-1 (retried: the process may still be starting,
+    # which is refused; before the fix it was blackholed to the old MAC for ~40 s).
+    assert wait_for("the new pod to answer", lambda: _answers(ip), timeout=10)
+
+
+def _answers(ip: str) -> bool:
+    try:
+        with socket.create_connection((ip, 3000), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def test_host_network_pod_runs_in_the_node_namespace(cluster: Any, namespace: str) -> None:
