@@ -15,6 +15,7 @@ from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.envoyrules import route_problems
 from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
 from propylon.gatewayapi.gatewayclass import class_status, evaluate_classes
+from propylon.gatewayapi.hostnetwork import node_addresses, node_allocation
 from propylon.gatewayapi.index import Index, NsName, age_key
 from propylon.gatewayapi.inputs import BuildResult, Inputs
 from propylon.gatewayapi.listeners import evaluate_listeners, mark_host_port_conflicts
@@ -70,6 +71,8 @@ class World:
     listener_sets: dict[ObjectKey, ListenerSetState] = field(default_factory=dict)
     # gatewayAPI.enableAppProtocol (or enableAlpn): Service ports' appProtocol counts.
     app_protocol: bool = True
+    # gatewayAPI.hostNetwork.enabled: no generated Services.
+    host_network: bool = False
 
 
 def evaluate_world(index: Index, inputs: Inputs) -> World:
@@ -102,18 +105,32 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
     if inputs.values.gateway_api.host_network.enabled:
         mark_host_port_conflicts((s.accepted, s.listeners) for s in gateways.values())
 
-    requests = [s.address_request for s in gateways.values() if s.address_request is not None]
-    allocations = allocate(
-        requests,
-        pools_from(index.ip_pools, inputs.default_pool),
-        inputs.previous_addresses,
-        unbindable=inputs.unbindable_addresses,
-        assign=inputs.assign_addresses,
-    )
-    for state in gateways.values():
-        state.allocation = allocations.get(state.gateway.key)
+    host = inputs.values.gateway_api.host_network
+    on_nodes = node_addresses(index, host.nodes.match_labels) if host.enabled else None
+    if on_nodes is not None:
+        # The selected nodes' addresses, for every Gateway (Kubernetes: Nodes are known).
+        for state in gateways.values():
+            if state.accepted:
+                state.allocation = node_allocation(on_nodes, host.nodes.match_labels)
+                state.host_addresses = on_nodes
+    else:
+        requests = [s.address_request for s in gateways.values() if s.address_request is not None]
+        allocations = allocate(
+            requests,
+            pools_from(index.ip_pools, inputs.default_pool),
+            inputs.previous_addresses,
+            unbindable=inputs.unbindable_addresses,
+            assign=inputs.assign_addresses,
+        )
+        for state in gateways.values():
+            state.allocation = allocations.get(state.gateway.key)
     return World(
-        statuses, gateways, diagnostics, listener_sets, inputs.values.gateway_api.app_protocol
+        statuses,
+        gateways,
+        diagnostics,
+        listener_sets,
+        inputs.values.gateway_api.app_protocol,
+        host.enabled,
     )
 
 
@@ -416,7 +433,8 @@ class Finisher:
         vhost_changes = VirtualHostDelta()
         for gw_name in sorted(gateways):
             state = gateways[gw_name]
-            if state.class_state.accepted:
+            # hostNetwork: the listeners are on the nodes' own ports, no Service in front.
+            if state.class_state.accepted and not self.world.host_network:
                 services.append(state.generated_service())
             if state.address is not None:
                 addresses[state.gateway.key] = state.address

@@ -59,6 +59,8 @@ class GatewayState:
     # gatewayAPI.externalTrafficPolicy: used when the class has no CiliumGatewayClassConfig
     # (with one, its own field decides; the CRD defaults it to Cluster).
     default_traffic_policy: Literal["Cluster", "Local"] = "Cluster"
+    # hostNetwork in Kubernetes: the selected nodes' addresses (status shows them all).
+    host_addresses: tuple[str, ...] = ()
     # Accepted ListenerSets (propylon.gatewayapi.listenersets), whose listeners follow
     # the Gateway's own in `listeners`.
     attached_listener_sets: int = 0
@@ -100,7 +102,8 @@ class GatewayState:
             prog = c.condition(c.PROGRAMMED, False, reason, msg, gen)
         out: dict[str, Any] = {}
         if self.address is not None:
-            out["addresses"] = [{"type": "IPAddress", "value": self.address}]
+            shown = self.host_addresses or (self.address,)
+            out["addresses"] = [{"type": "IPAddress", "value": a} for a in shown]
         out["conditions"] = [
             c.condition(
                 c.ACCEPTED, self.accepted, self.accepted_reason, self.accepted_message, gen

@@ -262,6 +262,8 @@ def _same_allocation(index: Index, world: World, inputs: Inputs) -> bool:
     """Previous addresses are read only by address allocation: when they change but
     allocate the same addresses (the usual case: they are the addresses this world
     allocated, now reported back by the statuses), the world stays valid."""
+    if world.host_network and index.nodes:
+        return True  # the nodes' addresses: previous addresses play no part
     requests = [s.address_request for s in world.gateways.values() if s.address_request is not None]
     allocations = allocate(
         requests,

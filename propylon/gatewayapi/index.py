@@ -18,6 +18,7 @@ from propylon.resources import (
     HTTPRoute,
     ListenerSet,
     Namespace,
+    Node,
     ObjectKey,
     ReferenceGrant,
     Resource,
@@ -66,6 +67,7 @@ class Index:
         self.secrets = of(Secret)
         self.config_maps = of(ConfigMap)
         self.namespaces = {n: o for (_, n), o in of(Namespace).items()}
+        self.nodes = {n: o for (_, n), o in of(Node).items()}
         self.class_configs = of(CiliumGatewayClassConfig)
         self.ip_pools = {n: o for (_, n), o in of(CiliumLoadBalancerIPPool).items()}
         self.backend_tls_policies = of(BackendTLSPolicy)

@@ -1,4 +1,4 @@
-"""Core Kubernetes kinds: Namespace, Service, Secret, ConfigMap (v1), EndpointSlice
+"""Core Kubernetes kinds: Namespace, Node, Service, Secret, ConfigMap (v1), EndpointSlice
 (discovery.k8s.io/v1). Only the fields Propylon reads or writes are modelled."""
 
 from __future__ import annotations
@@ -109,6 +109,33 @@ class Endpoint(Struct):
     def ready(self) -> bool:
         # Unknown readiness is treated as ready, as Kubernetes documents.
         return self.conditions.ready is not False
+
+
+class NodeAddress(Struct):
+    type: str
+    address: str
+
+
+class NodeStatus(Struct):
+    addresses: list[NodeAddress] = Field(default_factory=list)
+
+
+class Node(Resource):
+    """Only what host network mode reads: the labels (gatewayAPI.hostNetwork.nodes
+    .matchLabels) and the addresses Gateways get there."""
+
+    api_version: str = "v1"
+    kind: str = "Node"
+    status: NodeStatus = Field(default_factory=NodeStatus)
+
+    @property
+    def internal_addresses(self) -> tuple[str, ...]:
+        """InternalIP addresses (else ExternalIP ones), as the node reports them."""
+        for kind in ("InternalIP", "ExternalIP"):
+            found = tuple(a.address for a in self.status.addresses if a.type == kind)
+            if found:
+                return found
+        return ()
 
 
 class PodIP(Struct):

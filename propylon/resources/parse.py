@@ -11,7 +11,15 @@ from propylon.resources.base import Resource
 from propylon.resources.cilium import CiliumGatewayClassConfig, CiliumLoadBalancerIPPool
 from propylon.resources.ciliumpolicy import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy
 from propylon.resources.common import GATEWAY_GROUP
-from propylon.resources.core import ConfigMap, EndpointSlice, Namespace, Pod, Secret, Service
+from propylon.resources.core import (
+    ConfigMap,
+    EndpointSlice,
+    Namespace,
+    Node,
+    Pod,
+    Secret,
+    Service,
+)
 from propylon.resources.crd import CRDSchemas, CustomResourceDefinition
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import Gateway, GatewayClass
@@ -48,6 +56,7 @@ KINDS: Mapping[tuple[str, str], type[Resource]] = {
     (f"{_GW}/v1", "BackendTLSPolicy"): BackendTLSPolicy,
     (f"{_GW}/v1alpha3", "BackendTLSPolicy"): BackendTLSPolicy,
     ("v1", "Namespace"): Namespace,
+    ("v1", "Node"): Node,
     ("v1", "Service"): Service,
     ("v1", "Secret"): Secret,
     ("v1", "ConfigMap"): ConfigMap,
@@ -65,6 +74,7 @@ CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset(
     {
         "GatewayClass",
         "Namespace",
+        "Node",
         "CiliumLoadBalancerIPPool",
         "CiliumClusterwideNetworkPolicy",
         "CustomResourceDefinition",

@@ -89,8 +89,11 @@ class Agent:
         # gatewayAPI.secretsNamespace: Secrets are read from that namespace only (the
         # operator's copies); Gateways' references are resolved through them.
         self.secrets_namespace = options.values.gateway_api.secrets_namespace.name
+        host_network = options.values.gateway_api.host_network.enabled
         self.source = KubeSource(
             self.api,
+            # hostNetwork: the Nodes (the build gives Gateways the selected nodes' addresses).
+            [*kinds.WATCHED, *([kinds.NODE] if host_network else [])],
             namespaces={"Secret": self.secrets_namespace} if self.secrets_namespace else None,
             metrics=self.metrics,
         )
@@ -232,6 +235,8 @@ class Agent:
         self.evaluation = evaluation
         # Addresses first: Envoy binds its listeners to them.
         addresses = frozenset(evaluation.result.addresses.values())
+        if self.options.values.gateway_api.host_network.enabled:
+            addresses = frozenset()  # the nodes' own: nothing to add to a device
         if addresses != self._addresses:
             await self.addresses.ensure(addresses)
             self._addresses = addresses

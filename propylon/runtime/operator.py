@@ -76,8 +76,12 @@ class Operator:
         self.identity = options.lease.identity if options.lease else pod_identity()
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
+        host_network = options.values.gateway_api.host_network.enabled
         self.source = KubeSource(
-            self.api, [*kinds.WATCHED, kinds.NODE_REPORT], metrics=self.metrics
+            self.api,
+            # hostNetwork: the Nodes, whose addresses the Gateways get.
+            [*kinds.WATCHED, kinds.NODE_REPORT, *([kinds.NODE] if host_network else [])],
+            metrics=self.metrics,
         )
         self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
         self.builder = gatewayapi.Builder()

@@ -63,6 +63,7 @@ READS: set[Grant] = {
         for v in ("list", "watch")
     ),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")),
+    *(("", "nodes", v) for v in ("list", "watch")),  # hostNetwork: the nodes' addresses
 }
 OPERATOR_CLUSTER: set[Grant] = {
     *READS,

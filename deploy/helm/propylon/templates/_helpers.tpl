@@ -123,6 +123,10 @@ capabilities:
 - apiGroups: ["cilium.io"]
   resources: ["ciliumgatewayclassconfigs", "ciliumloadbalancerippools"]
   verbs: ["list", "watch"]
+# gatewayAPI.hostNetwork: Gateways get the selected nodes' addresses.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list", "watch"]
 # A Gateway API or Cilium kind whose CRD is installed later is picked up.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
