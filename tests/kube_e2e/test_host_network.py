@@ -1,0 +1,189 @@
+"""gatewayAPI.hostNetwork on the 3-node dev cluster: the chart installed with
+`hostNetwork.enabled=true` and `nodes.matchLabels: {propylon-gateway: "yes"}`.
+
+A Gateway's listener is on 0.0.0.0:<port> of the labelled node only (the host reaches it
+at the node's own address; the other nodes refuse), there is no LoadBalancer Service,
+and the Gateway's status addresses are the labelled node's. Moving the label to another
+node moves the listener and the status address (the agents' DaemonSet follows the
+label; the operator watches the Nodes)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from shared_paths import GATEWAY_API
+from test_cluster_walkthrough import CHART, _helm
+from waiting import wait_for
+
+from devcluster import network
+
+LABEL = "propylon-gateway"
+PORT = 18080
+HOST = "hostnet.example.com"
+OBJECTS = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: hostnet, namespace: default}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, protocol: HTTP, port: {PORT}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: hostnet, namespace: default}}
+spec:
+  parentRefs: [{{name: hostnet}}]
+  rules: [{{backendRefs: [{{name: hostnet-echo, port: 3000}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: hostnet-echo, namespace: default}}
+spec:
+  selector: {{app: hostnet-echo}}
+  ports: [{{name: http, port: 3000}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: hostnet-echo, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: hostnet-echo}}}}
+  template:
+    metadata: {{labels: {{app: hostnet-echo}}}}
+    spec:
+      containers:
+      - name: echo
+        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
+"""
+
+
+@dataclass
+class Setup:
+    cluster: Any
+    nodes: dict[str, str]  # node name -> InternalIP
+
+
+def _nodes(cluster: Any) -> dict[str, str]:
+    items = json.loads(cluster.kubectl("get", "nodes", "-o=json"))["items"]
+    return {
+        n["metadata"]["name"]: next(
+            a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"
+        )
+        for n in items
+    }
+
+
+def _label(cluster: Any, node: str, on: bool) -> None:
+    cluster.kubectl("label", "node", node, f"{LABEL}=yes" if on else f"{LABEL}-", "--overwrite")
+
+
+@pytest.fixture(scope="module")
+def setup(devcluster: Any) -> Iterator[Setup]:
+    cluster = devcluster
+    nodes = _nodes(cluster)
+    assert len(nodes) >= 3, nodes
+    first = sorted(nodes)[0]
+    for name in nodes:
+        _label(cluster, name, name == first)
+    # The Gateway API CRDs, unless a newer release's are there (an upstream conformance
+    # run on this cluster installs v1.6.3's, which the API server will not downgrade).
+    if not cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False):
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(GATEWAY_API / "crd/experimental"),
+        )
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
+    for value in (
+        f"k8sServiceHost={network.HOST_ADDRESS}",
+        "k8sServicePort=6443",
+        "envoy.enabled=false",
+        "gatewayAPI.hostNetwork.enabled=true",
+        f"gatewayAPI.hostNetwork.nodes.matchLabels.{LABEL}=yes",
+    ):
+        args += ["--set", value]
+    _helm(cluster, *args, "--wait", "--timeout", "3m")
+    cluster.kubectl("apply", "-f", "-", input=OBJECTS)
+    try:
+        yield Setup(cluster, nodes)
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=OBJECTS, check=False)
+        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
+        for name in nodes:
+            _label(cluster, name, False)
+
+
+def status_addresses(cluster: Any) -> list[str]:
+    out = cluster.kubectl(
+        "get", "gateway", "hostnet", "-o=jsonpath={.status.addresses[*].value}", check=False
+    )
+    return out.split()
+
+
+def http_get(address: str) -> int:
+    """Status of GET / at address:PORT; 0 when refused, reset or closed."""
+    try:
+        with socket.create_connection((address, PORT), timeout=3) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            head = sock.recv(64)
+            return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    except OSError:
+        return 0
+
+
+def serving(setup: Setup) -> dict[str, int]:
+    return {name: http_get(address) for name, address in sorted(setup.nodes.items())}
+
+
+def test_listeners_on_the_labelled_node_only(setup: Setup) -> None:
+    cluster = setup.cluster
+    first, second, third = sorted(setup.nodes)[:3]
+
+    wait_for(
+        "Gateway addresses: the labelled node's",
+        lambda: status_addresses(cluster) == [setup.nodes[first]],
+        180,
+    )
+    programmed = cluster.kubectl(
+        "get",
+        "gateway",
+        "hostnet",
+        "-o=jsonpath={.status.conditions[?(@.type=='Programmed')].status}",
+    )
+    assert programmed == "True"
+    wait_for(
+        "only the labelled node serves",
+        lambda: serving(setup) == {first: 200, second: 0, third: 0},
+        180,
+    )
+    # No LoadBalancer Service in front of the nodes' ports.
+    services = cluster.kubectl("get", "svc", "-o=name")
+    assert "service/cilium-gateway-hostnet" not in services.split()
+
+    # The label moves: so do the listener and the Gateway's address.
+    moved = time.monotonic()
+    _label(cluster, first, False)
+    _label(cluster, second, True)
+    wait_for(
+        "the listener moved to the newly labelled node",
+        lambda: serving(setup) == {first: 0, second: 200, third: 0},
+        120,
+    )
+    wait_for(
+        "Gateway addresses: the newly labelled node's",
+        lambda: status_addresses(cluster) == [setup.nodes[second]],
+        60,
+    )
+    print(f"label moved: listener and status followed in {time.monotonic() - moved:.1f} s")
