@@ -10,8 +10,10 @@ not parsed again, so an edit in a file of thousands of objects costs one documen
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from operator import attrgetter
 from typing import Any
 
@@ -62,6 +64,16 @@ class _Chunk:
 
 
 @dataclass(frozen=True, slots=True)
+class _Layout:
+    """A YAML file as chunks in order: `pieces[i]` is chunk i's text (`text`, the file,
+    is the pieces joined by `_MARKER`), `chunks[i]` what it yielded, at its place."""
+
+    text: str
+    pieces: list[str]
+    chunks: list[_Chunk]
+
+
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """What one file yielded. `failed`: the file as a whole could not be read, and
     `objects` are the ones it held the last time it could."""
@@ -79,6 +91,8 @@ class FileResult:
     #: the per-document reuse; None: unknown (compare the objects).
     changed: frozenset[ObjectKey] | None = field(default=None, compare=False, repr=False)
     changed_since: int = field(default=0, compare=False, repr=False)
+    #: The chunks in file order (see `_Layout`), for an edit parsed in proportion to it.
+    layout: _Layout | None = field(default=None, compare=False, repr=False)
     #: key -> position in `objects` (the last one), and key -> every position for the
     #: keys defined more than once; built on first use (not compared).
     _index: tuple[dict[ObjectKey, int], dict[ObjectKey, list[int]]] | None = field(
@@ -321,23 +335,25 @@ _MARKER_END = frozenset({"", " ", "\t", "\r", "\n"})
 _FIRST, _MIDDLE, _LAST, _ONLY = range(4)
 
 
-def _chunks(text: str) -> list[tuple[int, str]]:
-    """The text cut before each document start: (where, piece) where the chunk's text
-    is `piece`, preceded by "---" unless it is the first, followed by a newline unless
-    it is the last (str.split, not a regex: this runs on every edit of a big file)."""
-    pieces = text.split(_MARKER)
-    merged = [pieces[0]]
-    for piece in pieces[1:]:
+def _pieces(split: list[str]) -> list[str]:
+    """The text's pieces between document starts, from `text.split(_MARKER)`: a piece
+    after "---x" (no document start) is glued back on to the one before (str.split,
+    not a regex: this runs on every edit of a big file)."""
+    merged = [split[0]]
+    for piece in split[1:]:
         if piece[:1] in _MARKER_END:
             merged.append(piece)
-        else:  # "---x" is no document start: glue the piece back on
+        else:
             merged[-1] += _MARKER + piece
-    if len(merged) == 1:
-        return [(_ONLY, merged[0])]
-    out = [(_MIDDLE, piece) for piece in merged]
-    out[0] = (_FIRST, merged[0])
-    out[-1] = (_LAST, merged[-1])
-    return out
+    return merged
+
+
+def _key(index: int, count: int, piece: str) -> tuple[int, str]:
+    """Chunk `index` of `count`: (where, piece); its text is `_chunk_text(where, piece)`,
+    preceded by "---" unless it is the first, followed by a newline unless the last."""
+    if count == 1:
+        return (_ONLY, piece)
+    return (_FIRST if index == 0 else _LAST if index == count - 1 else _MIDDLE, piece)
 
 
 def _chunk_text(where: int, piece: str) -> str:
@@ -373,7 +389,8 @@ def parse_file(
         )
     last = previous if previous and previous.objects else None
     json_file = path.lower().endswith(".json")
-    if json_file or text.startswith("%") or "\n%" in text:
+
+    def whole() -> FileResult:
         try:
             docs = load_documents(text, json_file=json_file)
         except DocumentError as exc:
@@ -381,50 +398,223 @@ def parse_file(
         parser = _FileParser(path, parse, cluster_scoped, last)
         parser.run(docs)
         return FileResult(path, signature, digest, tuple(parser.objects), tuple(parser.diagnostics))
+
+    if json_file or text.startswith("%") or "\n%" in text:
+        return whole()
+    chunker = _ChunkParser(path, parse, cluster_scoped, last)
     reuse = previous.chunks if previous is not None else {}
-    chunks: dict[tuple[int, str], _Chunk] = {}
-    objects: list[ParsedObject] = []
-    diagnostics: list[Diagnostic] = []
-    first = 0  # index in the file of the chunk's first document
-    changed: set[ObjectKey] = set()
-    for key in _chunks(text):
-        hit = chunks.get(key) or reuse.get(key)
-        if hit is not None:
-            chunk = hit.at(first)
-            if chunk is not hit:  # moved: new document numbers
-                changed.update(o.key for o in chunk.objects)
-        else:
-            try:
-                docs = load_documents(_chunk_text(*key))
-            except DocumentError:
-                # Report the error as the whole file's parse does (line numbers, the
-                # context of a duplicate key), which is where the chunk cannot tell.
-                try:
-                    load_documents(text)
-                except DocumentError as exc:
-                    return _unreadable(path, exc, previous, signature=signature, digest=digest)
-                raise  # pragma: no cover - a chunk fails only where the whole file does
-            parser = _FileParser(path, parse, cluster_scoped, last)
-            parser.run(docs, first)
-            chunk = _Chunk(first, tuple(parser.objects), tuple(parser.diagnostics), len(docs))
-            changed.update(o.key for o in chunk.objects)
-        chunks[key] = chunk
-        objects.extend(chunk.objects)
-        diagnostics.extend(chunk.diagnostics)
-        first += chunk.documents
+    layout = previous.layout if previous is not None and reuse else None
+    try:
+        if previous is not None and layout is not None:
+            return _parse_edit(chunker, text, layout, previous, signature, digest)
+        pieces = _pieces(text.split(_MARKER))
+        keys = [_key(i, len(pieces), piece) for i, piece in enumerate(pieces)]
+        chunks = chunker.chunks(keys, 0, reuse)
+    except DocumentError:
+        # Read the whole file instead: it reports the error as a chunk cannot (line
+        # numbers in the file, the context of a duplicate key), or, for the rare file
+        # that reads whole but not in chunks (an end marker "..." first), its objects.
+        return whole()
+    changed = chunker.changed
     for key, was in reuse.items():
-        if chunks.get(key) is not was:  # its objects are gone (or moved: counted above)
+        if chunker.cache.get(key) is not was:  # its objects are gone (or moved: counted)
             changed.update(o.key for o in was.objects)
     return FileResult(
         path,
         signature,
         digest,
-        tuple(objects),
-        tuple(diagnostics),
-        chunks=chunks,
+        tuple(o for c in chunks for o in c.objects),
+        tuple(d for c in chunks for d in c.diagnostics),
+        chunks=chunker.cache,
         changed=frozenset(changed) if previous is not None and reuse else None,
         changed_since=id(previous),
+        layout=_Layout(text, pieces, chunks),
     )
+
+
+@dataclass(slots=True)
+class _ChunkParser:
+    """Parses chunks, reusing what a chunk of the same text yielded before."""
+
+    path: str
+    parse: ParseFn
+    cluster_scoped: frozenset[str]
+    last: FileResult | None
+    cache: dict[tuple[int, str], _Chunk] = field(default_factory=dict)
+    changed: set[ObjectKey] = field(default_factory=set)
+
+    def chunks(self, keys: list[tuple[int, str]], first: int, reuse: ChunkYields) -> list[_Chunk]:
+        """The chunks of `keys` in order, the first one's first document at `first`."""
+        out = []
+        for key in keys:
+            hit = self.cache.get(key) or reuse.get(key)
+            if hit is not None:
+                chunk = hit.at(first)
+                if chunk is not hit:  # moved: new document numbers
+                    self.changed.update(o.key for o in chunk.objects)
+            else:
+                docs = load_documents(_chunk_text(*key))
+                parser = _FileParser(self.path, self.parse, self.cluster_scoped, self.last)
+                parser.run(docs, first)
+                chunk = _Chunk(first, tuple(parser.objects), tuple(parser.diagnostics), len(docs))
+                self.changed.update(o.key for o in chunk.objects)
+            self.cache[key] = chunk
+            out.append(chunk)
+            first += chunk.documents
+        return out
+
+
+def _parse_edit(
+    parser: _ChunkParser,
+    text: str,
+    layout: _Layout,
+    previous: FileResult,
+    signature: tuple[int, int, int] | None,
+    digest: str,
+) -> FileResult:
+    """`parse_file` of an edited file in proportion to the edit: the text before the
+    first and after the last changed character is compared at C level, and only the
+    chunks around the change are split and looked up again; the others are the
+    previous ones (shifted only if the number of documents before them changed)."""
+    old, pieces, chunks = layout.text, layout.pieces, layout.chunks
+    prefix = _common_prefix(old, text)
+    suffix = _common_suffix(old, text, min(len(old), len(text)) - prefix)
+    # ends[k]: where chunk k+1 starts in `old` (its piece and the marker after it).
+    ends = list(accumulate(map(_PLUS_MARKER, map(len, pieces))))
+    count = len(pieces)
+    # From the chunk before the one holding the first change (so that the marker
+    # before the region, and the character after it, are unchanged) to the chunk after
+    # the one holding the first unchanged character of the end (likewise after it).
+    start = max(0, bisect_right(ends, prefix) - 1)
+    stop = min(count - 1, bisect_right(ends, len(old) - suffix) + 1)
+    at = ends[start - 1] if start else 0
+    region_end = ends[stop] - len(_MARKER) if stop < count - 1 else len(old)
+    region = _pieces(text[at : region_end + len(text) - len(old)].split(_MARKER))
+    total = count - (stop - start + 1) + len(region)
+    keys = [_key(start + i, total, piece) for i, piece in enumerate(region)]
+    reuse = dict(previous.chunks)
+    new = parser.chunks(keys, chunks[start].first, reuse)
+    after = chunks[stop + 1 :]
+    first = new[-1].first + new[-1].documents
+    shifted = bool(after) and after[0].first != first
+    if shifted:  # documents added or removed before them: renumbered
+        moved = []
+        for chunk in after:
+            moved.append(chunk.at(first))
+            parser.changed.update(o.key for o in chunk.objects)
+            first += chunk.documents
+        after = moved
+    replaced = chunks[start : stop + 1]
+    kept = set(map(id, new))
+    for chunk in replaced:
+        if id(chunk) not in kept:
+            parser.changed.update(o.key for o in chunk.objects)
+    for i in range(start, stop + 1):
+        key = _key(i, count, pieces[i])
+        if reuse.get(key) is chunks[i]:
+            del reuse[key]
+    reuse.update(parser.cache)
+    # Objects and diagnostics: the previous tuples' slices around the region (C-level
+    # copies), unless the chunks after it were renumbered.
+    head = sum(map(len, map(_OBJECTS, chunks[:start])))
+    tail = head + sum(map(len, map(_OBJECTS, replaced)))
+    head_d = sum(map(len, map(_DIAGNOSTICS, chunks[:start])))
+    tail_d = head_d + sum(map(len, map(_DIAGNOSTICS, replaced)))
+    later = after if shifted else []
+    objects = (
+        previous.objects[:head]
+        + tuple(o for c in [*new, *later] for o in c.objects)
+        + (() if shifted else previous.objects[tail:])
+    )
+    diagnostics = (
+        previous.diagnostics[:head_d]
+        + tuple(d for c in [*new, *later] for d in c.diagnostics)
+        + (() if shifted else previous.diagnostics[tail_d:])
+    )
+    return FileResult(
+        parser.path,
+        signature,
+        digest,
+        objects,
+        diagnostics,
+        chunks=reuse,
+        changed=frozenset(parser.changed),
+        changed_since=id(previous),
+        layout=_Layout(
+            text, pieces[:start] + region + pieces[stop + 1 :], chunks[:start] + new + after
+        ),
+        _index=None if shifted else _patched_index(previous, head, replaced, new),
+    )
+
+
+def _patched_index(
+    previous: FileResult, head: int, replaced: list[_Chunk], new: list[_Chunk]
+) -> tuple[dict[ObjectKey, int], dict[ObjectKey, list[int]]] | None:
+    """The previous result's key index with the region's objects swapped, when that is
+    exact without a walk: the same number of objects (so the others keep their
+    positions), and no key defined twice; else None (built on first use)."""
+    index = previous._index
+    if index is None or index[1]:
+        return None
+    gone = [o.key for c in replaced for o in c.objects]
+    come = [o.key for c in new for o in c.objects]
+    if len(gone) != len(come):
+        return None
+    last = dict(index[0])  # a C-level copy: the keys' hashes are kept
+    for key in gone:
+        del last[key]
+    for at, key in enumerate(come, head):
+        if key in last:
+            return None  # now defined twice
+        last[key] = at
+    return last, {}
+
+
+_OBJECTS = attrgetter("objects")
+_DIAGNOSTICS = attrgetter("diagnostics")
+_PLUS_MARKER = len(_MARKER).__add__
+_BLOCK = 1 << 16
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """How many characters `a` and `b` start with alike (slices compared in C: blocks,
+    then halving within the first block that differs)."""
+    n = min(len(a), len(b))
+    lo = 0
+    while lo < n:
+        hi = min(lo + _BLOCK, n)
+        if a[lo:hi] != b[lo:hi]:
+            break
+        lo = hi
+    else:
+        return n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    """How many characters (at most `limit`) `a` and `b` end with alike."""
+    la, lb = len(a), len(b)
+    lo = 0
+    while lo < limit:
+        hi = min(lo + _BLOCK, limit)
+        if a[la - hi : la - lo] != b[lb - hi : lb - lo]:
+            break
+        lo = hi
+    else:
+        return limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[la - mid : la - lo] == b[lb - mid : lb - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _unreadable(

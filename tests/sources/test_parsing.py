@@ -4,11 +4,14 @@ only the document it changed."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from propylon.resources.meta import ObjectKey
 from propylon.sources.documents import load_documents
@@ -140,3 +143,96 @@ def test_an_edit_in_a_big_file_touches_only_the_edited_object(tmp_path: Path) ->
     assert after.objects[key].resource.model_dump()["spec"] == {"x": 1, "y": 2}
     same = ObjectKey("Gateway", "default", "g5")
     assert after.objects[same] is before.objects[same]
+
+
+# An edit is parsed in proportion to it (`parsing._parse_edit`): whatever the edit, the
+# result must be the one a parse from scratch gives, and `changed` must name every key
+# whose objects are not the previous result's.
+_PARTS = [
+    gw("a"),
+    gw("b", "  note: |\n    ---\n    ----x\n"),
+    gw("c", "  invalid: nope\n"),
+    "# just a comment\n",
+    "",
+    "---x: 1\n",
+    "kind: [broken\n",
+    "apiVersion: v1\nkind: List\nitems:\n- " + gw("d").replace("\n", "\n  ") + "\n",
+    gw("a", "  y: 2\n"),
+    "...\n",
+]
+
+
+def _assemble(parts: list[int]) -> str:
+    return "---\n".join(_PARTS[i] for i in parts)
+
+
+def _same_result(got: FileResult, want: FileResult) -> None:
+    assert [(o.key, o.document, o.resource) for o in got.objects] == [
+        (o.key, o.document, o.resource) for o in want.objects
+    ]
+    assert got.diagnostics == want.diagnostics
+    assert got.failed == want.failed
+    for o in got.objects:  # the key index (patched from the previous one after an edit)
+        assert got.positions(o.key) == [i for i, p in enumerate(got.objects) if p.key == o.key]
+
+
+_EDIT_TEXT = st.text(alphabet="-\n x:.#1", max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.integers(0, len(_PARTS) - 1), min_size=1, max_size=12),
+    st.lists(
+        st.tuples(
+            st.integers(0, 10_000),
+            st.integers(0, 12),
+            st.integers(0, len(_PARTS) - 1),
+            _EDIT_TEXT,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_any_edit_parses_as_a_parse_from_scratch(
+    start: list[int], edits: list[tuple[int, int, int, str]]
+) -> None:
+    text = _assemble(start)
+    result = parse(text)
+    for at, cut, part, inserted in edits:
+        at = at % (len(text) + 1)
+        if cut == 12:  # a whole document more, at a line start
+            line = text.rfind("\n", 0, at) + 1
+            text = text[:line] + _PARTS[part] + "---\n" + text[line:]
+        else:  # characters cut and others typed, anywhere (markers included)
+            text = text[:at] + inserted + text[at + cut :]
+        nxt = parse(text, previous=result)
+        # The reference: the same previous result, parsed chunk by chunk from the start.
+        _same_result(nxt, parse(text, previous=dataclasses.replace(result, layout=None)))
+        if nxt.changed is not None:
+            before: dict[ObjectKey, list[int]] = {}
+            for o in result.objects:
+                before.setdefault(o.key, []).append(id(o))
+            now: dict[ObjectKey, list[int]] = {}
+            for o in nxt.objects:
+                now.setdefault(o.key, []).append(id(o))
+            differing = {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
+            assert differing <= nxt.changed
+        result = nxt
+
+
+def test_an_edit_in_the_middle_of_a_big_file_parses_one_document() -> None:
+    calls: list[str] = []
+
+    def counting_parse(doc: Mapping[str, Any]) -> Any:
+        calls.append(doc["metadata"]["name"])
+        return fake_parse(doc)
+
+    docs = [gw(f"g{i}") for i in range(2000)]
+    first = parse("---\n".join(docs), parse_fn=counting_parse)
+    calls.clear()
+    docs[1000] = gw("g1000", "  y: 2\n")
+    second = parse("---\n".join(docs), previous=first, parse_fn=counting_parse)
+    assert calls == ["g1000"]
+    assert second.changed == {ObjectKey("Gateway", "default", "g1000")}
+    assert second.objects[:1000] == first.objects[:1000]
+    assert second.objects[1001:] == first.objects[1001:]
