@@ -8,10 +8,11 @@ values in C-speed code in ~0.7 s. The two differ where YAML 1.1 and 1.2 differ (
 sexagesimal), in strictness (tabs, the `=` scalar, tags it ignores) and in what they
 report for bad input. So a document takes this path only when:
 
-- its text is plain printable ASCII without tabs, anchors (`&`), tags (`!`) or
-  directives, and has no number-like token spelled in a way the two read differently
-  (a leading zero, sign or underscore before the digits, an exponent), nor enough
-  indentation or brackets to nest deeper than `documents.MAX_DEPTH`;
+- its text is plain printable ASCII without tabs, anchors (`&`), tags (`!`),
+  directives or flow collections (`[a]`, `{a: 1}`; the empty `[]` and `{}` are
+  fine), and has no number-like token spelled in a way the two read differently (a
+  leading zero, sign or underscore before the digits, an exponent), nor enough
+  indentation to nest deeper than `documents.MAX_DEPTH`;
 - its result is one mapping (a Kubernetes object), not a list, a scalar or nothing;
 - no string in it (key or value) is one that PyYAML would have read as something else
   had it been unquoted (`yes`, `12:30`, `<<`, ...): which of the two it was, the result
@@ -42,10 +43,9 @@ _PLAIN_BYTES = bytes(b for b in range(0x20, 0x7F) if b not in b"&!") + b"\n\r"
 # string only sends the document to PyYAML.
 _NUMBER_PARTS = re.compile(r"0[0-9o_]|[._][0-9_]")
 _EXPONENT = re.compile(r"[0-9._][eE][-+]?[0-9]")
-# Nesting: block levels need indentation (or a "- " each), flow levels a bracket; this
-# bounds a document's depth well under `documents.MAX_DEPTH`.
+# Nesting: block levels need indentation (or a "- " each); this bounds a document's
+# depth well under `documents.MAX_DEPTH` (flow collections are not taken, below).
 _DEEP_INDENT = re.compile(r"\n[ ?:-]{36}")
-_MAX_BRACKETS = 20
 
 
 def _token_start(text: str, at: int) -> bool:
@@ -62,7 +62,9 @@ def _plain_text(text: str) -> bool:
         return False
     if _EXPONENT.search(text) or _DEEP_INDENT.search(text):
         return False
-    if text.count("[") + text.count("{") > _MAX_BRACKETS:
+    # Flow collections other than the empty `[]` and `{}`: YAML 1.1 and 1.2 differ
+    # there (PyYAML rejects a plain scalar starting with ":" or "?" inside them).
+    if text.count("[") != text.count("[]") or text.count("{") != text.count("{}"):
         return False
     return not any(_token_start(text, m.start()) for m in _NUMBER_PARTS.finditer(text))
 

@@ -49,10 +49,11 @@ def fast(text: str) -> dict[str, Any] | None:
 def test_a_plain_manifest_takes_the_fast_path() -> None:
     text = (
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
-        "metadata: {name: r1, namespace: default}\n"
-        "spec:\n  hostnames: ['r1.example.com']\n  rules:\n"
+        "metadata:\n  name: r1\n  namespace: default\n  labels: {}\n"
+        "spec:\n  hostnames:\n  - 'r1.example.com'\n  rules:\n"
         "  - backendRefs:\n    - name: s1\n      port: 8080\n      weight: -3\n"
-        "    timeouts: {request: 10s}\n  enabled: true\n  nothing: null\n  f: 1.5\n"
+        "    filters: []\n    timeouts:\n      request: \"10s\"\n"
+        "  enabled: true\n  nothing: null\n  f: 1.5\n"
     )
     assert fast(text) is not None
     assert same([fast(text)], pyyaml(text))
@@ -111,6 +112,7 @@ BAD = [
     "a: b: c",
     "a: [1, 2",
     "a: " + "[" * 120 + "]" * 120,
+    "::\n- :0\nflow: [:0]\n",
     "a:\n" + "".join(" " * (2 * i) + f"k{i}:\n" for i in range(1, 110)) + " " * 220 + "v: 1",
 ]
 
