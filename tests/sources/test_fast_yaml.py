@@ -52,7 +52,7 @@ def test_a_plain_manifest_takes_the_fast_path() -> None:
         "metadata:\n  name: r1\n  namespace: default\n  labels: {}\n"
         "spec:\n  hostnames:\n  - 'r1.example.com'\n  rules:\n"
         "  - backendRefs:\n    - name: s1\n      port: 8080\n      weight: -3\n"
-        "    filters: []\n    timeouts:\n      request: \"10s\"\n"
+        '    filters: []\n    timeouts:\n      request: "10s"\n'
         "  enabled: true\n  nothing: null\n  f: 1.5\n"
     )
     assert fast(text) is not None
