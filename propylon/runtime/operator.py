@@ -45,7 +45,9 @@ from propylon.values import CILIUM_CONTROLLER_NAME, Values
 log = logging.getLogger("propylon.operator")
 
 GATEWAY_CLASS_NAME = "cilium"
-_SECRET_SYNC_INPUTS = frozenset({"Gateway", "Secret", "ReferenceGrant"})
+_SECRET_SYNC_INPUTS = frozenset(
+    {"Gateway", "ListenerSet", "XListenerSet", "Secret", "ReferenceGrant"}
+)
 REPORT_CHECK_S = 5.0
 
 

@@ -79,3 +79,15 @@ async def test_operator_keeps_copies_of_referenced_secrets(
         # No Gateway references it any more: the copy goes.
         await api.delete(kinds.GATEWAY, "tls", namespace)
         await eventually(lambda: copy(None), what="the copy deleted")
+        # A ListenerSet's listener references it: the copy comes back (its agents serve it).
+        listener_set = {
+            "apiVersion": "gateway.networking.x-k8s.io/v1alpha1",
+            "kind": "XListenerSet",
+            "metadata": {"name": "extra", "namespace": namespace},
+            "spec": {
+                "parentRef": {"name": "tls"},
+                "listeners": _gateway(namespace)["spec"]["listeners"],
+            },
+        }
+        await api.create(kinds.X_LISTENER_SET, listener_set, namespace)
+        await eventually(lambda: copy("dHdv"), what="the copy for the ListenerSet")
