@@ -1,0 +1,242 @@
+"""A ListenerSet in Kubernetes mode, on the dev cluster with the chart: its HTTPS
+listener (certificate copied into the secrets namespace for the agents) joins its
+Gateway and serves a route attached to the ListenerSet; the Gateway taking its
+permission back makes it NotAllowed and closes the port on every node's Envoy.
+
+ListenerSet (v1) when the cluster serves it (Gateway API v1.5+ CRDs, as an upstream
+conformance run installs), else v1.4's XListenerSet. The host is the client."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from shared_paths import GATEWAY_API
+from test_cluster_walkthrough import CHART, EXAMPLES, _helm
+from waiting import wait_for
+
+from devcluster import network
+
+HOST = "lset.example.com"
+PORT = 9443
+
+
+def _certificate() -> tuple[bytes, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def manifests(cert: bytes, key: bytes, kind: str, api_version: str, group: str) -> str:
+    crt64, key64 = base64.b64encode(cert).decode(), base64.b64encode(key).decode()
+    return f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: lset-cert, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {crt64}, tls.key: {key64}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: lset-gw, namespace: default}}
+spec:
+  gatewayClassName: cilium
+  allowedListeners: {{namespaces: {{from: Same}}}}
+  listeners: [{{name: http, protocol: HTTP, port: 8080, hostname: plain.example.com}}]
+---
+apiVersion: {api_version}
+kind: {kind}
+metadata: {{name: lset, namespace: default}}
+spec:
+  parentRef: {{name: lset-gw}}
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: {PORT}
+    hostname: {HOST}
+    tls: {{certificateRefs: [{{name: lset-cert}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: lset, namespace: default}}
+spec:
+  parentRefs: [{{group: {group}, kind: {kind}, name: lset, sectionName: https}}]
+  rules: [{{backendRefs: [{{name: lset-echo, port: 3000}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: lset-echo, namespace: default}}
+spec:
+  selector: {{app: lset-echo}}
+  ports: [{{name: http, port: 3000}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: lset-echo, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: lset-echo}}}}
+  template:
+    metadata: {{labels: {{app: lset-echo}}}}
+    spec:
+      containers:
+      - name: echo
+        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
+"""
+
+
+@dataclass
+class Setup:
+    cluster: Any
+    cert: bytes
+    kind: str  # ListenerSet or XListenerSet
+
+
+@pytest.fixture(scope="module")
+def setup(devcluster: Any) -> Iterator[Setup]:
+    cluster = devcluster
+    # The Gateway API CRDs, unless a newer release's are there (an upstream conformance
+    # run on this cluster installs v1.6.3's, which the API server will not downgrade).
+    if not cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False):
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(GATEWAY_API / "crd/experimental"),
+        )
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    if cluster.kubectl("get", "crd", "listenersets.gateway.networking.k8s.io", check=False):
+        kind, api_version, group = (
+            "ListenerSet",
+            "gateway.networking.k8s.io/v1",
+            "gateway.networking.k8s.io",
+        )
+    else:
+        kind, api_version, group = (
+            "XListenerSet",
+            "gateway.networking.x-k8s.io/v1alpha1",
+            "gateway.networking.x-k8s.io",
+        )
+    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
+    for value in (f"k8sServiceHost={network.HOST_ADDRESS}", "k8sServicePort=6443"):
+        args += ["--set", value]
+    _helm(cluster, *args, "--wait", "--timeout", "3m")
+    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
+    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
+    cert, key = _certificate()
+    text = manifests(cert, key, kind, api_version, group)
+    cluster.kubectl("apply", "-f", "-", input=text)
+    try:
+        yield Setup(cluster, cert, kind)
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=text, check=False)
+        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
+
+
+def _condition(cluster: Any, kind: str, type_: str) -> str:
+    return str(
+        cluster.kubectl(
+            "get",
+            kind.lower(),
+            "lset",
+            f"-o=jsonpath={{.status.conditions[?(@.type=='{type_}')].status}}"
+            f"{{' '}}{{.status.conditions[?(@.type=='{type_}')].reason}}",
+            check=False,
+        )
+    ).strip()
+
+
+def _address(cluster: Any) -> str | None:
+    out = cluster.kubectl(
+        "get",
+        "gateway",
+        "lset-gw",
+        "-o=jsonpath={.status.addresses[0].value}",
+        check=False,
+    ).strip()
+    return out or None
+
+
+def https_get(address: str, cert: bytes) -> int:
+    """Status of GET / over TLS (SNI and Host: HOST, only our certificate trusted);
+    0 when the connection is refused, reset or closed without an answer."""
+    ctx = ssl.create_default_context(cadata=cert.decode())
+    try:
+        with (
+            socket.create_connection((address, PORT), timeout=3) as raw,
+            ctx.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            head = tls.recv(64)
+            return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    except (OSError, ssl.SSLError):
+        return 0
+
+
+def test_https_listener_of_a_listener_set_on_every_node(setup: Setup) -> None:
+    cluster, kind = setup.cluster, setup.kind
+    wait_for(
+        f"{kind} Programmed",
+        lambda: _condition(cluster, kind, "Programmed") == "True Programmed",
+        180,
+    )
+    address = wait_for("the Gateway's address", lambda: _address(cluster), 60)
+    wait_for(
+        "HTTPS 200 through the ListenerSet's listener",
+        lambda: https_get(address, setup.cert) == 200,
+        120,
+    )
+    # The Service of the Gateway carries the ListenerSet's port too.
+    ports = cluster.kubectl(
+        "get", "svc", "cilium-gateway-lset-gw", "-o=jsonpath={.spec.ports[*].port}"
+    ).split()
+    assert sorted(int(p) for p in ports) == [8080, PORT]
+
+    cluster.kubectl(
+        "patch",
+        "gateway",
+        "lset-gw",
+        "--type=merge",
+        "-p",
+        '{"spec":{"allowedListeners":{"namespaces":{"from":"None"}}}}',
+    )
+    wait_for(
+        f"{kind} NotAllowed",
+        lambda: _condition(cluster, kind, "Accepted") == "False NotAllowed",
+        60,
+    )
+    wait_for("the HTTPS port closed", lambda: https_get(address, setup.cert) == 0, 60)
