@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -187,3 +189,73 @@ def test_listeners_on_the_labelled_node_only(setup: Setup) -> None:
         60,
     )
     print(f"label moved: listener and status followed in {time.monotonic() - moved:.1f} s")
+
+
+TAKEN_PORT = 18081
+
+
+def test_a_port_taken_on_the_node_shows_in_the_gateway_status(setup: Setup) -> None:
+    """Another process holds the port on the labelled node: that node's Envoy cannot
+    bind the listener, and the Gateway says so (Programmed=False with Envoy's reason)."""
+    cluster = setup.cluster
+    labelled = sorted(
+        json.loads(cluster.kubectl("get", "nodes", f"-l={LABEL}=yes", "-o=json"))["items"],
+        key=lambda n: n["metadata"]["name"],
+    )
+    assert labelled, "no labelled node"
+    netns = f"{network.PREFIX}{labelled[0]['metadata']['name']}"
+    holder = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-c",
+            "import socket, sys\n"
+            "s = socket.socket()\n"
+            f"s.bind(('0.0.0.0', {TAKEN_PORT}))\n"
+            "s.listen()\n"
+            "print('listening', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    gateway = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: taken, namespace: default}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, protocol: HTTP, port: {TAKEN_PORT}}}]
+"""
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "listening"
+        cluster.kubectl("apply", "-f", "-", input=gateway)
+
+        def rejected() -> dict[str, Any] | None:
+            out = cluster.kubectl(
+                "get",
+                "gateway",
+                "taken",
+                "-o=jsonpath={.status.conditions[?(@.type=='Programmed')]}",
+                check=False,
+            )
+            cond = json.loads(out) if out.startswith("{") else None
+            return (
+                cond
+                if cond and cond["status"] == "False" and str(TAKEN_PORT) in cond["message"]
+                else None
+            )
+
+        cond = wait_for("Programmed=False naming the taken port", rejected, 120)
+        print(f"{cond['reason']}: {cond['message']}")
+        # The other Gateway keeps serving on that node.
+        address = setup.nodes[labelled[0]["metadata"]["name"]]
+        assert http_get(address) == 200
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=gateway, check=False)
+        holder.kill()
+        holder.wait(timeout=10)

@@ -3,6 +3,7 @@
 - gatewayAPI.secretsNamespace: the operator copies a Gateway's TLS Secret into
   `cilium-secrets` as `<namespace>-<name>`; the agents, which may read Secrets only
   there (RBAC), serve HTTPS with it.
+- CiliumGatewayClassConfig telemetry.accessLogs: the line in the Envoy pods' log.
 - CiliumGatewayClassConfig loadBalancerSourceRanges enforced by every node's Envoy:
   Allow with the host's address serves both Gateways of the class; the class config
   changed to Deny makes both refuse the host, within seconds.
@@ -71,6 +72,10 @@ spec:
   service:
     loadBalancerSourceRanges: [{network.HOST_ADDRESS}/32]
     loadBalancerSourceRangesPolicy: {policy}
+  telemetry:
+    accessLogs:
+    - format: Text
+      text: "knobs-access %CILIUM_GATEWAY_NAMESPACE%/%CILIUM_GATEWAY_NAME% %RESPONSE_CODE%"
 """
 
 
@@ -168,7 +173,7 @@ def setup(devcluster: Any) -> Iterator[Setup]:
     for value in (
         f"k8sServiceHost={network.HOST_ADDRESS}",
         "k8sServicePort=6443",
-        "envoy.enabled=false",
+        "envoy.enabled=true",  # Envoy's own DaemonSet: its pod log has the access log
     ):
         args += ["--set", value]
     _helm(cluster, *args, "--wait", "--timeout", "3m")
@@ -263,3 +268,25 @@ def test_source_ranges_follow_the_class_config(setup: Setup) -> None:
     finally:
         cluster.kubectl("apply", "-f", "-", input=class_config("Allow"))
     wait_for("knobs-plain serves the host again", lambda: http_get(plain) == 200, 60)
+
+
+def test_access_log_in_the_envoy_pods_log(setup: Setup) -> None:
+    """telemetry.accessLogs: a line per request on Envoy's standard output, which is
+    the Envoy DaemonSet pod's log (kubectl logs through the API server)."""
+    cluster = setup.cluster
+    plain = wait_for("knobs-plain Programmed", lambda: _address(cluster, "knobs-plain"), 180)
+    wait_for("knobs-plain serves the host", lambda: http_get(plain) == 200, 120)
+
+    def logged() -> bool:
+        out = cluster.kubectl(
+            "logs",
+            "-n",
+            "kube-system",
+            "-l",
+            "app.kubernetes.io/name=propylon-envoy",
+            "--tail=-1",
+            check=False,
+        )
+        return "knobs-access default/knobs-plain 200" in out
+
+    wait_for("the access log line in an Envoy pod's log", logged, 60)
