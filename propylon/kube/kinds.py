@@ -33,6 +33,12 @@ GATEWAY_CLASS_CONFIG = Kind(
     "cilium.io", "v2alpha1", "ciliumgatewayclassconfigs", "CiliumGatewayClassConfig", True
 )
 LB_IP_POOL = Kind("cilium.io", "v2", "ciliumloadbalancerippools", "CiliumLoadBalancerIPPool", False)
+# Network policy (propylon.policy): read by the agents only, which enforce it.
+NETWORK_POLICY = Kind("cilium.io", "v2", "ciliumnetworkpolicies", "CiliumNetworkPolicy", True)
+CLUSTERWIDE_NETWORK_POLICY = Kind(
+    "cilium.io", "v2", "ciliumclusterwidenetworkpolicies", "CiliumClusterwideNetworkPolicy", False
+)
+POD = Kind("", "v1", "pods", "Pod", namespaced=True)  # labels: the endpoints' identities
 
 # Written (and for CRDs, watched to notice a kind installed later).
 LEASE = Kind("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
@@ -62,6 +68,8 @@ WATCHED: tuple[Kind, ...] = (
     GATEWAY_CLASS_CONFIG,
     LB_IP_POOL,
 )
+
+POLICY: tuple[Kind, ...] = (NETWORK_POLICY, CLUSTERWIDE_NETWORK_POLICY, POD)
 
 # Kinds whose status the operator writes.
 WITH_STATUS: dict[str, Kind] = {

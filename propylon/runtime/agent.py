@@ -93,7 +93,7 @@ class Agent:
         self.source = KubeSource(
             self.api,
             # hostNetwork: the Nodes (the build gives Gateways the selected nodes' addresses).
-            [*kinds.WATCHED, *([kinds.NODE] if host_network else [])],
+            [*kinds.WATCHED, *kinds.POLICY, *([kinds.NODE] if host_network else [])],
             namespaces={"Secret": self.secrets_namespace} if self.secrets_namespace else None,
             metrics=self.metrics,
         )

@@ -165,3 +165,53 @@ def test_every_field_propylon_reads_is_in_the_schema(
     spec = schema(crd, version)["properties"]["spec"]
     missing = sorted(".".join(p) for p in _fields(model) if not _has(spec, p))
     assert not missing, f"{crd} lacks {missing}"
+
+
+POLICY_CRDS = {
+    "CiliumNetworkPolicy": "ciliumnetworkpolicies.cilium.io",
+    "CiliumClusterwideNetworkPolicy": "ciliumclusterwidenetworkpolicies.cilium.io",
+}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "examples/policy/cilium").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_ciliums_example_policies_are_accepted(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        jsonschema.validate(doc, schema(POLICY_CRDS[doc["kind"]], "v2"))
+
+
+@pytest.mark.parametrize(
+    ("rule", "where"),
+    [
+        (
+            {"endpointSelector": {}, "ingress": [{"fromEntities": ["everyone"]}]},
+            ["spec", "ingress", 0, "fromEntities", 0],
+        ),
+        (
+            {"endpointSelector": {}, "ingress": [{"fromCIDRSet": [{"cidr": "10.0.0.0/33"}]}]},
+            ["spec", "ingress", 0, "fromCIDRSet", 0, "cidr"],
+        ),
+        (
+            {"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": "http"}]}]}]},
+            ["spec", "ingress", 0, "toPorts", 0, "ports", 0, "port"],
+        ),
+        (
+            {"endpointSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}},
+            ["spec", "endpointSelector", "matchExpressions", 0, "operator"],
+        ),
+        (
+            {
+                "endpointSelector": {},
+                "egress": [{"toPorts": [{"rules": {"http": [{"headers": "x"}]}}]}],
+            },
+            ["spec", "egress", 0, "toPorts", 0, "rules", "http", 0, "headers"],
+        ),
+    ],
+)
+def test_a_malformed_policy_rule_is_refused(rule: dict[str, Any], where: list[Any]) -> None:
+    for kind, crd in POLICY_CRDS.items():
+        doc = {"apiVersion": "cilium.io/v2", "kind": kind, "metadata": {"name": "x"}, "spec": rule}
+        with pytest.raises(jsonschema.ValidationError) as refused:
+            jsonschema.validate(doc, schema(crd, "v2"))
+        assert list(refused.value.absolute_path) == where

@@ -84,7 +84,16 @@ OPERATOR_NAMESPACE: set[Grant] = {
     ("coordination.k8s.io", "leases", "update"),
 }
 # Secrets: the agents read them only in gatewayAPI.secretsNamespace.name.
-AGENT_CLUSTER: set[Grant] = READS - {("", "secrets", "list"), ("", "secrets", "watch")}
+AGENT_CLUSTER: set[Grant] = {
+    *(READS - {("", "secrets", "list"), ("", "secrets", "watch")}),
+    # Network policy: the agents enforce it.
+    *(
+        ("cilium.io", r, v)
+        for r in ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies")
+        for v in ("list", "watch")
+    ),
+    *(("", "pods", v) for v in ("list", "watch")),
+}
 AGENT_NAMESPACE: set[Grant] = {
     ("coordination.k8s.io", "leases", v) for v in ("create", "get", "patch")
 }
