@@ -5,6 +5,8 @@ propylon get KIND [NAME]         list objects and their status (kubectl-style)
 propylon describe KIND NAME      one object in detail, with conditions
 propylon validate -f PATH...     report every problem in manifests
 propylon translate -f PATH...    print statuses and xDS resources
+propylon explain -f PATH... --from IP --gateway NS/NAME [--path P]
+                                 why network policy allows or denies a request
 propylon demo ...                the walkthrough's demo backends and client
 propylon operator / agent        Kubernetes mode (the Helm chart runs these)
 """
@@ -16,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from propylon.cli.explain import add_explain_parser
 from propylon.cli.get import add_get_parsers
 from propylon.cli.kinds import UnknownResourceError
 from propylon.cli.kube import add_kube_parsers
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(subparsers, common)
     add_get_parsers(subparsers, common)
     add_validate_parsers(subparsers)
+    add_explain_parser(subparsers)
     add_demo_parser(subparsers)
     add_kube_parsers(subparsers)
     return parser

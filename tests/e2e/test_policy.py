@@ -27,10 +27,16 @@ ALLOWED_CIDR_CLIENT = "127.0.0.5"  # the CIDR of allow-ingress-cidr.yaml
 IN_CLUSTER = "127.0.0.7"  # the client Pod's address
 
 
-def request(address: str, source: str, path: str = "/details/1") -> tuple[int, bytes]:
+def request(
+    address: str,
+    source: str,
+    path: str = "/details/1",
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(address, 8080, timeout=10, source_address=(source, 0))
     try:
-        conn.request("GET", path, headers={"Host": "bookinfo.example"})
+        conn.request(method, path, headers={"Host": "bookinfo.example", **(headers or {})})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -123,3 +129,61 @@ def test_default_deny_then_allow_ingress_to_the_cluster(gateway: tuple[Running, 
     apply(running, "allow-ingress-cluster")
     expect(address, WORLD, 200)
     expect(address, IN_CLUSTER, 200)
+
+
+L7_AT_THE_GATEWAY = """
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: gateway-reads-only}
+spec:
+  endpointSelector:
+    matchExpressions: [{key: reserved:ingress, operator: Exists}]
+  ingress:
+  - fromEntities: [world]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/details/.*"}]
+"""
+
+L7_AT_THE_BACKEND = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: details-needs-a-token, namespace: default}
+spec:
+  endpointSelector:
+    matchLabels: {app: details}
+  ingress:
+  - fromEntities: [ingress]
+    toPorts:
+    - ports: [{port: "PORT", protocol: TCP}]
+      rules:
+        http: [{path: "/details/1", headers: ["X-Token: yes"]}]
+"""
+
+
+def eventually(address: str, status: int, path: str, method: str = "GET", **headers: str) -> None:
+    """Wait for `status` (Envoy's workers take a new listener each on its own)."""
+
+    def check() -> bool:
+        got, body = request(address, WORLD, path, method, headers)
+        return got == status and (status != 403 or body == DENIED)
+
+    wait_for(check, timeout=30, what=f"{status} for {method} {path} {headers}")
+
+
+def test_l7_rules_at_the_gateway_and_at_the_backend(
+    gateway: tuple[Running, str], details: Backend
+) -> None:
+    running, address = gateway
+    (running.manifests / "60-l7.yaml").write_text(L7_AT_THE_GATEWAY)
+    eventually(address, 403, "/details/1", "POST")
+    eventually(address, 403, "/details/1", "DELETE")
+    eventually(address, 200, "/details/1", "GET")
+    (running.manifests / "60-l7.yaml").unlink()
+    backend_rule = L7_AT_THE_BACKEND.replace("PORT", str(details.port))
+    (running.manifests / "61-l7.yaml").write_text(backend_rule)
+    eventually(address, 403, "/details/1")  # no token
+    eventually(address, 200, "/details/1", **{"X-Token": "yes"})
+    eventually(address, 403, "/details/2", **{"X-Token": "yes"})
+    eventually(address, 200, "/details/1", "POST", **{"X-Token": "yes"})
