@@ -29,6 +29,17 @@ def bootstrap(
     ads = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": {"id": node_id, "cluster": cluster},
+        "bootstrap_extensions": [
+            {
+                # Network policy's refusals are answered by an internal listener
+                # (`propylon/policy-deny`, see propylon/envoy/access.py).
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+                },
+            }
+        ],
         "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
         "dynamic_resources": {
             "ads_config": {

@@ -7,10 +7,12 @@ from collections.abc import Iterable, Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2
-from envoy.config.listener.v3 import listener_components_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.rbac.v3 import rbac_pb2
-from envoy.config.route.v3 import route_components_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.http.upstream_codec.v3 import upstream_codec_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -156,3 +158,70 @@ def add_upstream_filters(options_any: Message | None, filters: Sequence[Message]
         )
     )
     return pack(opts)
+
+
+def internal_load_assignment(cluster: str, listener: str) -> Message:
+    """One endpoint: the internal listener `listener` of this same Envoy."""
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    endpoint_components_pb2.LbEndpoint(
+                        endpoint=endpoint_components_pb2.Endpoint(
+                            address=address_pb2.Address(
+                                envoy_internal_address=address_pb2.EnvoyInternalAddress(
+                                    server_listener_name=listener
+                                )
+                            )
+                        )
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def deny_listener(name: str) -> Message:
+    """An internal listener that answers every request 403 with Cilium's body."""
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=name,
+        codec_type=hcm_pb2.HttpConnectionManager.CodecType.AUTO,
+        route_config=route_pb2.RouteConfiguration(
+            name=name,
+            virtual_hosts=[
+                route_components_pb2.VirtualHost(
+                    name=name,
+                    domains=["*"],
+                    routes=[
+                        route_components_pb2.Route(
+                            match=route_components_pb2.RouteMatch(prefix="/"),
+                            direct_response=route_components_pb2.DirectResponseAction(
+                                status=403,
+                                body=base_pb2.DataSource(inline_string=ACCESS_DENIED_BODY),
+                            ),
+                        )
+                    ],
+                )
+            ],
+        ),
+        http_filters=[
+            hcm_pb2.HttpFilter(
+                name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())
+            )
+        ],
+    )
+    return listener_pb2.Listener(
+        name=name,
+        internal_listener=listener_pb2.Listener.InternalListenerConfig(),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager",
+                        typed_config=pack(hcm),
+                    )
+                ]
+            )
+        ],
+    )

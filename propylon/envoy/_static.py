@@ -74,6 +74,15 @@ def static_bootstrap(resources: XdsResources, *, admin_port: int = 0) -> dict[st
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
+        "bootstrap_extensions": [
+            {
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+                },
+            }
+        ],
         "static_resources": {
             "listeners": [inline(lst) for lst in d["listeners"].values()],
             "clusters": clusters,

@@ -5,7 +5,8 @@
   filters on TLS passthrough chains; a refusal is 403 with Cilium's body
   `Access denied\\r\\n` (a local reply mapper), or a closed connection.
 - A Cluster's `ingress` -> backend verdict: endpoints left out of its load assignment,
-  and an upstream HTTP RBAC filter (ALLOW) for L7 rules or a refusal of everything.
+  an upstream HTTP RBAC filter (ALLOW) for L7 rules, and for a refusal of everything
+  one endpoint: an internal listener of the same Envoy that answers 403.
 
 Filter names are stable (`propylon.policy.deny`, `propylon.policy.allow`), so a
 listener's shape changes only when its verdict does."""
@@ -107,15 +108,27 @@ def passthrough_access(policy: ListenerPolicy, stat_prefix: str) -> list[Message
     ]
 
 
+#: The internal listener that answers a refused cluster's requests (403 `Access
+#: denied`): refusing a whole cluster is then an endpoint update (EDS), which Envoy
+#: applies at once, not a cluster update (re-created, warmed, its pools drained).
+DENY_LISTENER = "propylon/policy-deny"
+
+
+def deny_listener() -> Message:
+    return rb.deny_listener(DENY_LISTENER)
+
+
+def cluster_filter_key(access: m.BackendAccess | None) -> object:
+    """What of a cluster's verdict its Cluster message depends on (the L7 rules)."""
+    return None if access is None or access.deny_all else access.require or None
+
+
 def add_backend_access(cluster: Message, access: m.BackendAccess | None) -> Message:
-    """The hook `cluster.build_cluster` calls: an upstream RBAC filter, when needed."""
-    if access is None or not access.filters:
+    """The hook `cluster.build_cluster` calls: an upstream RBAC filter for L7 rules."""
+    if access is None or access.deny_all or not access.require:
         return cluster
-    if access.deny_all:
-        rbac = rb.rules(rb.ALLOW, [])  # no policy: nothing is allowed
-    else:
-        perm = rb.all_of([_requests(rules) for rules in access.require])
-        rbac = rb.rules(rb.ALLOW, [("l7", rb.policy(perm, [rb.any_principal()]))])
+    perm = rb.all_of([_requests(rules) for rules in access.require])
+    rbac = rb.rules(rb.ALLOW, [("l7", rb.policy(perm, [rb.any_principal()]))])
     key = pb.HTTP_PROTOCOL_OPTIONS
     options = cluster.typed_extension_protocol_options
     current = options.get(key)
@@ -124,10 +137,17 @@ def add_backend_access(cluster: Message, access: m.BackendAccess | None) -> Mess
     return cluster
 
 
+def refused_load_assignment(c: m.Cluster, access: m.BackendAccess | None) -> Message | None:
+    """A refused HTTP cluster's endpoint: the deny listener (None: not refused)."""
+    if access is None or not access.deny_all or c.protocol is m.AppProtocol.TCP:
+        return None
+    return rb.internal_load_assignment(c.name, DENY_LISTENER)
+
+
 def admitted_endpoints(c: m.Cluster, access: m.BackendAccess | None) -> list[tuple[str, int]]:
     ready = [(e.address, e.port) for e in c.endpoints if e.ready]
     if access is None:
         return ready
-    if access.deny_all and c.protocol is m.AppProtocol.TCP:
-        return []  # no HTTP to answer 403 on: the connection is closed instead
+    if access.deny_all:
+        return []  # TCP: no HTTP to answer 403 on, the connection is closed instead
     return [ep for ep in ready if ep not in access.excluded]

@@ -7,11 +7,14 @@ from google.protobuf.message import Message
 from propylon import model as m
 from propylon.envoy import _pb as pb
 from propylon.envoy import _pb_stream as pbs
-from propylon.envoy.access import admitted_endpoints
+from propylon.envoy.access import admitted_endpoints, refused_load_assignment
 
 
 def build_load_assignment(c: m.Cluster, access: m.BackendAccess | None = None) -> Message:
     """`access`: network policy leaves out the endpoints it does not admit."""
+    refused = refused_load_assignment(c, access)
+    if refused is not None:
+        return refused
     if c.weighted:
         out = set() if access is None else access.excluded
         return pbs.weighted_load_assignment(

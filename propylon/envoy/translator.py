@@ -12,7 +12,7 @@ from operator import attrgetter, itemgetter
 from typing import cast
 
 from propylon import model as m
-from propylon.envoy.access import listener_policy
+from propylon.envoy.access import DENY_LISTENER, cluster_filter_key, deny_listener, listener_policy
 from propylon.envoy.cluster import build_cluster
 from propylon.envoy.endpoint import build_load_assignment
 from propylon.envoy.incremental import GenerationalCache, HostState, PatchedOutput
@@ -125,6 +125,9 @@ class Translator:
                     routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
             for term in lst.https:
                 secret_names.update(term.certificates)
+        if model.access is not None:
+            # Network policy answers refused clusters from this internal listener.
+            listeners[DENY_LISTENER] = self._listeners.get(DENY_LISTENER, deny_listener)
         if scoped is None:
             outs[SCOPED_ROUTE_TYPE].replace({})
         self._all_clusters(
@@ -350,7 +353,7 @@ class Translator:
                         c.protocol,
                         c.tls,
                         bool(c.weighted),
-                        ba if ba is not None and ba.filters else None,
+                        cluster_filter_key(ba),
                     ),
                     lambda: encode(build_cluster(c, ba)),
                 ),

@@ -57,17 +57,12 @@ class BackendAccess:
     identity reach (left out of the load assignment). `deny_all`: no endpoint may be
     reached and the refusal is Envoy's own (403 `Access denied`). Otherwise a request
     must match, for each entry of `require`, one of its rules (the L7 rules of every
-    policy on the path)."""
+    policy on the path). `reason`: the rules that decided."""
 
     excluded: frozenset[tuple[str, int]] = frozenset()
     deny_all: bool = False
     require: tuple[tuple[HttpRule, ...], ...] = ()
     reason: str = ""
-
-    @property
-    def filters(self) -> bool:
-        """Whether Envoy needs a request filter for this cluster."""
-        return self.deny_all or bool(self.require)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from propylon.model import (
@@ -41,6 +41,7 @@ from propylon.resources import (
 
 #: Kinds only network policy reads (Gateway API semantics ignore them).
 POLICY_KINDS = frozenset({"CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy", "Pod"})
+_RULE_KINDS = frozenset({"CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"})
 #: Kinds whose change can change a verdict.
 _WORLD_KINDS = POLICY_KINDS | {"Namespace", "EndpointSlice"}
 _ALL = ("0.0.0.0/0", "::/0")
@@ -56,6 +57,39 @@ class World:
     by_address: Mapping[str, Identity]  # pod IP -> identity (IPs of one pod only)
     by_endpoint: Mapping[tuple[str, int], Identity]  # EndpointSlice targetRefs
     pod_addresses: Mapping[str, str]  # pod IP -> "namespace/name"
+    #: Memos of what depends on the world only (it never changes once built).
+    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def pod_networks(self) -> tuple[str, ...]:
+        """Every pod address, as the fewest CIDRs (Envoy checks them one by one)."""
+        key = ("pod-networks",)
+        if key not in self._memo:
+            v4 = [ipaddress.IPv4Network(a) for a in self.pod_addresses if ":" not in a]
+            v6 = [ipaddress.IPv6Network(a) for a in self.pod_addresses if ":" in a]
+            self._memo[key] = tuple(
+                [str(n) for n in ipaddress.collapse_addresses(v4)]
+                + [str(n) for n in ipaddress.collapse_addresses(v6)]
+            )
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def selecting(self, direction: str, subject: Identity) -> tuple[list[Rule], list[str]]:
+        """The rules of `direction` that select `subject`, and the policies that put it
+        into default deny there (memoized per identity)."""
+        key = ("selecting", direction, subject.kind, subject.name)
+        found = self._memo.get(key)
+        if found is None:
+            rules = [
+                r for r in self.rules if r.direction == direction and r.selector.matches(subject)
+            ]
+            enforcing = sorted(
+                {
+                    s.policy
+                    for s in self.sections
+                    if s.direction == direction and s.default_deny and s.selector.matches(subject)
+                }
+            )
+            found = self._memo[key] = (rules, enforcing)
+        return found
 
     def source(self, address: str) -> Identity:
         return self.by_address.get(address) or world(address)
@@ -67,9 +101,10 @@ class World:
     def decide(
         self, direction: str, subject: Identity, peer: Identity, port: int, protocol: str = "TCP"
     ) -> Verdict:
+        rules, enforcing = self.selecting(direction, subject)
         return decide(
-            self.rules,
-            self.sections,
+            rules,
+            enforcing,
             "ingress" if direction == "ingress" else "egress",
             subject,
             peer,
@@ -89,11 +124,17 @@ def build_world(objects: Mapping[ObjectKey, Resource]) -> World | None:
     return _world(policies, namespaces, pods, slices)
 
 
+#: Pod key -> (the Pod, its namespace's labels, its identity): reused while both are
+#: the same (a world is rebuilt on every Pod or EndpointSlice change).
+IdentityCache = dict[tuple[str, str], tuple[Pod, Mapping[str, str], Identity]]
+
+
 def _world(
     policies: Iterable[Resource],
     namespaces: Mapping[str, Namespace],
     pods: Iterable[Pod],
     slices: Iterable[EndpointSlice],
+    cache: IdentityCache | None = None,
 ) -> World:
     rules: list[Rule] = []
     sections: list[Section] = []
@@ -104,14 +145,24 @@ def _world(
         sections.extend(s)
     identities: dict[str, Identity] = {}
     owners: dict[str, set[str]] = {}
+    fresh: IdentityCache = {}
     for pod in pods:
         ns = pod.metadata.namespace
         ns_obj = namespaces.get(ns)
         ns_labels = ns_obj.effective_labels if ns_obj is not None else {}
-        ident = pod_identity(ns, pod.metadata.name, pod.metadata.labels, ns_labels)
+        key = (ns, pod.metadata.name)
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None and hit[0] is pod and hit[1] == ns_labels:
+            ident = hit[2]
+        else:
+            ident = pod_identity(ns, pod.metadata.name, pod.metadata.labels, ns_labels)
+        fresh[key] = (pod, ns_labels, ident)
         identities[ident.name] = ident
         for address in pod.addresses:
             owners.setdefault(address, set()).add(ident.name)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
     by_address = {a: identities[next(iter(o))] for a, o in owners.items() if len(o) == 1}
     by_endpoint: dict[tuple[str, int], Identity] = {}
     for sl in slices:
@@ -140,13 +191,13 @@ def _world(
 
 
 def _host(address: str) -> str:
-    return str(ipaddress.ip_network(address))
+    return f"{address}/128" if ":" in address else f"{address}/32"
 
 
 def _sources(peers: Peers, world_: World) -> list[Sources]:
-    pod_ips = tuple(sorted(world_.pod_addresses))
     if peers.anyone or "all" in peers.entities:
         return [Sources(_ALL)]
+    pods = world_.pod_networks()
     out: list[Sources] = []
     fams = peers.entities & {"world", "world-ipv4", "world-ipv6"}
     if fams:
@@ -155,37 +206,36 @@ def _sources(peers: Peers, world_: World) -> list[Sources]:
             cidrs = tuple(
                 c for c, f in zip(_ALL, ("world-ipv4", "world-ipv6"), strict=True) if f in fams
             )
-        out.append(Sources(cidrs, tuple(_host(a) for a in pod_ips)))
-    if "cluster" in peers.entities and pod_ips:
-        out.append(Sources(tuple(_host(a) for a in pod_ips)))
+        out.append(Sources(cidrs, pods))
+    if "cluster" in peers.entities and pods:
+        out.append(Sources(pods))
     for c in peers.cidrs:
         net = ipaddress.ip_network(c.cidr)
-        inside = [_host(a) for a in pod_ips if ipaddress.ip_address(a) in net]
+        # Pods inside the CIDR have their own identity: a CIDR rule does not match them.
+        inside = [p for p in pods if ipaddress.ip_network(p).overlaps(net)]
         out.append(Sources((c.cidr,), (*c.excepts, *inside)))
-    selected = sorted(
-        a
-        for a, name in world_.pod_addresses.items()
-        if any(s.matches(world_.pods[name]) for s in peers.endpoints)
-    )
-    if selected and "cluster" not in peers.entities:
-        out.append(Sources(tuple(_host(a) for a in selected)))
+    if peers.endpoints and "cluster" not in peers.entities:
+        selected = sorted(
+            a
+            for a, name in world_.pod_addresses.items()
+            if any(s.matches(world_.pods[name]) for s in peers.endpoints)
+        )
+        if selected:
+            out.append(Sources(tuple(_host(a) for a in selected)))
     return out
 
 
 def listener_access(world_: World, port: int) -> ListenerAccess | None:
     """The `ingress` identity's ingress policy for clients of a Listener on `port`."""
-    rules = [
-        r
-        for r in world_.rules
-        if r.direction == "ingress" and r.selector.matches(INGRESS) and r.port_matches(port)
-    ]
-    enforcing = sorted(
-        {
-            s.policy
-            for s in world_.sections
-            if s.direction == "ingress" and s.default_deny and s.selector.matches(INGRESS)
-        }
-    )
+    key = ("listener", port)
+    if key not in world_._memo:
+        world_._memo[key] = _listener_access(world_, port)
+    return world_._memo[key]  # type: ignore[no-any-return]
+
+
+def _listener_access(world_: World, port: int) -> ListenerAccess | None:
+    selecting, enforcing = world_.selecting("ingress", INGRESS)
+    rules = [r for r in selecting if r.port_matches(port)]
     deny = [AccessRule(r.name, src) for r in rules if r.deny for src in _sources(r.peers, world_)]
     if not enforcing and not deny:
         return None
@@ -227,7 +277,7 @@ def endpoint_verdicts(world_: World, cluster: Cluster) -> list[EndpointVerdict]:
         if backend.kind == "pod":
             ingress = world_.decide("ingress", backend, INGRESS, e.port)
         else:
-            ingress = Verdict(True, None, (), f"{backend.describe()} has no Cilium endpoint")
+            ingress = Verdict(True, None, (), "outside", "ingress", backend, INGRESS, e.port)
         out.append(EndpointVerdict(e.address, e.port, backend, egress, ingress))
     return out
 
@@ -243,11 +293,11 @@ def backend_access(world_: World, cluster: Cluster) -> BackendAccess | None:
         if refused_by_envoy:
             # The ingress identity's own egress policy: Cilium's Envoy answers 403, so
             # those endpoints stay (Envoy's upstream filter refuses every request).
-            why = "; ".join(v.egress.why for v in refused_by_envoy)
             dropped = frozenset((v.address, v.port) for v in verdicts if not v.ingress.allowed)
-            return BackendAccess(excluded=dropped, deny_all=True, reason=why)
-        why = "; ".join(v.ingress.why for v in verdicts)
-        return BackendAccess(excluded=excluded, reason=why)
+            return BackendAccess(
+                excluded=dropped, deny_all=True, reason=_names(v.egress for v in refused_by_envoy)
+            )
+        return BackendAccess(excluded=excluded, reason=_names(v.ingress for v in verdicts))
     require: list[tuple[HttpRule, ...]] = []
     for v in admitted:
         for verdict in (v.egress, v.ingress):
@@ -255,16 +305,17 @@ def backend_access(world_: World, cluster: Cluster) -> BackendAccess | None:
                 require.append(verdict.http)
     if not excluded and not require:
         return None
-    reasons = [
-        v.egress.why if not v.egress.allowed else v.ingress.why for v in verdicts if not v.admitted
-    ]
-    reasons += [
-        verdict.why
-        for v in admitted
-        for verdict in (v.egress, v.ingress)
-        if verdict.http is not None
-    ]
-    return BackendAccess(excluded=excluded, require=tuple(require), reason="; ".join(reasons))
+    deciding = [v.ingress if v.egress.allowed else v.egress for v in verdicts if not v.admitted]
+    deciding += [x for v in admitted for x in (v.egress, v.ingress) if x.http is not None]
+    return BackendAccess(excluded=excluded, require=tuple(require), reason=_names(deciding))
+
+
+def _names(verdicts: Iterable[Verdict]) -> str:
+    """The rules behind verdicts (`BackendAccess.reason`; `explain` says the rest)."""
+    out: list[str] = []
+    for v in verdicts:
+        out.extend(n for n in v.rules if n not in out)
+    return ", ".join(out)
 
 
 # --- the engine -------------------------------------------------------------------------
@@ -279,7 +330,11 @@ class PolicyEngine:
         self._index: dict[str, dict[ObjectKey, Resource]] = {}
         self._world: World | None = None
         self._version = 0
-        self._clusters: dict[str, tuple[Cluster, int, BackendAccess | None]] = {}
+        self._rules_version = 0  # bumped when a policy (not a Pod or a slice) changed
+        self._identities: IdentityCache = {}
+        self._clusters: dict[
+            str, tuple[Cluster, int, tuple[Identity, ...], BackendAccess | None]
+        ] = {}
         self._last: tuple[Any, ...] | None = None
         self._access: Access | None = None
 
@@ -298,12 +353,15 @@ class PolicyEngine:
             for key, obj in objects.items():
                 if key.kind in _WORLD_KINDS:
                     self._index[key.kind][key] = obj
+            self._rules_version += 1
             self._rebuild()
         else:
             touched = False
             for key in changed:
                 if key.kind in _WORLD_KINDS:
                     touched = True
+                    if key.kind in _RULE_KINDS:
+                        self._rules_version += 1
                     now = objects.get(key)
                     if now is None:
                         self._index[key.kind].pop(key, None)
@@ -328,14 +386,18 @@ class PolicyEngine:
             if la is not None:
                 listeners[lst.name] = la
         clusters: dict[str, BackendAccess] = {}
-        memo: dict[str, tuple[Cluster, int, BackendAccess | None]] = {}
+        memo: dict[str, tuple[Cluster, int, tuple[Identity, ...], BackendAccess | None]] = {}
+        rules = self._rules_version
         for c in model.clusters:
+            # A cluster's verdict depends on the rules and on its endpoints' identities:
+            # a Pod or EndpointSlice change recomputes only the clusters it touches.
+            ids = tuple(world_.backend(e.address, e.port) for e in c.endpoints if e.ready)
             hit = self._clusters.get(c.name)
-            if hit is not None and hit[0] is c and hit[1] == self._version:
-                ba = hit[2]
+            if hit is not None and hit[0] is c and hit[1] == rules and hit[2] == ids:
+                ba = hit[3]
             else:
                 ba = backend_access(world_, c)
-            memo[c.name] = (c, self._version, ba)
+            memo[c.name] = (c, rules, ids, ba)
             if ba is not None:
                 clusters[c.name] = ba
         self._clusters = memo
@@ -361,4 +423,11 @@ class PolicyEngine:
         }
         pods = [o for o in idx["Pod"].values() if isinstance(o, Pod)]
         slices = [o for o in idx["EndpointSlice"].values() if isinstance(o, EndpointSlice)]
-        self._world = _world(policies, namespaces, pods, slices)
+        world_ = _world(policies, namespaces, pods, slices, self._identities)
+        previous = self._world
+        if previous is not None and previous.pod_addresses == world_.pod_addresses:
+            # Same pod addresses: the collapsed networks (and the work) carry over.
+            key = ("pod-networks",)
+            if key in previous._memo:
+                world_._memo[key] = previous._memo[key]
+        self._world = world_

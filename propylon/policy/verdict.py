@@ -11,68 +11,75 @@ from dataclasses import dataclass
 
 from propylon.model import HttpRule
 from propylon.policy.identity import Identity
-from propylon.policy.rules import Direction, Rule, Section
+from propylon.policy.rules import Direction, Rule
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """`http`: None means any request on the flow; otherwise one of these must match.
-    `rules`: the rules that decided (deny, or the allowing rules); `why`: in words."""
+    `rules`: the rules that decided (deny, or the allowing rules); `why` (in words) is
+    made only when asked for: the engine decides thousands of flows per change."""
 
     allowed: bool
     http: tuple[HttpRule, ...] | None
     rules: tuple[str, ...]
-    why: str
+    outcome: str  # "denied", "unselected", "default-deny", "allowed", "allowed-l7"
+    direction: Direction
+    subject: Identity
+    peer: Identity
+    port: int
+
+    @property
+    def why(self) -> str:
+        s, p = self.subject.describe(), self.peer.describe()
+        if self.direction == "egress":
+            where = f"egress of {s} to {p} on port {self.port}"
+        else:
+            where = f"ingress of {s} from {p} on port {self.port}"
+        names = ", ".join(self.rules)
+        return (
+            where
+            + {
+                "denied": f": denied by {names}",
+                "unselected": ": no policy selects it in this direction",
+                "default-deny": f": default deny (selected by {names}; no rule allows it)",
+                "allowed": f": allowed by {names}",
+                "allowed-l7": f": allowed for the HTTP rules of {names}",
+                "outside": f": {s} is outside the cluster (no ingress policy)",
+            }[self.outcome]
+        )
 
 
 def decide(
     rules: Sequence[Rule],
-    sections: Sequence[Section],
+    enforcing: Sequence[str],
     direction: Direction,
     subject: Identity,
     peer: Identity,
     port: int,
     protocol: str = "TCP",
 ) -> Verdict:
-    """`subject`: the endpoint whose policy applies (the destination for ingress, the
-    source for egress); `peer`: the other end."""
-    where = f"{direction} of {subject.describe()} from {peer.describe()} on port {port}"
-    if direction == "egress":
-        where = f"egress of {subject.describe()} to {peer.describe()} on port {port}"
-    relevant = [r for r in rules if r.direction == direction and r.selector.matches(subject)]
-    for r in relevant:
+    """`rules`: those of `direction` that select `subject` (the endpoint whose policy
+    applies: the destination for ingress, the source for egress); `enforcing`: the
+    policies that put it into default deny there; `peer`: the other end."""
+    flow = (direction, subject, peer, port)
+    for r in rules:
         if r.deny and r.peers.matches(peer) and r.port_matches(port, protocol):
-            return Verdict(False, None, (r.name,), f"{where}: denied by {r.name}")
-    enforcing = sorted(
-        {
-            s.policy
-            for s in sections
-            if s.direction == direction and s.default_deny and s.selector.matches(subject)
-        }
-    )
+            return Verdict(False, None, (r.name,), "denied", *flow)
     if not enforcing:
-        return Verdict(True, None, (), f"{where}: no policy selects it in this direction")
+        return Verdict(True, None, (), "unselected", *flow)
     allowing = [
-        r
-        for r in relevant
-        if not r.deny and r.peers.matches(peer) and r.port_matches(port, protocol)
+        r for r in rules if not r.deny and r.peers.matches(peer) and r.port_matches(port, protocol)
     ]
     if not allowing:
-        return Verdict(
-            False,
-            None,
-            tuple(enforcing),
-            f"{where}: default deny (selected by {', '.join(enforcing)}; no rule allows it)",
-        )
+        return Verdict(False, None, tuple(enforcing), "default-deny", *flow)
     names = tuple(r.name for r in allowing)
     if any(r.http is None for r in allowing):
         # An L3/L4 allow admits every request, whatever L7 rules others add.
-        return Verdict(True, None, names, f"{where}: allowed by {', '.join(names)}")
+        return Verdict(True, None, names, "allowed", *flow)
     http: list[HttpRule] = []
     for r in allowing:
         for h in r.http or ():
             if h not in http:
                 http.append(h)
-    return Verdict(
-        True, tuple(http), names, f"{where}: allowed for the HTTP rules of {', '.join(names)}"
-    )
+    return Verdict(True, tuple(http), names, "allowed-l7", *flow)

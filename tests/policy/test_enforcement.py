@@ -81,12 +81,42 @@ def test_external_lockdown_is_an_allow_rbac_for_in_cluster_sources() -> None:
     assert "httpFilters" not in str(out[CLUSTER_TYPE][CLUSTER])
 
 
-def test_default_deny_refuses_at_the_cluster_and_keeps_its_endpoints() -> None:
+def test_default_deny_sends_the_cluster_to_the_deny_listener() -> None:
+    """A refused cluster keeps its Cluster message; its one endpoint becomes the
+    internal listener that answers 403 (an EDS change, not a cluster update)."""
     out = xds(model_of(objects("default-deny")))
+    plain = xds(model_of(objects()))
+    assert out[CLUSTER_TYPE][CLUSTER] == plain[CLUSTER_TYPE][CLUSTER]
+    (locality,) = out[ENDPOINT_TYPE][CLUSTER]["endpoints"]
+    (endpoint,) = locality["lbEndpoints"]
+    internal = endpoint["endpoint"]["address"]["envoyInternalAddress"]
+    assert internal == {"serverListenerName": "propylon/policy-deny"}
+    deny = out[LISTENER_TYPE]["propylon/policy-deny"]
+    assert "Access denied" in str(deny) and "403" in str(deny) and "internalListener" in deny
+    assert "propylon.policy" not in str(out[LISTENER_TYPE][LISTENER])
+
+
+def test_l7_rules_at_the_backend_are_an_upstream_rbac_filter() -> None:
+    l7 = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "details-l7", "namespace": "default"},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"app": "details"}},
+            "ingress": [
+                {
+                    "fromEntities": ["ingress"],
+                    "toPorts": [
+                        {"ports": [{"port": "9080"}], "rules": {"http": [{"method": "GET"}]}}
+                    ],
+                }
+            ],
+        },
+    }
+    out = xds(model_of(objects(extra=[l7])))
     cluster = str(out[CLUSTER_TYPE][CLUSTER])
     assert "propylon.policy.backend" in cluster and "upstream_codec" in cluster
-    assert out[ENDPOINT_TYPE][CLUSTER]["endpoints"][0]["lbEndpoints"]
-    assert "propylon.policy" not in str(out[LISTENER_TYPE][LISTENER])
+    assert "':method'" in cluster and "'GET'" in cluster
 
 
 def test_backend_not_admitting_the_ingress_identity_is_left_out() -> None:
