@@ -92,33 +92,49 @@ def _allows(index: Index, state: GatewayState, namespace: str) -> tuple[bool, st
     return False, f"{where} allows no ListenerSets (spec.allowedListeners.namespaces.from: None)"
 
 
-def _conflict(li: ListenerState, earlier: list[ListenerState]) -> tuple[str, str] | None:
-    port, family = li.spec.port, _family(li.spec.protocol)
-    # TCP and UDP listeners do not look at hostnames: one per port and protocol.
-    stream = family in ("tcp", "udp")
-    host = li.spec.hostname or "*"
-    for other in earlier:
-        if other.spec.port != port or transport(other.spec.protocol) != transport(li.spec.protocol):
-            continue  # a UDP port is not a TCP one
-        where = f'listener "{other.name}" of ' + (
-            f"ListenerSet {other.owner.metadata.namespace}/{other.owner.metadata.name}"
-            if other.owner is not None
-            else f"Gateway {other.gateway.metadata.namespace}/{other.gateway.metadata.name}"
-        )
-        if _family(other.spec.protocol) != family:
+def _where(li: ListenerState) -> str:
+    owner = li.owner or li.gateway
+    return f'listener "{li.name}" of {owner.kind} {owner.metadata.namespace}/{owner.metadata.name}'
+
+
+class TakenPorts:
+    """The listeners that hold a Gateway's ports so far, by (port, transport): all of
+    one protocol family (a listener of another family lost), and by hostname. A lookup
+    costs the same however many listeners a Gateway has."""
+
+    def __init__(self, listeners: list[ListenerState]) -> None:
+        self.by_port: dict[tuple[int, str], tuple[ListenerState, dict[str, ListenerState]]] = {}
+        for li in listeners:
+            self.take(li)
+
+    def take(self, li: ListenerState) -> None:
+        _, hosts = self.by_port.setdefault((li.spec.port, transport(li.spec.protocol)), (li, {}))
+        hosts.setdefault(li.spec.hostname or "*", li)
+
+    def conflict(self, li: ListenerState) -> tuple[str, str] | None:
+        port, protocol = li.spec.port, li.spec.protocol
+        held = self.by_port.get((port, transport(protocol)))  # a UDP port is not a TCP one
+        if held is None:
+            return None
+        first, hosts = held
+        family = _family(protocol)
+        if _family(first.spec.protocol) != family:
             return c.R_PROTOCOL_CONFLICT, (
-                f"port {port} is taken by {where} with protocol {other.spec.protocol}, "
+                f"port {port} is taken by {_where(first)} with protocol "
+                f"{first.spec.protocol}, which has precedence"
+            )
+        if family in ("tcp", "udp"):  # no hostnames: one listener per port and protocol
+            return c.R_HOSTNAME_CONFLICT, (
+                f"port {port} ({protocol}) is taken by {_where(first)}, which has precedence"
+            )
+        host = li.spec.hostname or "*"
+        other = hosts.get(host)
+        if other is not None:
+            return c.R_HOSTNAME_CONFLICT, (
+                f"port {port} and hostname {host} are taken by {_where(other)}, "
                 "which has precedence"
             )
-        if stream:
-            return c.R_HOSTNAME_CONFLICT, (
-                f"port {port} ({li.spec.protocol}) is taken by {where}, which has precedence"
-            )
-        if (other.spec.hostname or "*") == host:
-            return c.R_HOSTNAME_CONFLICT, (
-                f"port {port} and hostname {host} are taken by {where}, which has precedence"
-            )
-    return None
+        return None
 
 
 def attach_listener_sets(
@@ -128,8 +144,8 @@ def attach_listener_sets(
     ours: no status); the listeners of accepted ones are appended to their Gateway's
     `listeners` (after its own, in precedence order)."""
     out: dict[ObjectKey, ListenerSetState] = {}
-    winners: dict[NsName, list[ListenerState]] = {
-        name: [li for li in state.listeners if li.accepted and not li.conflicted_reason]
+    taken = {
+        name: TakenPorts([li for li in state.listeners if li.accepted and not li.conflicted_reason])
         for name, state in gateways.items()
     }
     attached: dict[NsName, int] = dict.fromkeys(gateways, 0)
@@ -153,16 +169,16 @@ def attach_listener_sets(
             state.message = f"{where} is not accepted: {gw_state.accepted_message}"
             continue
         state.listeners = evaluate_listeners(index, gw_state.gateway, values, owner=ls)
-        earlier = winners[gw_name]
-        mine: list[ListenerState] = []
+        ports = taken[gw_name]
+        mine = TakenPorts([])  # its own later listeners lose to it too
         for li in state.listeners:
-            found = _conflict(li, earlier + mine)
+            found = ports.conflict(li) or mine.conflict(li)
             if found is not None:
                 reason, message = found
                 li.conflicted_reason, li.conflicted_message = reason, message
                 li.accepted, li.accepted_reason, li.accepted_message = False, reason, message
             elif li.accepted:
-                mine.append(li)
+                mine.take(li)
         valid = [li for li in state.listeners if _valid(li)]
         invalid = [li.name for li in state.listeners if not _valid(li)]
         if not valid:
@@ -177,7 +193,9 @@ def attach_listener_sets(
             )
         else:
             state.reason, state.message = c.R_ACCEPTED, f"Accepted by {where}"
-        earlier.extend(mine)
+        for li in state.listeners:
+            if li.accepted:  # only an accepted ListenerSet's listeners hold ports
+                ports.take(li)
         gw_state.listeners.extend(state.listeners)
         attached[gw_name] += 1
     for name, gw_state in gateways.items():

@@ -463,3 +463,27 @@ def test_builder_follows_listener_set_changes() -> None:
     fresh = build(Inputs(objects=second, default_pool=("127.10.0.0/16",)))
     assert result.statuses == fresh.statuses
     assert hosts(result) == hosts(fresh) == {"two.example.com"}
+
+
+def test_a_listener_set_not_accepted_holds_no_port() -> None:
+    docs = (
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: certs}\n",
+        _secret("certs"),
+        gateway(),
+        # older, but its only listener may not use the Secret: not accepted
+        listener_set(
+            "refused", _https("tls", "granted.example.com"), created="2024-01-01T00:00:00Z"
+        ),
+        _grant("ListenerSet", NS).replace("namespace: infra}]", "namespace: team-b}]"),
+        listener_set(
+            "newer",
+            _https("tls", "granted.example.com"),
+            namespace="team-b",
+            created="2024-02-01T00:00:00Z",
+        ),
+    )
+    result = run(*docs)
+    assert cond(result.statuses[ls_key("refused")], "Accepted") == ("False", "ListenersNotValid")
+    newer = result.statuses[ls_key("newer", "team-b")]
+    assert cond(newer, "Accepted") == ("True", "Accepted")
+    assert cond(listener(newer, "tls"), "Conflicted") == ("False", "NoConflicts")
