@@ -33,15 +33,37 @@ from propylon.model import (
 from propylon.resources import ObjectKey, TLSRoute
 
 
-def _shadowed(host: str, owner: ListenerState, peers: Sequence[ListenerState]) -> bool:
-    mine = owner.spec.hostname
-    for other in peers:
-        theirs = other.spec.hostname
-        if other is owner or theirs == mine:
-            continue
-        if covers(mine, theirs) and covers(theirs, None if host == "*" else host):
-            return True
-    return False
+class PeerHostnames:
+    """The hostnames of the listeners sharing a port, for listener isolation: does a
+    more specific peer take a host away from a listener? Looked up by the few hostnames
+    that can cover a host (any, the host itself, its wildcard suffixes), not by scanning
+    the peers: a port may carry thousands of ListenerSet listeners."""
+
+    def __init__(self, peers: Sequence[ListenerState]) -> None:
+        self.hostnames = {li.spec.hostname for li in peers}
+
+    def covering(self, host: str | None) -> list[str | None]:
+        """The peers' hostnames that cover `host` (exact, wildcard, or None: any)."""
+        candidates: list[str | None] = [None, "*"]
+        if host is not None and host != "*":
+            candidates.append(host)
+            labels = host.split(".")
+            # "*.b.c" and "*.c" cover "a.b.c" and "*.b.c"; a wildcard covers itself
+            start = 2 if host.startswith("*.") else 1
+            candidates += ["*." + ".".join(labels[i:]) for i in range(start, len(labels))]
+        return [h for h in candidates if h in self.hostnames and covers(h, host)]
+
+    def shadowed(self, host: str, owner: ListenerState) -> bool:
+        """A peer with another hostname, covered by `owner`'s, covers `host`: the
+        request belongs to that more specific listener."""
+        mine = owner.spec.hostname
+        return any(
+            theirs != mine and covers(mine, theirs)
+            for theirs in self.covering(None if host == "*" else host)
+        )
+
+    def covered_by_another(self, hostname: str) -> bool:
+        return any(theirs != hostname for theirs in self.covering(hostname))
 
 
 def _host_order(host: str) -> tuple[tuple[int, int], str]:
@@ -73,6 +95,8 @@ class HostTable:
     ) -> None:
         self.name = name
         self.owners = owners
+        self.owner_ids = {id(li) for li in owners}  # dataclass equality compares specs
+        self.peer_hosts = PeerHostnames(peers)
         self.peers = peers
         # host -> route key -> how many of the route's attachments bring it the host
         self.feeds: dict[str, dict[ObjectKey, int]] = {}
@@ -88,21 +112,16 @@ class HostTable:
         # A listener hostname that a less specific peer also covers gets a host of its
         # own even without routes (404 there instead of the peer's routes).
         self.own_hosts = {
-            h
-            for li in owners
-            if (h := li.spec.hostname)
-            and any(
-                o is not li and o.spec.hostname != h and covers(o.spec.hostname, h) for o in peers
-            )
+            h for li in owners if (h := li.spec.hostname) and self.peer_hosts.covered_by_another(h)
         }
 
     def count(self, att: Attachment, delta: int) -> None:
         """Add (+1) or take away (-1) an attachment of a route with model routes."""
-        if att.listener not in self.owners:
+        if id(att.listener) not in self.owner_ids:
             return
         key = att.route.key
         for host in att.hostnames:
-            if _shadowed(host, att.listener, self.peers):
+            if self.peer_hosts.shadowed(host, att.listener):
                 continue
             feeds = self.feeds.setdefault(host, {})
             n = feeds.get(key, 0) + delta
@@ -172,11 +191,13 @@ def _passthrough(
     backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
 ) -> tuple[TLSPassthrough, ...]:
     chosen: dict[str, TLSRoute] = {}
+    owner_ids = {id(li) for li in owners}
+    peer_hosts = PeerHostnames(peers)
     for att in sorted(attachments, key=lambda a: age_key(a.route)):
-        if att.listener not in owners or not isinstance(att.route, TLSRoute):
+        if id(att.listener) not in owner_ids or not isinstance(att.route, TLSRoute):
             continue
         for host in att.hostnames:
-            if host not in chosen and not _shadowed(host, att.listener, peers):
+            if host not in chosen and not peer_hosts.shadowed(host, att.listener):
                 chosen[host] = att.route  # oldest route wins a hostname
     out: list[TLSPassthrough] = []
     for host in sorted(chosen, key=_host_order):
