@@ -275,6 +275,10 @@ class Finisher:
         self.changed_statuses: set[ObjectKey] = set()
         self.last: dict[ObjectKey, dict[str, Any]] | None = None  # statuses given last
         self.stamp: Stamp | None = None  # of the last model
+        # ListenerSets whose listeners' attached routes changed since the last result
+        # (None: all): the only part of their status a route changes. Thousands of
+        # ListenerSets made every route change cost O(ListenerSets) otherwise.
+        self.listener_sets_changed: set[ObjectKey] | None = None
 
     def update(
         self,
@@ -291,6 +295,7 @@ class Finisher:
                 continue
             for att in old.attached:
                 att.listener.attached_routes.discard(key)
+                self._listener_set_changed(att)
             if old.ordered is not None:
                 for assembly in self.assemblies.values():
                     for att in old.attached:
@@ -315,6 +320,7 @@ class Finisher:
                 self.passthrough[key] = new.passthrough
             for att in new.attached:
                 att.listener.attached_routes.add(key)
+                self._listener_set_changed(att)
             if new.ordered is not None:
                 for assembly in self.assemblies.values():
                     for att in new.attached:
@@ -340,6 +346,11 @@ class Finisher:
                 # feed cost O(routes) per change for a Service that thousands of routes
                 # share (BENCHMARKS.md, "Kubernetes mode").
                 self._merge_added(name, added.get(name, ()))
+
+    def _listener_set_changed(self, att: Attachment) -> None:
+        owner = att.listener.owner
+        if owner is not None and self.listener_sets_changed is not None:
+            self.listener_sets_changed.add(owner.key)
 
     def _set_status(self, key: ObjectKey, status: dict[str, Any] | None) -> None:
         if status is None:
@@ -403,8 +414,13 @@ class Finisher:
         gateways = self.world.gateways
         extra = tls_policies.statuses()
         gateway_statuses = {state.gateway.key: state.status() for state in gateways.values()}
-        for key, ls in self.world.listener_sets.items():
-            gateway_statuses[key] = ls.status()
+        listener_sets = self.world.listener_sets
+        changed_sets = (
+            listener_sets if self.listener_sets_changed is None else (self.listener_sets_changed)
+        )
+        for key in changed_sets:
+            gateway_statuses[key] = listener_sets[key].status()
+        self.listener_sets_changed = set()
         for key, status in (*extra.items(), *gateway_statuses.items()):
             self.statuses[key] = status
             self.changed_statuses.add(key)

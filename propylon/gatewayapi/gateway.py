@@ -67,8 +67,8 @@ class GatewayState:
 
     @property
     def own_listeners(self) -> list[ListenerState]:
-        """The listeners of the Gateway's spec (not its ListenerSets')."""
-        return [li for li in self.listeners if li.owner is None]
+        """The listeners of the Gateway's spec (not its ListenerSets', which follow)."""
+        return self.listeners[: len(self.gateway.spec.listeners)]
 
     @property
     def address(self) -> str | None:

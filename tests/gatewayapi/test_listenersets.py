@@ -487,3 +487,28 @@ def test_a_listener_set_not_accepted_holds_no_port() -> None:
     newer = result.statuses[ls_key("newer", "team-b")]
     assert cond(newer, "Accepted") == ("True", "Accepted")
     assert cond(listener(newer, "tls"), "Conflicted") == ("False", "NoConflicts")
+
+
+def test_builder_follows_route_changes_on_listener_sets() -> None:
+    """A route change re-counts only the ListenerSets it touches; the result is still
+    what a fresh build gives."""
+    two = http("one", "one.example.com") + "\n" + http("two", "two.example.com")
+    section = "[{group: gateway.networking.k8s.io, kind: ListenerSet, name: ls, sectionName: %s}]"
+    steps = [
+        (route("r", section % "one"), route("q", LS_REF, path="/q")),
+        (route("r", section % "two"), route("q", LS_REF, path="/q")),  # moved
+        (route("r", section % "two"),),  # q deleted
+        (route("r", "[{name: gw}]"),),  # to the Gateway
+    ]
+    builder = Builder()
+    for i, routes in enumerate(steps):
+        objs = objects(gateway(), listener_set("ls", two), listener_set("other", two), *routes)
+        inputs = Inputs(objects=objs, default_pool=("127.10.0.0/16",))
+        changed = (
+            None if i == 0 else [ObjectKey("HTTPRoute", NS, "r"), ObjectKey("HTTPRoute", NS, "q")]
+        )
+        result = builder.build(inputs, changed)
+        fresh = build(inputs)
+        assert result.statuses == fresh.statuses, i
+    status = result.statuses[ls_key("ls")]
+    assert [li["attachedRoutes"] for li in status["listeners"]] == [0, 0]
