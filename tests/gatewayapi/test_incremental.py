@@ -58,7 +58,35 @@ def _gateway(hostname: str | None, second_port: bool, tls: bool = False) -> dict
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
         "metadata": {"name": "gw", "namespace": "gw"},
-        "spec": {"gatewayClassName": "cls", "listeners": listeners},
+        "spec": {
+            "gatewayClassName": "cls",
+            "listeners": listeners,
+            "allowedListeners": {"namespaces": {"from": "All"}},
+        },
+    }
+
+
+def _listener_set(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+    """Listeners on the Gateway's port 80 (hostnames that may clash with its own and
+    other ListenerSets') and on a port of their own."""
+    listeners = []
+    for entry in ("a", "b"):
+        listener: dict[str, Any] = {
+            "name": entry,
+            "protocol": "HTTP",
+            "port": rng.choice((80, 80, 8081)),
+            "allowedRoutes": {"namespaces": {"from": rng.choice(("All", "Same"))}},
+        }
+        host = rng.choice((None, "x.example.com", "y.example.com", "ls.example.com"))
+        if host:
+            listener["hostname"] = host
+        if all((li["port"], li.get("hostname")) != (listener["port"], host) for li in listeners):
+            listeners.append(listener)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "ListenerSet",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"parentRef": {"name": "gw", "namespace": "gw"}, "listeners": listeners},
     }
 
 
@@ -96,7 +124,7 @@ def _stream_route(rng: random.Random, kind: str, ns: str, name: str) -> dict[str
     }
 
 
-def _route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
+def _route(rng: random.Random, ns: str, name: str, listener_sets: bool = True) -> dict[str, Any]:
     kind = rng.choice(("HTTPRoute", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"))
     if kind == "TLSRoute":
         return _tls_route(rng, ns, name)
@@ -124,6 +152,15 @@ def _route(rng: random.Random, ns: str, name: str) -> dict[str, Any]:
     parent: dict[str, Any] = {"name": "gw", "namespace": "gw"}
     if rng.random() < 0.2:
         parent["sectionName"] = rng.choice(("http", "narrow", "alt", "missing"))
+    elif listener_sets and rng.random() < 0.3:
+        parent = {
+            "group": "gateway.networking.k8s.io",
+            "kind": "ListenerSet",
+            "name": f"ls{rng.randrange(3)}",
+            "namespace": rng.choice(NAMESPACES),
+        }
+        if rng.random() < 0.3:
+            parent["sectionName"] = rng.choice(("a", "b"))
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": kind,
@@ -234,13 +271,20 @@ def _mutate(rng: random.Random, objects: dict[ObjectKey, Resource]) -> set[Objec
                 changed.add(key)
             else:
                 changed.add(_put(objects, _slice(rng, ns, key.name)))
-        elif what < 0.93:
+        elif what < 0.9:
             key = ObjectKey("ReferenceGrant", ns, "g")
             if key in objects:
                 del objects[key]
                 changed.add(key)
             else:
                 changed.add(_put(objects, _grant(ns)))
+        elif what < 0.96:
+            key = ObjectKey("ListenerSet", ns, f"ls{rng.randrange(3)}")
+            if key in objects and rng.random() < 0.3:
+                del objects[key]
+                changed.add(key)
+            else:
+                changed.add(_put(objects, _listener_set(rng, ns, key.name)))
         else:
             host = rng.choice((None, "x.example.com", "*.example.com"))
             tls = rng.random() < 0.5
@@ -337,14 +381,14 @@ def test_unchanged_routes_are_the_same_objects() -> None:
     rng = random.Random(7)
     objects = _base()
     for i in range(20):
-        _put(objects, _route(rng, "a", f"r{i}"))
+        _put(objects, _route(rng, "a", f"r{i}", listener_sets=False))
         _put(objects, _service(rng, "a", f"s{i % 4}"))
     builder = Builder()
     first = builder.build(Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",)))
     was = next(k.kind for k in objects if k.name == "r3" and k.kind.endswith("Route"))
-    doc = _route(rng, "a", "r3")
+    doc = _route(rng, "a", "r3", listener_sets=False)
     while doc["kind"] != was:  # an update of r3, not a new route of another kind
-        doc = _route(rng, "a", "r3")
+        doc = _route(rng, "a", "r3", listener_sets=False)
     key = _put(objects, doc)
     second = builder.build(Inputs(objects=dict(objects), default_pool=("127.1.0.0/24",)), {key})
     assert builder.reused == 19
