@@ -3,6 +3,7 @@ and for clusters of weighted endpoint groups (a UDPRoute's several backends)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -11,10 +12,11 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, udp_listener_config_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
 from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
+from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
-from xds.core.v3 import extension_pb2
-from xds.type.matcher.v3 import matcher_pb2
+from xds.core.v3 import cidr_pb2, extension_pb2
+from xds.type.matcher.v3 import ip_pb2, matcher_pb2
 
 from propylon.envoy._pb import pack, socket_address
 
@@ -29,15 +31,54 @@ def udp_address(address: str, port: int) -> Message:
     )
 
 
-def udp_proxy(stat_prefix: str, cluster: str) -> Message:
+def _route_action(cluster: str) -> Message:
+    return matcher_pb2.Matcher.OnMatch(
+        action=extension_pb2.TypedExtensionConfig(
+            name="route", typed_config=pack(udp_route_pb2.Route(cluster=cluster))
+        )
+    )
+
+
+def udp_proxy(
+    stat_prefix: str,
+    cluster: str,
+    *,
+    source_ranges: tuple[Iterable[str], bool] | None = None,
+    closed: str = "",
+) -> Message:
     """Every datagram session to `cluster` (the matcher's no-match action: the UDP
-    proxy's current form; its `cluster` field is deprecated)."""
-    route = extension_pb2.TypedExtensionConfig(
-        name="route", typed_config=pack(udp_route_pb2.Route(cluster=cluster))
+    proxy's current form; its `cluster` field is deprecated). `source_ranges` (cidrs,
+    deny): the class config's loadBalancerSourceRanges, matched on the client's address
+    (UDP has no RBAC filter); a refused client's datagrams go to `closed`, a cluster
+    that never exists, i.e. are dropped."""
+    if source_ranges is None:
+        return udp_proxy_pb2.UdpProxyConfig(
+            stat_prefix=stat_prefix, matcher=matcher_pb2.Matcher(on_no_match=_route_action(cluster))
+        )
+    cidrs, deny = source_ranges
+    ranges = []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr, strict=False)
+        ranges.append(
+            cidr_pb2.CidrRange(
+                address_prefix=str(net.network_address),
+                prefix_len=wrappers_pb2.UInt32Value(value=net.prefixlen),
+            )
+        )
+    inside, outside = (closed, cluster) if deny else (cluster, closed)
+    matched = ip_pb2.IPMatcher.IPRangeMatcher(ranges=ranges, on_match=_route_action(inside))
+    ip_matcher = ip_pb2.IPMatcher(range_matchers=[matched])
+    tree = matcher_pb2.Matcher.MatcherTree(
+        input=extension_pb2.TypedExtensionConfig(
+            name="source-ip", typed_config=pack(network_inputs_pb2.SourceIPInput())
+        ),
+        custom_match=extension_pb2.TypedExtensionConfig(
+            name="source-ranges", typed_config=pack(ip_matcher)
+        ),
     )
     return udp_proxy_pb2.UdpProxyConfig(
         stat_prefix=stat_prefix,
-        matcher=matcher_pb2.Matcher(on_no_match=matcher_pb2.Matcher.OnMatch(action=route)),
+        matcher=matcher_pb2.Matcher(matcher_tree=tree, on_no_match=_route_action(outside)),
     )
 
 

@@ -66,15 +66,19 @@ def _stream_listener(lst: m.Listener, options: m.ProxyOptions, address: str) -> 
     if lst.udp is not None:
         # The UDP proxy forwards to one cluster (several backends arrive as one cluster
         # of weighted endpoint groups): datagrams of a route without one are dropped.
-        # The listener-wide knobs are TCP filters (PROXY protocol, source ranges, TCP
-        # access logs): a UDP listener has none of them.
+        # Of the listener-wide knobs, only the source ranges apply (as the UDP proxy's
+        # matcher on the client address); PROXY protocol and the TCP access logs are
+        # TCP's.
         cluster = _shares(lst.udp)[0][0]
+        ranges = lst.options.source_ranges
+        proxy = pbs.udp_proxy(
+            lst.name,
+            cluster,
+            source_ranges=None if ranges is None else (ranges.cidrs, ranges.deny),
+            closed=INVALID_BACKEND_CLUSTER,
+        )
         return pbs.udp_listener(
-            name=lst.name,
-            address=address,
-            port=lst.port,
-            proxy=pbs.udp_proxy(lst.name, cluster),
-            node_port=node_port,
+            name=lst.name, address=address, port=lst.port, proxy=proxy, node_port=node_port
         )
     assert lst.tcp is not None
     proxy = pb.tcp_proxy(lst.name, _shares(lst.tcp))

@@ -23,6 +23,7 @@ TCP_PORT = 9000  # the Gateway's TCP and UDP listeners
 WEIGHTED_PORT = 9001  # TCP, backends a:3 b:1 c:0
 UDP_WEIGHTED_PORT = 9002  # UDP, backends a:3 b:1
 SAMPLES = 200
+DENIED_SOURCE = "127.77.0.1"  # in the "ranged" class's loadBalancerSourceRanges (Deny)
 
 
 class _TCPEcho(socketserver.StreamRequestHandler):
@@ -92,13 +93,15 @@ def _service(name: str, port: int, protocol: str) -> list[dict[str, object]]:
     ]
 
 
-def _route(kind: str, name: str, section: str, backends: dict[str, int]) -> dict[str, object]:
+def _route(
+    kind: str, name: str, section: str, backends: dict[str, int], gateway: str = "l4"
+) -> dict[str, object]:
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": kind,
         "metadata": {"name": name},
         "spec": {
-            "parentRefs": [{"name": "l4", "sectionName": section}],
+            "parentRefs": [{"name": gateway, "sectionName": section}],
             "rules": [
                 {
                     "backendRefs": [
@@ -142,6 +145,45 @@ def running(tmp_path: Path, echoes: dict[str, Server]) -> Iterator[Running]:
                 ],
             },
         },
+        # A class whose config refuses clients from 127.77.0.0/16
+        # (loadBalancerSourceRanges, Deny), with a TCP and a UDP listener.
+        {
+            "apiVersion": "cilium.io/v2alpha1",
+            "kind": "CiliumGatewayClassConfig",
+            "metadata": {"name": "ranged", "namespace": "default"},
+            "spec": {
+                "service": {
+                    "loadBalancerSourceRanges": [f"{DENIED_SOURCE.rsplit('.', 2)[0]}.0.0/16"],
+                    "loadBalancerSourceRangesPolicy": "Deny",
+                }
+            },
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": "ranged"},
+            "spec": {
+                "controllerName": "io.cilium/gateway-controller",
+                "parametersRef": {
+                    "group": "cilium.io",
+                    "kind": "CiliumGatewayClassConfig",
+                    "name": "ranged",
+                    "namespace": "default",
+                },
+            },
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "ranged"},
+            "spec": {
+                "gatewayClassName": "ranged",
+                "listeners": [
+                    {"name": "tcp", "port": TCP_PORT, "protocol": "TCP"},
+                    {"name": "udp", "port": TCP_PORT, "protocol": "UDP"},
+                ],
+            },
+        },
     ]
     for name, server in echoes.items():
         docs += _service(name, server.server_address[1], "UDP" if name[:3] == "udp" else "TCP")  # type: ignore[index]
@@ -163,13 +205,17 @@ def _routes(old_backend: str) -> list[dict[str, object]]:
         _route("UDPRoute", "dns", "udp", {"udp-a": 1}),
         _route("TCPRoute", "weighted", "tcp-weighted", {"tcp-a": 3, "tcp-b": 1, "tcp-c": 0}),
         _route("UDPRoute", "udp-weighted", "udp-weighted", {"udp-a": 3, "udp-b": 1}),
+        _route("TCPRoute", "ranged-tcp", "tcp", {"tcp-a": 1}, gateway="ranged"),
+        _route("UDPRoute", "ranged-udp", "udp", {"udp-a": 1}, gateway="ranged"),
     ]
 
 
-def tcp_echo(address: str, port: int) -> str | None:
+def tcp_echo(address: str, port: int, source: str = "127.0.0.1") -> str | None:
     """The backend's name, or None if the connection failed or was closed."""
     try:
-        with socket.create_connection((address, port), timeout=5) as conn:
+        with socket.create_connection(
+            (address, port), timeout=5, source_address=(source, 0)
+        ) as conn:
             conn.sendall(b"ping\n")
             reply = conn.makefile("rb").readline().decode()
     except OSError:
@@ -178,11 +224,12 @@ def tcp_echo(address: str, port: int) -> str | None:
     return name if rest == "ping\n" else None
 
 
-def udp_echo(address: str, port: int) -> str | None:
+def udp_echo(address: str, port: int, source: str = "127.0.0.1") -> str | None:
     """One datagram from a fresh socket (a new session for Envoy's UDP proxy)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(2)
         try:
+            sock.bind((source, 0))
             sock.sendto(b"ping", (address, port))
             reply, _ = sock.recvfrom(1024)
         except OSError:
@@ -244,3 +291,16 @@ def test_route_change_and_removal(running: Running) -> None:
     docs = [d for d in _routes(old_backend="tcp-a") if d["metadata"]["name"] != "older"]  # type: ignore[index]
     _write(running.manifests / "routes.yaml", docs)
     wait_for(lambda: tcp_echo(address, TCP_PORT) == "tcp-new", what="the newer route")
+
+
+def test_source_ranges_hold_for_tcp_and_udp(running: Running) -> None:
+    """The class config's loadBalancerSourceRanges (Deny 127.77.0.0/16): TCP by the
+    network RBAC filter, UDP by the UDP proxy's matcher on the client address."""
+    address = running.gateway_address("ranged")
+    assert wait_for(lambda: tcp_echo(address, TCP_PORT), what="TCP echo") == "tcp-a"
+    assert wait_for(lambda: udp_echo(address, TCP_PORT), what="UDP echo") == "udp-a"
+    assert tcp_echo(address, TCP_PORT, source=DENIED_SOURCE) is None
+    assert udp_echo(address, TCP_PORT, source=DENIED_SOURCE) is None
+    # The allowed client still gets through (the refusals above were not an outage).
+    assert udp_echo(address, TCP_PORT) == "udp-a"
+    assert tcp_echo(address, TCP_PORT) == "tcp-a"

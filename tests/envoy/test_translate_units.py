@@ -233,8 +233,9 @@ def test_node_port_is_an_additional_address_of_the_listener() -> None:
 
 def test_tcp_listener_takes_the_listener_knobs_udp_listener_none() -> None:
     """PROXY protocol and source ranges are TCP filters: a TCP listener (TCPRoute) gets
-    them as every other TCP listener; a UDP listener cannot, and has none (Envoy would
-    reject a TCP listener filter on a UDP socket)."""
+    them as every other TCP listener; a UDP listener gets no PROXY protocol (Envoy would
+    reject a TCP listener filter on a UDP socket) and its source ranges as the UDP
+    proxy's matcher on the client address."""
     forward = m.StreamForward("TCPRoute/ns/r", (m.WeightedBackend("ns:svc:80:tcp", 1),))
     options = m.ListenerOptions(source_ranges=m.SourceRanges(("127.0.0.0/8",), deny=False))
     model = m.Model(
@@ -252,3 +253,6 @@ def test_tcp_listener_takes_the_listener_knobs_udp_listener_none() -> None:
     assert [f["name"] for f in udp["listener_filters"]] == ["envoy.filters.udp_listener.udp_proxy"]
     assert "filter_chains" not in udp
     assert udp["address"]["socket_address"]["protocol"] == "UDP"
+    tree = udp["listener_filters"][0]["typed_config"]["matcher"]["matcher_tree"]
+    ranges = tree["custom_match"]["typed_config"]["range_matchers"][0]["ranges"]
+    assert ranges == [{"address_prefix": "127.0.0.0", "prefix_len": 8}]
