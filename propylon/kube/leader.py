@@ -85,6 +85,11 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self.can_write()
 
+    @property
+    def leading(self) -> bool:
+        """Leader since the last change of leadership, whatever the fence says now."""
+        return self._leader
+
     def can_write(self) -> bool:
         return self._leader and self._clock() < self._valid_until
 

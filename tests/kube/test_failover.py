@@ -96,6 +96,8 @@ async def test_standby_takes_over_and_writes_never_interleave(
                 sampler = asyncio.create_task(overlap.run())
                 await eventually(lambda: b.source.synced.is_set(), what="b synced")
                 assert not b.can_write()
+                # A standby keeps its store current but builds nothing (no CPU per change).
+                assert b.reconciles == 0 and b.result is None
 
                 # Cut a's Lease renewals only: its watches and writes still work, so
                 # only its own fence can stop it from writing.
@@ -129,6 +131,7 @@ async def test_standby_takes_over_and_writes_never_interleave(
                 assert overlap.both == 0
                 a_writes, b_writes = log.of("a"), log.of("b")
                 assert b_writes, "b wrote after taking over"
+                assert b.reconciles >= 1
                 # Every write of a happened before the first write of b.
                 assert max(a_writes) < min(b_writes)
                 # a stopped writing within its renew deadline of the cut.

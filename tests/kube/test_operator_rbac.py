@@ -91,7 +91,18 @@ OPERATOR = _rules(
         ("coordination.k8s.io", ["leases"], ["get", "create", "update"]),
     ]
 )
-AGENT = _rules([("coordination.k8s.io", ["leases"], ["get", "create", "patch"])])
+AGENT = _rules(
+    [
+        ("coordination.k8s.io", ["leases"], ["get", "create", "patch"]),
+        # Network policy: the policies and the Pods whose labels are endpoint identities.
+        (
+            "cilium.io",
+            ["ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies"],
+            ["list", "watch"],
+        ),
+        ("", ["pods"], ["list", "watch"]),
+    ]
+)
 
 
 def _grant(cp: ControlPlane, user: str, rules: list[dict[str, Any]]) -> Path:
