@@ -368,14 +368,31 @@ def network_filter(name: str, config: Message) -> Message:
     return listener_components_pb2.Filter(name=name, typed_config=pack(config))
 
 
-def downstream_tls(secret_names: Iterable[str], *, alpn: bool = True) -> Message:
-    """`alpn`: offer h2 and http/1.1 (else no application protocol is negotiated)."""
+def downstream_tls(
+    secret_names: Iterable[str],
+    *,
+    alpn: bool = True,
+    client_ca_pem: str | None = None,
+    client_optional: bool = False,
+) -> Message:
+    """`alpn`: offer h2 and http/1.1 (else no application protocol is negotiated).
+    `client_ca_pem`: ask for a client certificate and verify it against these CAs;
+    required unless `client_optional`, which also serves clients whose certificate
+    does not verify (Gateway API AllowInsecureFallback)."""
     ctx = tls_pb2.DownstreamTlsContext(
         common_tls_context=common_pb2_common_tls(
             sds=[secret_pb2.SdsSecretConfig(name=n, sds_config=ads_source()) for n in secret_names],
             alpn=["h2", "http/1.1"] if alpn else [],
         )
     )
+    if client_ca_pem is not None:
+        vc = common_pb2.CertificateValidationContext(trusted_ca=data_source(client_ca_pem))
+        if client_optional:
+            vc.trust_chain_verification = (
+                common_pb2.CertificateValidationContext.TrustChainVerification.ACCEPT_UNTRUSTED
+            )
+        ctx.common_tls_context.validation_context.CopyFrom(vc)
+        ctx.require_client_certificate.value = not client_optional
     return base_pb2.TransportSocket(name=TLS_TRANSPORT, typed_config=pack(ctx))
 
 
@@ -454,8 +471,15 @@ def cluster(
 
 
 def upstream_tls(
-    *, sni: str, ca_pem: str | None, ca_file: str, sans: list[tuple[str, str]], alpn: list[str]
+    *,
+    sni: str,
+    ca_pem: str | None,
+    ca_file: str,
+    sans: list[tuple[str, str]],
+    alpn: list[str],
+    client_certificate: str | None = None,
 ) -> Message:
+    """`client_certificate`: the SDS Secret presented to the backend."""
     vc = common_pb2.CertificateValidationContext(
         trusted_ca=data_source(ca_pem)
         if ca_pem is not None
@@ -483,6 +507,10 @@ def upstream_tls(
         sni=sni,
         common_tls_context=tls_pb2.CommonTlsContext(validation_context=vc, alpn_protocols=alpn),
     )
+    if client_certificate is not None:
+        ctx.common_tls_context.tls_certificate_sds_secret_configs.append(
+            secret_pb2.SdsSecretConfig(name=client_certificate, sds_config=ads_source())
+        )
     return base_pb2.TransportSocket(name=TLS_TRANSPORT, typed_config=pack(ctx))
 
 

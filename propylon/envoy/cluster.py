@@ -27,6 +27,7 @@ def build_cluster(c: m.Cluster, access: m.BackendAccess | None = None) -> Messag
             ca_file=SYSTEM_CA_FILE,
             sans=list(c.tls.subject_alt_names),
             alpn=["h2"] if h2 else [],
+            client_certificate=c.tls.client_certificate,
         )
     out = pb.cluster(name=c.name, connect_timeout_ms=CONNECT_TIMEOUT_MS, h2=h2, upstream_tls=tls)
     if c.weighted:

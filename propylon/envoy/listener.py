@@ -45,7 +45,7 @@ def listener_shape(lst: m.Listener) -> Hashable:
         lst.address,
         lst.port,
         lst.http is not None,
-        tuple((t.server_names, t.certificates) for t in lst.https),
+        tuple((t.server_names, t.certificates, t.client_validation) for t in lst.https),
         lst.passthrough,
         lst.options,
         lst.tcp,
@@ -137,7 +137,14 @@ def build_listener(
                 name=rc_name,
                 filters=hcm(rc_name),
                 server_names=term.server_names,
-                transport_socket=pb.downstream_tls(term.certificates, alpn=options.alpn),
+                transport_socket=pb.downstream_tls(
+                    term.certificates,
+                    alpn=options.alpn,
+                    client_ca_pem=term.client_validation.ca_pem if term.client_validation else None,
+                    client_optional=bool(
+                        term.client_validation and term.client_validation.insecure_fallback
+                    ),
+                ),
             )
         )
     for pt in lst.passthrough:

@@ -317,6 +317,7 @@ class GatewayAssembly:
                         server_names=server_names,
                         certificates=tuple(s.name for s in li.certificates),
                         virtual_hosts=table.virtual_hosts(http_routes),
+                        client_validation=li.client_validation,
                     )
                 )
                 if changes is not None:

@@ -10,6 +10,11 @@ from typing import Any
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import allocate, pools_from
 from propylon.gatewayapi.assemble import GatewayAssembly, VirtualHostDelta
+from propylon.gatewayapi.backendclientcert import (
+    listener_prefix,
+    present_client_certificates,
+    resolve_client_certificate,
+)
 from propylon.gatewayapi.backends import _PROTOCOL_RANK, BackendProblems, Clusters
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.envoyrules import route_problems
@@ -98,6 +103,7 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
             default_traffic_policy=inputs.values.gateway_api.external_traffic_policy,
         )
         evaluate_gateway(state)
+        state.backend_certificate, state.backend_problem = resolve_client_certificate(index, gw)
         diagnostics.extend(state.diagnostics)
         gateways[(gw.metadata.namespace, gw.metadata.name)] = state
     listener_sets = attach_listener_sets(index, gateways, inputs.values)
@@ -269,6 +275,9 @@ class Finisher:
         self.cluster_names: list[str] = []  # sorted
         self.cluster_list: list[Cluster] = []  # alongside `cluster_names`
         self.cluster_tuple: tuple[Cluster, ...] | None = None
+        # The last model had clusters copied for Gateways' backend client certificates
+        # (`backendclientcert`): a hint relative to it would not name those.
+        self.rewrote_last = False
         # cluster name -> the merged cluster now (None: gone), since the last model
         self.cluster_changes: dict[str, Cluster | None] = {}
         self.statuses: dict[ObjectKey, dict[str, Any]] = dict(world.statuses)
@@ -467,9 +476,28 @@ class Finisher:
         if self.stamp is not None and not vhost_changes.ambiguous:
             delta = Delta(self.stamp, self.cluster_changes, vhost_changes.sets)
         self.cluster_changes = {}
+        model_listeners, model_clusters = tuple(listeners), self.cluster_tuple
+        client_certs = {
+            listener_prefix(st.gateway): (st.gateway, st.backend_certificate.name)
+            for st in gateways.values()
+            if st.backend_certificate is not None and st.address is not None
+        }
+        if self.rewrote_last:
+            delta = None
+        self.rewrote_last = False
+        if client_certs:
+            for st in gateways.values():
+                if st.backend_certificate is not None and st.address is not None:
+                    secrets[st.backend_certificate.name] = st.backend_certificate
+            rewritten = present_client_certificates(model_listeners, model_clusters, client_certs)
+            if rewritten is not None:
+                # The Gateways' own cluster copies: the hint does not describe them.
+                model_listeners, model_clusters = rewritten
+                delta = None
+                self.rewrote_last = True
         model = Model(
-            listeners=tuple(listeners),
-            clusters=self.cluster_tuple,
+            listeners=model_listeners,
+            clusters=model_clusters,
             secrets=tuple(secrets[k] for k in sorted(secrets)),
             stamp=Stamp(),
             delta=delta,

@@ -14,6 +14,7 @@ PROGRAMMED = "Programmed"
 RESOLVED_REFS = "ResolvedRefs"
 CONFLICTED = "Conflicted"
 SUPPORTED_VERSION = "SupportedVersion"
+INSECURE_FRONTEND_VALIDATION_MODE = "InsecureFrontendValidationMode"
 
 # Reasons (gateway.networking.k8s.io v1.4).
 R_ACCEPTED = "Accepted"
@@ -21,6 +22,7 @@ R_PROGRAMMED = "Programmed"
 R_RESOLVED_REFS = "ResolvedRefs"
 R_NO_CONFLICTS = "NoConflicts"
 R_SUPPORTED_VERSION = "SupportedVersion"
+INSECURE_FRONTEND_VALIDATION_MODE = "InsecureFrontendValidationMode"
 R_INVALID_PARAMETERS = "InvalidParameters"
 R_INVALID = "Invalid"
 R_LISTENERS_NOT_VALID = "ListenersNotValid"
@@ -42,6 +44,13 @@ R_NO_MATCHING_LISTENER_HOSTNAME = "NoMatchingListenerHostname"
 R_UNSUPPORTED_VALUE = "UnsupportedValue"
 R_BACKEND_NOT_FOUND = "BackendNotFound"
 R_INVALID_KIND = "InvalidKind"
+# Gateway spec.tls (v1.5+): frontend client certificate validation, backend client cert.
+R_INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef"
+R_INVALID_CA_CERTIFICATE_KIND = "InvalidCACertificateKind"
+R_NO_VALID_CA_CERTIFICATE = "NoValidCACertificate"
+R_CONFIGURATION_CHANGED = "ConfigurationChanged"
+R_INVALID_CLIENT_CERTIFICATE_REF = "InvalidClientCertificateRef"
+R_LISTENERS_NOT_RESOLVED = "ListenersNotResolved"
 
 
 def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import AddressRequest, Allocation
 from propylon.gatewayapi.gatewayclass import ClassState
 from propylon.gatewayapi.listeners import ListenerState
+from propylon.model import Secret as ModelSecret
 from propylon.resources import (
     Gateway,
     LoadBalancerIngress,
@@ -64,6 +65,10 @@ class GatewayState:
     # Accepted ListenerSets (propylon.gatewayapi.listenersets), whose listeners follow
     # the Gateway's own in `listeners`.
     attached_listener_sets: int = 0
+    # spec.tls.backend.clientCertificateRef (`backendclientcert`): the certificate, or
+    # why it cannot be used (ResolvedRefs reason, message).
+    backend_certificate: ModelSecret | None = None
+    backend_problem: tuple[str, str] | None = None
 
     @property
     def own_listeners(self) -> list[ListenerState]:
@@ -109,10 +114,56 @@ class GatewayState:
                 c.ACCEPTED, self.accepted, self.accepted_reason, self.accepted_message, gen
             ),
             prog,
+            *self._tls_conditions(gen),
         ]
         out["listeners"] = [li.status(gen) for li in self.own_listeners]
         if self.attached_listener_sets or self.gateway.spec.allowed_listeners is not None:
             out["attachedListenerSets"] = self.attached_listener_sets
+        return out
+
+    def _tls_conditions(self, gen: int) -> list[dict[str, Any]]:
+        """With spec.tls: ResolvedRefs (the backend client certificate, then a summary
+        of the listeners') and, when any validation is AllowInsecureFallback,
+        InsecureFrontendValidationMode."""
+        tls = self.gateway.spec.tls
+        if tls is None:
+            return []
+        if self.backend_problem is not None:
+            reason, message = self.backend_problem
+            refs = c.condition(c.RESOLVED_REFS, False, reason, message, gen)
+        else:
+            bad = [li.name for li in self.own_listeners if li.refs_reason != c.R_RESOLVED_REFS]
+            refs = c.condition(
+                c.RESOLVED_REFS,
+                not bad,
+                c.R_LISTENERS_NOT_RESOLVED if bad else c.R_RESOLVED_REFS,
+                f"listeners with unresolved references: {', '.join(bad)}"
+                if bad
+                else "All references are resolved",
+                gen,
+            )
+        out = [refs]
+        frontend = tls.frontend
+        if frontend is not None:
+            modes = [
+                v.mode
+                for v in (
+                    frontend.default.validation,
+                    *(p.tls.validation for p in frontend.per_port),
+                )
+                if v is not None
+            ]
+            if "AllowInsecureFallback" in modes:
+                out.append(
+                    c.condition(
+                        c.INSECURE_FRONTEND_VALIDATION_MODE,
+                        True,
+                        c.R_CONFIGURATION_CHANGED,
+                        "spec.tls.frontend allows clients without a valid certificate "
+                        "(AllowInsecureFallback)",
+                        gen,
+                    )
+                )
         return out
 
     def generated_service(self) -> Service:

@@ -10,9 +10,11 @@ from typing import Any
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.envoyrules import certificate_problem
+from propylon.gatewayapi.frontendtls import resolve_client_validation
 from propylon.gatewayapi.index import Index
 from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.referencegrants import permitted
+from propylon.model import ClientValidation
 from propylon.model import Secret as ModelSecret
 from propylon.resources import GATEWAY_GROUP, Gateway, Listener, ListenerSet
 from propylon.values import Values
@@ -43,6 +45,8 @@ class ListenerState:
     refs_reason: str = c.R_RESOLVED_REFS
     refs_message: str = "All references are resolved"
     certificates: tuple[ModelSecret, ...] = ()
+    # Gateway spec.tls.frontend for this HTTPS listener's port (`frontendtls`).
+    client_validation: ClientValidation | None = None
     attached_routes: set[tuple[str, str, str]] = field(default_factory=set)
 
     @property
@@ -250,6 +254,7 @@ def evaluate_listeners(
             st.supported_kinds = kinds
         if spec.protocol == "HTTPS" and st.accepted:
             _resolve_certificates(index, st)
+            resolve_client_validation(index, st)
         states.append(st)
     if owner is None:
         _mark_conflicts(states)

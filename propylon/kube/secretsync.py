@@ -38,7 +38,8 @@ def copy_name(namespace: str, name: str) -> str:
 
 
 def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[str, str]]:
-    """(namespace, name) of every Secret a listener's certificateRefs names and may use
+    """(namespace, name) of every Secret a listener's certificateRefs (or a Gateway's
+    spec.tls.backend.clientCertificateRef) names and may use
     (its own namespace, or another one's with a ReferenceGrant): the listeners of
     Gateways and of ListenerSets (whose grants are from kind ListenerSet). Every one
     counts, whatever its class or whether it is attached: a copy is only a copy."""
@@ -52,29 +53,32 @@ def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[
         else:
             continue
         home = obj.metadata.namespace
-        for listener in listeners:
-            tls = listener.tls
-            for ref in tls.certificate_refs if tls is not None else ():
-                if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
+        refs = [ref for li in listeners if li.tls is not None for ref in li.tls.certificate_refs]
+        if isinstance(obj, Gateway) and obj.spec.tls and obj.spec.tls.backend:
+            # The certificate the Gateway presents to TLS backends is a TLS Secret too.
+            client = obj.spec.tls.backend.client_certificate_ref
+            refs.extend([client] if client is not None else [])
+        for ref in refs:
+            if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
+                continue
+            ns = ref.namespace or home
+            if (ns, ref.name) in seen:
+                continue
+            if ns != home:
+                index = index or Index(objects)
+                if not permitted(
+                    index,
+                    from_group=group,
+                    from_kind=obj.kind,
+                    from_namespace=home,
+                    to_group="",
+                    to_kind="Secret",
+                    to_namespace=ns,
+                    to_name=ref.name,
+                ):
                     continue
-                ns = ref.namespace or home
-                if (ns, ref.name) in seen:
-                    continue
-                if ns != home:
-                    index = index or Index(objects)
-                    if not permitted(
-                        index,
-                        from_group=group,
-                        from_kind=obj.kind,
-                        from_namespace=home,
-                        to_group="",
-                        to_kind="Secret",
-                        to_namespace=ns,
-                        to_name=ref.name,
-                    ):
-                        continue
-                seen.add((ns, ref.name))
-                yield ns, ref.name
+            seen.add((ns, ref.name))
+            yield ns, ref.name
 
 
 def wanted_copies(objects: Mapping[ObjectKey, Resource], secrets_namespace: str) -> dict[str, Obj]:

@@ -9,6 +9,8 @@ Naming (stable and documented, so users can find things in Envoy's config_dump):
 - `Cluster.name`: `<namespace>:<service>:<port>` for a Service backend;
   `<namespace>:<udproute>:udproute` for a UDPRoute's weighted backends.
 - `Secret.name`: `<namespace>/<secret-name>`.
+- A cluster a Gateway with `spec.tls.backend.clientCertificateRef` uses over TLS:
+  `<cluster>/client/<gateway-namespace>/<gateway-name>` (it presents that certificate).
 - `VirtualHost.name`: `<listener-name>/<hostname or *>`.
 - `Route.name`: `<kind>/<namespace>/<route-name>/rule/<i>/match/<j>`.
 """
@@ -180,12 +182,23 @@ class VirtualHost:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientValidation:
+    """Gateway `spec.tls.frontend`: clients must present a certificate signed by one of
+    `ca_pem` (PEM bundle); with `insecure_fallback`, a client without one, or with one
+    that does not verify, is served anyway (AllowInsecureFallback)."""
+
+    ca_pem: str
+    insecure_fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TLSTermination:
     """An HTTPS filter chain: chosen by SNI (`server_names`, empty = any)."""
 
     server_names: tuple[str, ...]
     certificates: tuple[str, ...]  # Secret names in `Model.secrets`
     virtual_hosts: tuple[VirtualHost, ...]
+    client_validation: ClientValidation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +312,9 @@ class UpstreamTLS:
     sni: str
     ca_pem: str | None  # None: system trust store (WellKnownCACertificates: System)
     subject_alt_names: tuple[tuple[str, str], ...] = ()  # (type "Hostname"|"URI", value)
+    #: Gateway `spec.tls.backend.clientCertificateRef`: the Secret (in `Model.secrets`)
+    #: presented to the backend.
+    client_certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

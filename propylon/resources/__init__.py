@@ -47,10 +47,12 @@ from propylon.resources.core import (
 from propylon.resources.errors import ResourceError, UnknownKindError
 from propylon.resources.gateway import (
     AllowedRoutes,
+    FrontendTLSValidation,
     Gateway,
     GatewayClass,
     GatewaySpec,
     GatewaySpecAddress,
+    GatewayTLS,
     GatewayTLSConfig,
     Listener,
     RouteGroupKind,
@@ -99,6 +101,7 @@ __all__ = [
     "Endpoint",
     "EndpointPort",
     "EndpointSlice",
+    "FrontendTLSValidation",
     "GRPCBackendRef",
     "GRPCRoute",
     "GRPCRouteFilter",
@@ -109,6 +112,7 @@ __all__ = [
     "GatewayClassServiceConfig",
     "GatewaySpec",
     "GatewaySpecAddress",
+    "GatewayTLS",
     "GatewayTLSConfig",
     "HTTPBackendRef",
     "HTTPHeaderFilter",

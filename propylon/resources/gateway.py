@@ -11,6 +11,7 @@ from propylon.resources.common import (
     GATEWAY_GROUP,
     Hostname,
     LabelSelector,
+    Namespace,
     PortNumber,
     SecretObjectReference,
     SectionName,
@@ -105,12 +106,69 @@ class GatewayInfrastructure(Struct):
     parameters_ref: ParametersReference | None = None
 
 
+class CACertificateRef(Struct):
+    """An ObjectReference (group, kind, name required; namespace optional)."""
+
+    group: str
+    kind: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    namespace: Namespace | None = None
+
+
+class FrontendTLSValidation(Struct):
+    ca_certificate_refs: list[CACertificateRef] = Field(min_length=1, max_length=16)
+    mode: Literal["AllowValidOnly", "AllowInsecureFallback"] = "AllowValidOnly"
+
+
+class FrontendTLSConfig(Struct):
+    validation: FrontendTLSValidation | None = None
+
+
+class TLSPortConfig(Struct):
+    port: PortNumber
+    tls: FrontendTLSConfig
+
+
+class FrontendTLS(Struct):
+    """Gateway `spec.tls.frontend`: client certificate validation, by default and per port."""
+
+    default: FrontendTLSConfig
+    per_port: list[TLSPortConfig] = Field(default_factory=list, max_length=64)
+
+    @field_validator("per_port")
+    @classmethod
+    def _unique_ports(cls, per_port: list[TLSPortConfig]) -> list[TLSPortConfig]:
+        ports = [p.port for p in per_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError("Port for TLS configuration must be unique within the Gateway")
+        return per_port
+
+    def for_port(self, port: int) -> FrontendTLSValidation | None:
+        """The validation that applies to HTTPS listeners on `port`."""
+        for entry in self.per_port:
+            if entry.port == port:
+                return entry.tls.validation
+        return self.default.validation
+
+
+class GatewayBackendTLS(Struct):
+    client_certificate_ref: SecretObjectReference | None = None
+
+
+class GatewayTLS(Struct):
+    """Gateway `spec.tls` (Gateway API v1.5+)."""
+
+    frontend: FrontendTLS | None = None
+    backend: GatewayBackendTLS | None = None
+
+
 class GatewaySpec(Struct):
     gateway_class_name: str = Field(min_length=1, max_length=253)
     listeners: list[Listener] = Field(min_length=1, max_length=64)
     addresses: list[GatewaySpecAddress] = Field(default_factory=list, max_length=16)
     infrastructure: GatewayInfrastructure | None = None
     allowed_listeners: AllowedListeners | None = None
+    tls: GatewayTLS | None = None
 
     @field_validator("listeners")
     @classmethod
