@@ -134,6 +134,13 @@ class Translator:
             model.clusters, hint, outs[CLUSTER_TYPE], outs[ENDPOINT_TYPE], access.clusters
         )
         secrets: dict[str, Encoded] = {}
+        if len(secret_names) < len(model.secrets):
+            # Gateways' backend client certificates (their clusters name them).
+            secret_names.update(
+                c.tls.client_certificate
+                for c in model.clusters
+                if c.tls is not None and c.tls.client_certificate is not None
+            )
         for s in model.secrets:
             if s.name in secret_names:
                 secrets[s.name] = self._secrets.get(s, partial(build_secret, s))

@@ -252,6 +252,7 @@ def test_backend_client_certificate_gets_own_cluster() -> None:
     assert used == {"gw": own.name, "plain": shared.name}
     assert "default/cert" in {s.name for s in result.model.secrets}
     xds = translate(result.model, ProxyOptions())
+    assert "default/cert" in xds.secrets  # served by SDS, as the cluster asks
     upstream = MessageToDict(xds.clusters[own.name])["transportSocket"]["typedConfig"]
     assert upstream["commonTlsContext"]["tlsCertificateSdsSecretConfigs"][0]["name"] == (
         "default/cert"
