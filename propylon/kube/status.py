@@ -45,6 +45,10 @@ WORKERS = 4
 # Longest a write may take when no leader fence bounds it.
 WRITE_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 60.0
+# A build's statuses are written this long after it: the API server's work on our
+# patches (and the watch events they fan out) then falls after the agents made the change
+# live, not on the same cores at the same moment; a burst of builds is written once.
+SETTLE_S = 0.05
 
 
 # (previous status, new status, now) -> new status with lastTransitionTime filled in
@@ -121,6 +125,7 @@ class StatusSink:
         self.conflicts = 0
         self.errors = 0
         self.idle = asyncio.Event()
+        self._settling: asyncio.TimerHandle | None = None
 
     # --- input -----------------------------------------------------------------------
 
@@ -142,7 +147,21 @@ class StatusSink:
                 self._dirty[key] = None
         if self._dirty:
             self.idle.clear()
+            self._wake_after_settling()
+
+    def _wake_after_settling(self) -> None:
+        if self._settling is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet: the writer starts with what is dirty
             self._wake.set()
+            return
+        self._settling = loop.call_later(SETTLE_S, self._settled)
+
+    def _settled(self) -> None:
+        self._settling = None
+        self._wake.set()
 
     def object_changed(self, key: ObjectKey) -> None:
         """The API server's copy changed (e.g. someone else wrote its status)."""
