@@ -26,8 +26,10 @@ Resource names (stable, findable in Envoy's config_dump):
   unresolved backendRefs go there and Envoy answers 500.
 - Secret: the model Secret name `<ns>/<name>`; only secrets some listener uses are sent.
 - Filter chains: `<listener>/http`, the HTTPS route config name,
-  `<listener>/passthrough/<name>`, and `<listener>/tcp` (TCP listener: one `tcp_proxy`,
-  weighted clusters for several backends).
+  `<listener>/passthrough/<name>` (TLS passthrough), `<listener>/terminate/<name>` (a TLS
+  listener with `mode: Terminate`: TLS ended with its certificates, then `tcp_proxy`),
+  and `<listener>/tcp` (TCP listener: one `tcp_proxy`, weighted clusters for several
+  backends).
 - UDP listeners: `<ns>/<gateway>/<port>/udp`, no filter chain, the `udp_proxy` listener
   filter forwarding every session to one cluster (its matcher's no-match action); a
   UDPRoute's several backends are one cluster `<ns>:<udproute>:udproute` whose

@@ -151,11 +151,17 @@ def build_listener(
         shares = [(b.cluster, b.weight) for b in pt.backends if b.cluster and b.weight > 0]
         if not shares:
             shares = [(INVALID_BACKEND_CLUSTER, 1)]
+        # tls.mode Terminate: the same TCP proxy behind a TLS server with the listener's
+        # certificates, offering no application protocol (the stream is opaque).
+        terminate = bool(pt.certificates)
         chains.append(
             pb.filter_chain(
-                name=f"{lst.name}/passthrough/{pt.name}",
+                name=f"{lst.name}/{'terminate' if terminate else 'passthrough'}/{pt.name}",
                 filters=[*passthrough_access(policy, pt.name), *tcp(pt.name, shares)],
                 server_names=pt.server_names,
+                transport_socket=pb.downstream_tls(pt.certificates, alpn=False)
+                if terminate
+                else None,
             )
         )
     if not chains:

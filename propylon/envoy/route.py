@@ -234,13 +234,35 @@ def _route(r: m.Route, origin: tuple[str, int], exact_host: str | None = None) -
         ra.timeout.CopyFrom(pb.duration_ms(r.backend_timeout_ms))
     elif r.match.grpc:
         ra.timeout.CopyFrom(pb.duration_ms(0))
-    if r.backend_timeout_ms:  # timeouts.backendRequest: each try, no retries
-        ra.retry_policy.CopyFrom(
-            pb.RetryPolicyMsg(per_try_timeout=pb.duration_ms(r.backend_timeout_ms))
-        )
-        ra.retry_policy.num_retries.value = 0
+    if r.retry is not None:
+        ra.retry_policy.CopyFrom(_retry_policy(r.retry))
+    if r.backend_timeout_ms:  # timeouts.backendRequest: each try (no retries unless `retry`)
+        ra.retry_policy.per_try_timeout.CopyFrom(pb.duration_ms(r.backend_timeout_ms))
+        if r.retry is None:
+            ra.retry_policy.num_retries.value = 0
     msg.route.CopyFrom(ra)
     return msg
+
+
+# Retried besides the route's codes: the connection to the backend failed or was refused
+# before any of the request reached it (safe for any method).
+RETRY_ON_CONNECTION = "connect-failure,refused-stream"
+
+
+def _retry_policy(retry: m.Retry) -> Message:
+    """HTTPRoute `retry`: Envoy's `num_retries` counts tries after the first, as
+    `attempts` does."""
+    policy = pb.RetryPolicyMsg(
+        retry_on=f"retriable-status-codes,{RETRY_ON_CONNECTION}"
+        if retry.codes
+        else RETRY_ON_CONNECTION,
+        retriable_status_codes=list(retry.codes),
+    )
+    if retry.attempts is not None:
+        policy.num_retries.value = retry.attempts
+    if retry.backoff_ms is not None:
+        policy.retry_back_off.base_interval.CopyFrom(pb.duration_ms(max(retry.backoff_ms, 1)))
+    return policy
 
 
 def _direct(status: int, body: str) -> Message:

@@ -125,6 +125,8 @@ class Translator:
                     routes[rc_name] = self._route_config(rc_name, vhosts, (scheme, lst.port))
             for term in lst.https:
                 secret_names.update(term.certificates)
+            for pt in lst.passthrough:
+                secret_names.update(pt.certificates)  # TLSRoute, mode Terminate
         if model.access is not None:
             # Network policy answers refused clusters from this internal listener.
             listeners[DENY_LISTENER] = self._listeners.get(DENY_LISTENER, deny_listener)

@@ -20,7 +20,10 @@ from propylon.gatewayapi.names import name_part
 from propylon.gatewayapi.routes import Attachment
 from propylon.gatewayapi.rules import OrderedRoute
 from propylon.model import (
+    DirectResponse,
     Listener,
+    Route,
+    RouteMatch,
     Secret,
     StreamForward,
     TLSPassthrough,
@@ -91,8 +94,15 @@ class HostTable:
     touch are made again, the others keep their VirtualHost object."""
 
     def __init__(
-        self, name: str, owners: Sequence[ListenerState], peers: Sequence[ListenerState]
+        self,
+        name: str,
+        owners: Sequence[ListenerState],
+        peers: Sequence[ListenerState],
+        *,
+        misdirected: bool = False,
     ) -> None:
+        """`misdirected`: one HTTPS listener's table (chosen by SNI), which answers 421
+        for the hosts that belong to its peers (`misdirected_hosts`)."""
         self.name = name
         self.owners = owners
         self.owner_ids = {id(li) for li in owners}  # dataclass equality compares specs
@@ -114,6 +124,10 @@ class HostTable:
         self.own_hosts = {
             h for li in owners if (h := li.spec.hostname) and self.peer_hosts.covered_by_another(h)
         }
+        self.misdirected = misdirected_hosts(owners[0], peers) if misdirected else frozenset()
+        if self.misdirected and owners[0].spec.hostname:
+            # Its own hosts without a route answer 404 here, not a peer's 421.
+            self.own_hosts.add(owners[0].spec.hostname)
 
     def count(self, att: Attachment, delta: int) -> None:
         """Add (+1) or take away (-1) an attachment of a route with model routes."""
@@ -138,8 +152,15 @@ class HostTable:
     ) -> tuple[VirtualHost, ...]:
         if self.result is not None and not self.dirty:
             return self.result
-        for host in self.dirty | {h for h in self.own_hosts if h not in self.made}:
+        fixed = self.own_hosts | self.misdirected
+        for host in self.dirty | {h for h in fixed if h not in self.made}:
             feeds = self.feeds.get(host)
+            if feeds is None and host in self.misdirected and host not in self.own_hosts:
+                before = self.made.get(host)
+                made = self.made[host] = _misdirected_host(self.name, host)
+                self._changed(host, before, made)
+                self._place(host, made)
+                continue
             if feeds is None and host not in self.own_hosts:
                 gone = self.made.pop(host, None)
                 if gone is not None:
@@ -157,16 +178,19 @@ class HostTable:
                 routes=tuple(r.route for r in sorted(chosen.values(), key=lambda r: r.key)),
             )
             self._changed(host, before, made)
-            entry = (_host_order(host), host)
-            at = bisect_left(self.order, entry)
-            if at < len(self.order) and self.order[at] == entry:
-                self.hosts[at] = made
-            else:
-                self.order.insert(at, entry)
-                self.hosts.insert(at, made)
+            self._place(host, made)
         self.dirty.clear()
         self.result = tuple(self.hosts)
         return self.result
+
+    def _place(self, host: str, made: VirtualHost) -> None:
+        entry = (_host_order(host), host)
+        at = bisect_left(self.order, entry)
+        if at < len(self.order) and self.order[at] == entry:
+            self.hosts[at] = made
+        else:
+            self.order.insert(at, entry)
+            self.hosts.insert(at, made)
 
     def _changed(self, host: str, before: VirtualHost | None, after: VirtualHost | None) -> None:
         first = self.changes.get(host)
@@ -183,6 +207,36 @@ class HostTable:
         return out
 
 
+MISDIRECTED = 421
+
+
+def misdirected_hosts(owner: ListenerState, peers: Sequence[ListenerState]) -> frozenset[str]:
+    """The hostnames of the other listeners on `owner`'s port (`*` for one without a
+    hostname): a request whose host is theirs came over a connection whose SNI chose
+    `owner`, so it is misdirected (RFC 9110 421; the Gateway API's
+    GatewayHTTPSListenerDetectMisdirectedRequests). Envoy picks the most specific
+    virtual host, so `owner`'s own hosts (and routes) still win over a less specific
+    peer's name."""
+    mine = owner.spec.hostname or "*"
+    return frozenset(
+        h for li in peers if li is not owner and (h := li.spec.hostname or "*") != mine
+    )
+
+
+def _misdirected_host(table: str, host: str) -> VirtualHost:
+    return VirtualHost(
+        name=f"{table}/{host}",
+        hostnames=(host,),
+        routes=(
+            Route(
+                name=f"{table}/{host}/misdirected",
+                match=RouteMatch(),
+                action=DirectResponse(MISDIRECTED, "Misdirected Request\n"),
+            ),
+        ),
+    )
+
+
 def _passthrough(
     name: str,
     owners: Sequence[ListenerState],
@@ -190,7 +244,10 @@ def _passthrough(
     attachments: Sequence[Attachment],
     backends: Mapping[ObjectKey, tuple[WeightedBackend, ...]],
 ) -> tuple[TLSPassthrough, ...]:
-    chosen: dict[str, TLSRoute] = {}
+    """The TLS listeners' chains, one per hostname (the oldest route's). A host of a
+    `mode: Terminate` listener carries that listener's certificates: Envoy terminates
+    TLS there and forwards the decrypted stream."""
+    chosen: dict[str, tuple[TLSRoute, ListenerState]] = {}
     owner_ids = {id(li) for li in owners}
     peer_hosts = PeerHostnames(peers)
     for att in sorted(attachments, key=lambda a: age_key(a.route)):
@@ -198,16 +255,20 @@ def _passthrough(
             continue
         for host in att.hostnames:
             if host not in chosen and not peer_hosts.shadowed(host, att.listener):
-                chosen[host] = att.route  # oldest route wins a hostname
+                chosen[host] = (att.route, att.listener)  # oldest route wins a hostname
     out: list[TLSPassthrough] = []
     for host in sorted(chosen, key=_host_order):
-        usable = tuple(b for b in backends.get(chosen[host].key, ()) if b.cluster is not None)
+        route, listener = chosen[host]
+        usable = tuple(b for b in backends.get(route.key, ()) if b.cluster is not None)
         if usable:
             out.append(
                 TLSPassthrough(
                     name=f"{name}/{host}",
                     server_names=() if host == "*" else (host,),
                     backends=usable,
+                    certificates=tuple(s.name for s in listener.certificates)
+                    if listener.terminates
+                    else (),
                 )
             )
     return tuple(out)
@@ -255,7 +316,7 @@ class GatewayAssembly:
                 continue
             for i, li in enumerate(group):
                 if li.spec.protocol == "HTTPS":
-                    self.tables[(port, i)] = HostTable(name, [li], group)
+                    self.tables[(port, i)] = HostTable(name, [li], group, misdirected=True)
         self.has_tls = any(li.spec.protocol == "TLS" for _, _, group in self.ports for li in group)
         self.options = listener_options(gw, state.class_state.config)
 
@@ -322,9 +383,12 @@ class GatewayAssembly:
                 )
                 if changes is not None:
                     changes.take((name, server_names), table)
+            tls = [li for li in group if li.spec.protocol == "TLS"]
+            for li in tls:
+                secrets.extend(li.certificates)
             passthrough = _passthrough(
                 name,
-                [li for li in group if li.spec.protocol == "TLS"],
+                tls,
                 group,
                 attachments,
                 tls_backends,

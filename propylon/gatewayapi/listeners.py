@@ -59,10 +59,19 @@ class ListenerState:
         return self.accepted and not self.conflicted_reason
 
     @property
+    def terminates(self) -> bool:
+        """The Gateway terminates TLS: HTTPS, or TLS with `tls.mode: Terminate` (whose
+        TLSRoutes get the decrypted stream)."""
+        if self.spec.protocol == "HTTPS":
+            return True
+        tls = self.spec.tls
+        return self.spec.protocol == "TLS" and tls is not None and tls.mode == "Terminate"
+
+    @property
     def programmable(self) -> bool:
         if not self.usable:
             return False
-        return self.spec.protocol != "HTTPS" or bool(self.certificates)
+        return not self.terminates or bool(self.certificates)
 
     @property
     def home_namespace(self) -> str:
@@ -145,7 +154,9 @@ def _resolve_certificates(index: Index, state: ListenerState) -> None:
     home = state.owner or state.gateway
     tls = state.spec.tls
     if tls is None or not tls.certificate_refs:
-        state.unresolved(c.R_INVALID_CERTIFICATE_REF, "HTTPS listener has no certificateRefs")
+        state.unresolved(
+            c.R_INVALID_CERTIFICATE_REF, f"{state.spec.protocol} listener has no certificateRefs"
+        )
         return
     certs: list[ModelSecret] = []
     for i, ref in enumerate(tls.certificate_refs):
@@ -221,12 +232,8 @@ def evaluate_listeners(
                 "(supported: HTTP, HTTPS, TLS, TCP, UDP)",
             )
             kinds = ()
-        elif spec.protocol == "TLS" and (spec.tls is None or spec.tls.mode != "Passthrough"):
-            st.reject(
-                c.R_UNSUPPORTED_PROTOCOL,
-                "TLS listeners support tls.mode Passthrough only; "
-                "use protocol HTTPS to terminate TLS",
-            )
+        elif spec.protocol == "TLS" and spec.tls is None:
+            st.reject(c.R_UNSUPPORTED_PROTOCOL, "TLS listener has no tls (mode and certificates)")
         if host_network and spec.port <= 1023 and not values.may_bind_privileged_ports:
             st.reject(
                 c.R_PORT_UNAVAILABLE,
@@ -252,7 +259,7 @@ def evaluate_listeners(
             st.supported_kinds = tuple(valid)
         else:
             st.supported_kinds = kinds
-        if spec.protocol == "HTTPS" and st.accepted:
+        if st.terminates and st.accepted:
             _resolve_certificates(index, st)
             resolve_client_validation(index, st)
         states.append(st)
@@ -294,7 +301,8 @@ def transport(protocol: str) -> str:
 
 
 def _family(protocol: str) -> str:
-    # HTTPS and TLS passthrough share a port (both select by SNI); HTTP and TCP cannot.
+    # HTTPS and TLS (passthrough or terminate) share a port (all select by SNI); HTTP
+    # and TCP cannot.
     if protocol in ("HTTP", "TCP", "UDP"):
         return protocol.lower()
     return "tls"

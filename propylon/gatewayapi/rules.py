@@ -23,6 +23,7 @@ from propylon.model import (
     PathModifierType,
     QueryParamMatch,
     Redirect,
+    Retry,
     Route,
     RouteAction,
     RouteMatch,
@@ -45,7 +46,7 @@ from propylon.resources import (
     UDPRoute,
     parse_duration_ms,
 )
-from propylon.resources.routes import HTTPPathModifier, HTTPRouteTimeouts
+from propylon.resources.routes import HTTPPathModifier, HTTPRouteRetry, HTTPRouteTimeouts
 
 UNSUPPORTED_FILTERS = ("ExtensionRef", "ExternalAuth")
 T = TypeVar("T")
@@ -266,6 +267,7 @@ def _ordered(
     action: RouteAction,
     flt: _Filters,
     timeouts: HTTPRouteTimeouts | None = None,
+    retry: HTTPRouteRetry | None = None,
 ) -> OrderedRoute:
     """One match of one rule as a model Route, with the key that orders it."""
     ns, name = route.metadata.namespace, route.metadata.name
@@ -286,7 +288,16 @@ def _ordered(
             backend_timeout_ms=parse_duration_ms(timeouts.backend_request)
             if timeouts and timeouts.backend_request
             else None,
+            retry=_retry(retry) if retry is not None else None,
         ),
+    )
+
+
+def _retry(retry: HTTPRouteRetry) -> Retry:
+    return Retry(
+        codes=tuple(sorted(retry.codes)),
+        attempts=retry.attempts,
+        backoff_ms=parse_duration_ms(retry.backoff) if retry.backoff else None,
     )
 
 
@@ -302,7 +313,9 @@ def http_routes(
         else:
             action = _backends(rule.backend_refs, route, clusters, problems, None)
         for j, m in enumerate(rule.matches or [HTTPRouteMatch()]):
-            out.append(_ordered(route, i, j, _http_match(m), action, flt, rule.timeouts))
+            out.append(
+                _ordered(route, i, j, _http_match(m), action, flt, rule.timeouts, rule.retry)
+            )
     return out
 
 

@@ -152,6 +152,17 @@ RouteAction = Forward | Redirect | DirectResponse
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """HTTPRoute `retry`: up to `attempts` more tries (None: the data plane's default)
+    when the backend answers one of `codes`, or the connection to it fails; at least
+    `backoff_ms` apart (None: the data plane's default)."""
+
+    codes: tuple[int, ...] = ()
+    attempts: int | None = None
+    backoff_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One match of one rule, in final precedence order within its virtual host."""
 
@@ -165,6 +176,7 @@ class Route:
     cors: CORS | None = None
     timeout_ms: int | None = None  # HTTPRoute timeouts.request; 0 disables
     backend_timeout_ms: int | None = None  # timeouts.backendRequest; 0 disables
+    retry: Retry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +215,16 @@ class TLSTermination:
 
 @dataclass(frozen=True, slots=True)
 class TLSPassthrough:
-    """A TLS filter chain forwarded as TCP, chosen by SNI (`server_names`, empty = any)."""
+    """A TLS filter chain forwarded as TCP, chosen by SNI (`server_names`, empty = any).
+
+    `certificates` empty: the client's TLS goes to the backends as it is (TLS listener
+    `mode: Passthrough`); otherwise the Gateway terminates TLS with these Secrets (names
+    in `Model.secrets`; `mode: Terminate`) and the backends get the decrypted stream."""
 
     name: str
     server_names: tuple[str, ...]
     backends: tuple[WeightedBackend, ...]
+    certificates: tuple[str, ...] = ()
 
 
 class AccessLogTarget(StrEnum):

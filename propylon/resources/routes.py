@@ -284,13 +284,30 @@ class HTTPRouteTimeouts(Struct):
         return self
 
 
+class HTTPRouteRetry(Struct):
+    """When to try a backend request again (experimental channel)."""
+
+    codes: list[int] = Field(default_factory=list)
+    attempts: int | None = Field(default=None, ge=1)
+    backoff: Duration | None = None
+
+    @model_validator(mode="after")
+    def _codes_in_range(self) -> HTTPRouteRetry:
+        bad = [c for c in self.codes if not 400 <= c <= 599]
+        if bad:
+            raise ValueError(f"retry codes must be within 400-599: {bad}")
+        if len(set(self.codes)) != len(self.codes):
+            raise ValueError("retry codes must not repeat (a set)")
+        return self
+
+
 class HTTPRouteRule(Struct):
     name: SectionName | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()], max_length=64)
     filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
     backend_refs: list[HTTPBackendRef] = Field(default_factory=list, max_length=16)
     timeouts: HTTPRouteTimeouts | None = None
-    retry: dict[str, Any] | None = None
+    retry: HTTPRouteRetry | None = None
     session_persistence: dict[str, Any] | None = None
 
     @model_validator(mode="after")
