@@ -256,3 +256,29 @@ def test_tcp_listener_takes_the_listener_knobs_udp_listener_none() -> None:
     tree = udp["listener_filters"][0]["typed_config"]["matcher"]["matcher_tree"]
     ranges = tree["custom_match"]["typed_config"]["range_matchers"][0]["ranges"]
     assert ranges == [{"address_prefix": "127.0.0.0", "prefix_len": 8}]
+
+
+def test_retry_policy_from_route_retry() -> None:
+    retry = m.Retry(codes=(500, 503), attempts=3, backoff_ms=100)
+    route = m.Route("r", m.RouteMatch(), m.Forward((m.WeightedBackend("c"),)), retry=retry)
+    policy = route_dict(one_route(route))["route"]["retry_policy"]
+    assert policy == {
+        "retry_on": "retriable-status-codes,connect-failure,refused-stream",
+        "retriable_status_codes": [500, 503],
+        "num_retries": 3,  # tries after the first, as `attempts` counts them
+        "retry_back_off": {"base_interval": "0.100s"},
+    }
+    # With timeouts.backendRequest: the per-try timeout joins the retries (not 0 retries).
+    route = m.Route(
+        "r",
+        m.RouteMatch(),
+        m.Forward((m.WeightedBackend("c"),)),
+        retry=retry,
+        backend_timeout_ms=500,
+    )
+    policy = route_dict(one_route(route))["route"]["retry_policy"]
+    assert (policy["num_retries"], policy["per_try_timeout"]) == (3, "0.500s")
+    # No codes: only connection failures are tried again; Envoy's default count.
+    route = m.Route("r", m.RouteMatch(), m.Forward((m.WeightedBackend("c"),)), retry=m.Retry())
+    policy = route_dict(one_route(route))["route"]["retry_policy"]
+    assert policy == {"retry_on": "connect-failure,refused-stream"}
