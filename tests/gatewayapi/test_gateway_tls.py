@@ -13,7 +13,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 from selfsigned_cert import self_signed
 
-from propylon.envoy import translate
+from propylon.envoy import Translator, translate
 from propylon.gatewayapi import Builder, Inputs, build
 from propylon.model import Forward, ProxyOptions
 from propylon.resources import ObjectKey, Resource, parse_object
@@ -260,6 +260,52 @@ def test_backend_client_certificate_gets_own_cluster() -> None:
     assert "tlsCertificateSdsSecretConfigs" not in MessageToDict(xds.clusters[shared.name])[
         "transportSocket"
     ]["typedConfig"].get("commonTlsContext", {})
+
+
+def _objects(text: str) -> dict[ObjectKey, Resource]:
+    out: dict[ObjectKey, Resource] = {}
+    for doc in yaml.safe_load_all(BASE + "---\n" + text):
+        if doc:
+            obj = parse_object(doc)
+            out[obj.key] = obj
+    return out
+
+
+def test_incremental_translation_follows_a_client_certificate_coming_and_going() -> None:
+    """Builder + Translator over: a certificate, a route change, no certificate, the
+    certificate again: each step's xDS equals a fresh build and translation (the model
+    hint must not describe the per-Gateway cluster copies it does not know)."""
+    with_cert = BACKEND.format(
+        gateway=gateway(
+            "{backend: {clientCertificateRef: {name: cert}}}",
+            "\n  - {name: http, port: 80, protocol: HTTP}",
+        )
+    )
+    without = BACKEND.format(gateway=gateway("{}", "\n  - {name: http, port: 80, protocol: HTTP}"))
+    route_changed = with_cert.replace(
+        "rules: [{backendRefs", "hostnames: [x.example.com]\n  rules: [{backendRefs"
+    )
+    builder, translator = Builder(), Translator()
+    previous: dict[ObjectKey, Resource] | None = None
+    for text in (with_cert, route_changed, without, with_cert, without):
+        objs = _objects(text)
+        changed = (
+            None
+            if previous is None
+            else frozenset(
+                k for k in objs.keys() | previous.keys() if objs.get(k) != previous.get(k)
+            )
+        )
+        inputs = Inputs(objects=objs, default_pool=("127.10.0.0/16",))
+        got = translator.translate(builder.build(inputs, changed).model, ProxyOptions())
+        want = translate(build(inputs).model, ProxyOptions())
+        g, w = got.by_type(), want.by_type()
+        assert g.keys() == w.keys()
+        for type_url, resources in w.items():
+            assert {n: e.data for n, e in g[type_url].items()} == {
+                n: e.data for n, e in resources.items()
+            }, type_url
+        previous = objs
 
 
 def test_builder_matches_build_with_client_certificates() -> None:

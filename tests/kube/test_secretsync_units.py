@@ -150,3 +150,53 @@ def test_copies_of_the_secrets_listener_sets_may_use() -> None:
     assert sorted(copies) == ["apps-own", "certs-granted", "other-ls-granted", "team-team-cert"]
     without_grant = {k: o for k, o in objs.items() if k.name != "to-listener-sets"}
     assert "other-ls-granted" not in wanted_copies(without_grant, "cilium-secrets")
+
+
+CLIENT_CERTS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: apps}
+spec:
+  gatewayClassName: cilium
+  tls: {backend: {clientCertificateRef: {name: client}}}
+  listeners: [{name: http, protocol: HTTP, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: elsewhere, namespace: apps}
+spec:
+  gatewayClassName: cilium
+  tls: {backend: {clientCertificateRef: {name: client, namespace: other}}}
+  listeners: [{name: http, protocol: HTTP, port: 80}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: client, namespace: apps}
+type: kubernetes.io/tls
+data: {tls.crt: Y2VydA==, tls.key: a2V5}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: client, namespace: other}
+type: kubernetes.io/tls
+data: {tls.crt: eA==, tls.key: eQ==}
+"""
+
+
+def test_the_backend_client_certificate_is_copied_and_read_through() -> None:
+    """spec.tls.backend.clientCertificateRef: agents need that Secret too (without a
+    ReferenceGrant, the other namespace's is not copied)."""
+    everything = {}
+    for doc in yaml.safe_load_all(CLIENT_CERTS):
+        obj = parse_object(doc)
+        everything[obj.key] = obj
+    copies = wanted_copies(everything, "cilium-secrets")
+    assert sorted(copies) == ["apps-client"]
+    seen = {k: StoredObject(o) for k, o in everything.items() if k.kind != "Secret"}
+    seen[ObjectKey("Secret", "cilium-secrets", "apps-client")] = StoredObject(
+        parse_object(copies["apps-client"])
+    )
+    view = read_through(seen, "cilium-secrets")
+    client = view[ObjectKey("Secret", "apps", "client")].resource
+    assert isinstance(client, Secret) and client.data == {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+    assert ObjectKey("Secret", "other", "client") not in view
