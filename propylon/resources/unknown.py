@@ -107,7 +107,7 @@ def unknown_fields(resource: Resource, doc: Mapping[str, Any]) -> list[str]:
             if isinstance(value, Mapping):
                 out.extend(f"metadata.{k}" for k in value if k not in META_FIELDS)
             continue
-        _walk(shapes, shape, key, value, key, out)
+        _walk(shapes, shape, key, value, "", out)
     return out
 
 
@@ -116,20 +116,23 @@ def _walk(
     shape: _Shape,
     key: str,
     value: Any,
-    path: str,
+    parent: str,
     out: list[str],
 ) -> None:
-    if key not in shape.fields:
-        out.append(path)
+    # `key`'s path is `parent.key`: made only for the mappings walked into and the
+    # fields reported, not for every field (almost all are known).
+    fields = shape.fields
+    if key not in fields:
+        out.append(f"{parent}.{key}" if parent else key)
         return
-    inner = shape.fields[key]
+    inner = fields[key]
     if inner is None:
         return
     sub = shapes[inner.model]
+    path = f"{parent}.{key}" if parent else key
     items = value if inner.many and isinstance(value, list) else [value]
     for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            continue
-        here = f"{path}[{i}]" if inner.many else path
-        for k, v in item.items():
-            _walk(shapes, sub, k, v, f"{here}.{k}", out)
+        if isinstance(item, Mapping):
+            here = f"{path}[{i}]" if inner.many else path
+            for k, v in item.items():
+                _walk(shapes, sub, k, v, here, out)
