@@ -65,10 +65,12 @@ class _Chunk:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """A YAML file as chunks in order: `pieces[i]` is chunk i's text (`text`, the file,
-    is the pieces joined by `_MARKER`), `chunks[i]` what it yielded, at its place."""
+    """A YAML file as chunks in order: `pieces[i]` is chunk i's text (the file is the
+    pieces joined by `_MARKER`), `chunks[i]` what it yielded, at its place. `text`: the
+    file, kept for big files only (joining the pieces again costs a copy of it per edit;
+    keeping it costs its size, a few MiB over thousands of small files)."""
 
-    text: str
+    text: str | None
     pieces: list[str]
     chunks: list[_Chunk]
 
@@ -428,7 +430,7 @@ def parse_file(
         chunks=chunker.cache,
         changed=frozenset(changed) if previous is not None and reuse else None,
         changed_since=id(previous),
-        layout=_Layout(text, pieces, chunks),
+        layout=_Layout(_kept(text), pieces, chunks),
     )
 
 
@@ -476,7 +478,8 @@ def _parse_edit(
     first and after the last changed character is compared at C level, and only the
     chunks around the change are split and looked up again; the others are the
     previous ones (shifted only if the number of documents before them changed)."""
-    old, pieces, chunks = layout.text, layout.pieces, layout.chunks
+    pieces, chunks = layout.pieces, layout.chunks
+    old = layout.text if layout.text is not None else _MARKER.join(pieces)
     prefix = _common_prefix(old, text)
     suffix = _common_suffix(old, text, min(len(old), len(text)) - prefix)
     # ends[k]: where chunk k+1 starts in `old` (its piece and the marker after it).
@@ -541,7 +544,7 @@ def _parse_edit(
         changed=frozenset(parser.changed),
         changed_since=id(previous),
         layout=_Layout(
-            text, pieces[:start] + region + pieces[stop + 1 :], chunks[:start] + new + after
+            _kept(text), pieces[:start] + region + pieces[stop + 1 :], chunks[:start] + new + after
         ),
         _index=None if shifted else _patched_index(previous, head, replaced, new),
     )
@@ -568,6 +571,13 @@ def _patched_index(
             return None  # now defined twice
         last[key] = at
     return last, {}
+
+
+_KEEP_TEXT = 1 << 20  # characters
+
+
+def _kept(text: str) -> str | None:
+    return text if len(text) > _KEEP_TEXT else None
 
 
 _OBJECTS = attrgetter("objects")

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from propylon.resources.meta import ObjectKey
+from propylon.sources import parsing
 from propylon.sources.documents import load_documents
 from propylon.sources.files import FileSource
 from propylon.sources.parsing import FileResult, parse_file
@@ -192,10 +193,20 @@ _EDIT_TEXT = st.text(alphabet="-\n x:.#1", max_size=6)
         min_size=1,
         max_size=6,
     ),
+    st.booleans(),
 )
 def test_any_edit_parses_as_a_parse_from_scratch(
-    start: list[int], edits: list[tuple[int, int, int, str]]
+    start: list[int], edits: list[tuple[int, int, int, str]], keep_text: bool
 ) -> None:
+    saved = parsing._KEEP_TEXT
+    parsing._KEEP_TEXT = 0 if keep_text else saved  # the big files' path: text kept
+    try:
+        _edit_and_compare(start, edits)
+    finally:
+        parsing._KEEP_TEXT = saved
+
+
+def _edit_and_compare(start: list[int], edits: list[tuple[int, int, int, str]]) -> None:
     text = _assemble(start)
     result = parse(text)
     for at, cut, part, inserted in edits:
