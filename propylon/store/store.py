@@ -192,11 +192,17 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
         }
 
 
+# The hashes of an object stored new (no record of it): computed when first needed (it
+# changes, or the records are exported for the state directory), not on start-up for
+# thousands of objects at once. Real hashes are hex digests, never empty.
+_UNHASHED = ""
+
+
 @dataclass(slots=True)
 class _Entry:
     stored: StoredObject
     record: ObjectRecord
-    content: str
+    content: str  # the content hash, or _UNHASHED
     # The resource as the source gave it (before stamping): when the source hands the
     # same object again (an unchanged file), nothing needs hashing.
     incoming: Resource | None = None
@@ -241,7 +247,7 @@ class Store:
         """`{"Kind/namespace/name": {generation, spec_hash, creationTimestamp, uid, source}}`
         for live objects and for records no source has claimed or dropped yet."""
         out: dict[ObjectKey, ObjectRecord] = dict(self._persisted)
-        out.update({key: entry.record for key, entry in self._entries.items()})
+        out.update({key: _hashed(entry).record for key, entry in self._entries.items()})
         # The same dict for the same record object, so writers can reuse its encoding.
         cache, fresh = self._exported, {}
         for key, record in out.items():
@@ -298,7 +304,17 @@ class Store:
                 if incoming.origin != entry.stored.origin:
                     self._set_stored(key, entry, replace(entry.stored, origin=incoming.origin))
                 continue
-            s_hash, c_hash = hashes(incoming.resource)
+            previous = (
+                None
+                if entry is not None or changeset.server_metadata
+                else self._persisted.pop(key, None)
+            )
+            if entry is None and previous is None and not changeset.server_metadata:
+                s_hash = c_hash = _UNHASHED  # new: hashed when first needed
+            else:
+                s_hash, c_hash = hashes(incoming.resource)
+            if entry is not None:
+                _hashed(entry)
             if changeset.server_metadata:
                 if entry is not None and c_hash == entry.content:
                     entry.incoming = incoming.resource
@@ -324,7 +340,6 @@ class Store:
                     record = replace(record, generation=record.generation + 1, spec_hash=s_hash)
                 updated.add(key)
             else:
-                previous = self._persisted.pop(key, None)
                 if previous is not None:
                     record = replace(previous, source=source)
                     if s_hash != previous.spec_hash:
@@ -379,6 +394,14 @@ class Store:
         self._stored[key] = stored
         self._sources[key] = entry.record.source
         self._resources[key] = stored.resource
+
+
+def _hashed(entry: _Entry) -> _Entry:
+    """The entry with its hashes filled in (see `_UNHASHED`)."""
+    if entry.content == _UNHASHED and entry.incoming is not None:
+        s_hash, entry.content = hashes(entry.incoming)
+        entry.record = replace(entry.record, spec_hash=s_hash)
+    return entry
 
 
 def _server_record(resource: Resource, spec_hash: str, source: str) -> ObjectRecord:

@@ -130,6 +130,19 @@ def test_persistence_round_trip() -> None:
     assert (meta.generation, meta.uid) == (3, "uid-1")
 
 
+def test_a_new_object_hashed_only_when_exported_keeps_its_generation() -> None:
+    # A new object's hashes are computed when first needed (not on start-up): the
+    # exported record must still carry the spec hash that a restart compares.
+    store = make_store()
+    store.apply(cs(gw()))
+    records = store.export_records()
+    assert records["Gateway/default/gw"]["spec_hash"]
+    same = make_store(records=records).apply(cs(gw(labels={"a": "b"})))
+    assert same[KEY].resource.metadata.generation == 1
+    changed = make_store(records=records).apply(cs(gw(port=81)))
+    assert changed[KEY].resource.metadata.generation == 2
+
+
 def test_persisted_records_of_vanished_objects_are_dropped() -> None:
     store = make_store(
         records={
