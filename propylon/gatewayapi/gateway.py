@@ -229,13 +229,25 @@ def evaluate_gateway(state: GatewayState) -> None:
             f"{state.class_state.message}"
         )
         return
+    infra = gw.spec.infrastructure
+    if infra is not None and infra.parameters_ref is not None:
+        # No kind of Gateway parameters exists here (Cilium's knobs are the class's
+        # CiliumGatewayClassConfig): the Gateway API asks for a rejection.
+        ref = infra.parameters_ref
+        state.accepted = False
+        state.accepted_reason = c.R_INVALID_PARAMETERS
+        state.accepted_message = (
+            f"spec.infrastructure.parametersRef {ref.group or 'core'}/{ref.kind} {ref.name}: "
+            "no Gateway parameters kind is supported (use the GatewayClass's "
+            "CiliumGatewayClassConfig)"
+        )
+        return
 
     labels = {
         **state.service_labels(),
         "io.kubernetes.service.namespace": gw.metadata.namespace,
         "io.kubernetes.service.name": service_name(gw),
     }
-    infra = gw.spec.infrastructure
     annotation = next(
         (
             (k, infra.annotations[k])

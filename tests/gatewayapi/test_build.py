@@ -300,3 +300,27 @@ spec:
     (config,) = xds.routes.values()
     redirect = MessageToDict(config)["virtualHosts"][0]["routes"][0]["redirect"]
     assert redirect.get("responseCode") == envoy  # MOVED_PERMANENTLY is proto3's default
+
+
+def test_gateway_infrastructure_parameters_ref_is_rejected() -> None:
+    """No Gateway parameters kind exists: Accepted=False/InvalidParameters, no address,
+    nothing served; another Gateway of the class is unaffected."""
+    result = run(
+        """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: params}
+spec:
+  gatewayClassName: cilium
+  infrastructure: {parametersRef: {group: invalid.io, kind: InvalidParameters, name: x}}
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"""
+    )
+    status = result.statuses[ObjectKey("Gateway", "default", "params")]
+    conds = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conds["Accepted"] == ("False", "InvalidParameters")
+    assert conds["Programmed"][0] == "False"
+    assert "addresses" not in status
+    assert ObjectKey("Gateway", "default", "params") not in result.addresses
+    assert ObjectKey("Gateway", "default", "gw") in result.addresses
+    assert {lst.name.split("/")[1] for lst in result.model.listeners} == {"gw"}
