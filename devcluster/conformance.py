@@ -1,7 +1,8 @@
 """Run the upstream Gateway API conformance suite (conformance/upstream, unmodified) against
 Propylon installed by its Helm chart on the dev cluster.
 
-    python3 dev.py conformance [--run-test NAME | --test-run PATTERN] [--core-only] [--report PATH]
+    python3 dev.py conformance [--run-test NAME | --test-run PATTERN]
+                               [--features declared|all|core] [--report PATH]
 
 Steps: build the suite (Go test binary) and the cluster's binaries if needed; start the
 cluster unless one runs; install the Gateway API CRDs of the suite's release (experimental
@@ -97,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 dev.py conformance")
     parser.add_argument("--run-test", default="", help="one test by name")
     parser.add_argument(
-        "--core-only", action="store_true", help="only the profiles' core features (CI)"
+        "--features",
+        choices=("declared", "all", "core"),
+        default="declared",
+        help="declared: what the GatewayClass's status.supportedFeatures claims (the"
+        " report; CI); all: every feature but Mesh's, claimed or not; core: the profiles'"
+        " core features only",
     )
     parser.add_argument(
         "--report",
@@ -139,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             f"-usable-address={network.LB_POOL[250]}",
             f"-unusable-address={network.LB_POOL.network_address + 256 + 250}",
         ]
-        if not args.core_only:
+        if args.features == "all":
             # Every feature but the mesh's (out of scope: with Mesh the suite also deploys
             # the mesh profile's workloads, of the echo-advanced image).
             flags += ["-all-features", "-exempt-features=Mesh"]
-        else:
+        elif args.features == "core":
             flags.append(f"-supported-features={','.join(CORE_FEATURES)}")
+        # declared: no feature flag, the suite reads the GatewayClass's supportedFeatures
         if args.skip_tests:
             flags.append(f"-skip-tests={args.skip_tests}")
         if args.run_test:
