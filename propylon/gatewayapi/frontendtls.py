@@ -3,10 +3,11 @@
 - The validation for an HTTPS listener is `perPort` for its port, else `default`; it
   applies to every HTTPS listener on that port (a ListenerSet's included, since they
   are the Gateway's ports). Other protocols ignore it.
-- `caCertificateRefs` must be ConfigMaps (`group: ""`) holding a PEM `ca.crt` (Core);
+- `caCertificateRefs` must be ConfigMaps (`group: ""`) holding a PEM `ca.crt` (Core), or
+  Secrets with a PEM `ca.crt` (implementation-specific, as cert-manager writes them);
   any other kind: `ResolvedRefs=False/InvalidCACertificateKind`; missing, or without a
   PEM `ca.crt`: `InvalidCACertificateRef`; another namespace without a ReferenceGrant
-  (from the Gateway to the ConfigMap): `RefNotPermitted`.
+  (from the Gateway to the ConfigMap or Secret): `RefNotPermitted`.
 - When no ref is usable the listener is `Accepted=False/NoValidCACertificate` and not
   programmed: no connection is served without the validation the Gateway asked for.
 """
@@ -49,12 +50,12 @@ def resolve_client_validation(index: Index, state: ListenerState) -> None:
     for i, ref in enumerate(validation.ca_certificate_refs):
         ns = ref.namespace or home
         where = f"spec.tls.frontend caCertificateRefs[{i}] ({ns}/{ref.name})"
-        if ref.group != "" or ref.kind != "ConfigMap":
+        if ref.group != "" or ref.kind not in ("ConfigMap", "Secret"):
             problems.append(
                 (
                     c.R_INVALID_CA_CERTIFICATE_KIND,
                     f"{where}: unsupported kind {ref.group or 'core'}/{ref.kind}, "
-                    "only core/ConfigMap",
+                    "only core/ConfigMap or core/Secret",
                 )
             )
             continue
@@ -64,7 +65,7 @@ def resolve_client_validation(index: Index, state: ListenerState) -> None:
             from_kind="Gateway",
             from_namespace=home,
             to_group="",
-            to_kind="ConfigMap",
+            to_kind=ref.kind,
             to_namespace=ns,
             to_name=ref.name,
         ):
@@ -75,11 +76,19 @@ def resolve_client_validation(index: Index, state: ListenerState) -> None:
                 )
             )
             continue
-        cm = index.config_maps.get((ns, ref.name))
-        if cm is None:
-            problems.append((c.R_INVALID_CA_CERTIFICATE_REF, f"{where}: ConfigMap not found"))
+        pem: str | None = None
+        if ref.kind == "ConfigMap":
+            cm = index.config_maps.get((ns, ref.name))
+            found = cm is not None
+            pem = cm.data.get("ca.crt") if cm is not None else None
+        else:
+            secret = index.secrets.get((ns, ref.name))
+            found = secret is not None
+            raw = secret.decoded("ca.crt") if secret is not None else None
+            pem = raw.decode("utf-8", errors="replace") if raw is not None else None
+        if not found:
+            problems.append((c.R_INVALID_CA_CERTIFICATE_REF, f"{where}: {ref.kind} not found"))
             continue
-        pem = cm.data.get("ca.crt")
         if not _pem_certificates(pem):
             problems.append(
                 (c.R_INVALID_CA_CERTIFICATE_REF, f"{where}: no PEM certificate in ca.crt")

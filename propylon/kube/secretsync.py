@@ -25,6 +25,8 @@ from propylon.resources import (
     Resource,
     Secret,
 )
+from propylon.resources.common import SecretObjectReference
+from propylon.resources.gateway import CACertificateRef
 from propylon.store import StoredObject
 
 #: On every copy the operator writes: which copies are its own to update and delete.
@@ -39,7 +41,7 @@ def copy_name(namespace: str, name: str) -> str:
 
 def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[str, str]]:
     """(namespace, name) of every Secret a listener's certificateRefs (or a Gateway's
-    spec.tls.backend.clientCertificateRef) names and may use
+    spec.tls: backend clientCertificateRef, frontend caCertificateRefs) names and may use
     (its own namespace, or another one's with a ReferenceGrant): the listeners of
     Gateways and of ListenerSets (whose grants are from kind ListenerSet). Every one
     counts, whatever its class or whether it is attached: a copy is only a copy."""
@@ -53,11 +55,18 @@ def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[
         else:
             continue
         home = obj.metadata.namespace
-        refs = [ref for li in listeners if li.tls is not None for ref in li.tls.certificate_refs]
-        if isinstance(obj, Gateway) and obj.spec.tls and obj.spec.tls.backend:
-            # The certificate the Gateway presents to TLS backends is a TLS Secret too.
-            client = obj.spec.tls.backend.client_certificate_ref
-            refs.extend([client] if client is not None else [])
+        refs: list[SecretObjectReference | CACertificateRef] = [
+            ref for li in listeners if li.tls is not None for ref in li.tls.certificate_refs
+        ]
+        if isinstance(obj, Gateway) and obj.spec.tls is not None:
+            # The certificate the Gateway presents to TLS backends, and client CAs kept
+            # in Secrets (the ConfigMap refs among them are skipped below).
+            backend, frontend = obj.spec.tls.backend, obj.spec.tls.frontend
+            if backend is not None and backend.client_certificate_ref is not None:
+                refs.append(backend.client_certificate_ref)
+            if frontend is not None:
+                for tls in (frontend.default, *(p.tls for p in frontend.per_port)):
+                    refs.extend(tls.validation.ca_certificate_refs if tls.validation else ())
         for ref in refs:
             if (ref.group or "") != "" or (ref.kind or "Secret") != "Secret":
                 continue

@@ -348,3 +348,71 @@ data: {}
         assert conds["Accepted"] == ("True", "Accepted"), ref
         # Still serving, without a certificate of its own.
         assert all("/client/" not in c.name for c in result.model.clusters), ref
+
+
+SECRET_CAS = f"""
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: ca-secret}}
+data: {{ca.crt: {base64.b64encode(CA.encode()).decode()}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: no-ca}}
+data: {{other: eA==}}
+"""
+
+
+def test_client_cas_from_secrets() -> None:
+    """Implementation-specific: a Secret's PEM `ca.crt` is a CA too; one without it is
+    InvalidCACertificateRef."""
+    tls = """
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{group: "", kind: Secret, name: ca-secret}]
+      perPort:
+      - port: 8443
+        tls: {validation: {caCertificateRefs: [{group: "", kind: Secret, name: no-ca}]}}"""
+    listeners = HTTPS.format(name="a", port=443) + HTTPS.format(name="b", port=8443)
+    result = run(gateway(tls, listeners) + SECRET_CAS)
+    assert listener_conditions(result, "a")["ResolvedRefs"] == ("True", "ResolvedRefs")
+    (port,) = result.model.listeners
+    (chain,) = port.https
+    assert chain.client_validation is not None
+    assert chain.client_validation.ca_pem.strip() == CA.strip()
+    conds = listener_conditions(result, "b")
+    assert conds["ResolvedRefs"] == ("False", "InvalidCACertificateRef")
+    assert conds["Accepted"] == ("False", "NoValidCACertificate")
+
+
+def test_listener_set_https_listeners_get_the_gateways_validation() -> None:
+    tls = """
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{group: "", kind: ConfigMap, name: ca}]"""
+    text = gateway(tls, HTTPS.format(name="own", port=443)).replace(
+        "  tls: ", "  allowedListeners: {namespaces: {from: Same}}\n  tls: ", 1
+    )
+    text += """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls}
+spec:
+  parentRef: {name: gw}
+  listeners:
+  - name: extra
+    port: 9443
+    protocol: HTTPS
+    hostname: extra.example.org
+    tls: {certificateRefs: [{name: cert}]}
+"""
+    result = run(text)
+    by_port = {lst.port: lst for lst in result.model.listeners}
+    assert sorted(by_port) == [443, 9443]
+    for port in (443, 9443):
+        (chain,) = by_port[port].https
+        assert chain.client_validation is not None, port

@@ -200,3 +200,31 @@ def test_the_backend_client_certificate_is_copied_and_read_through() -> None:
     client = view[ObjectKey("Secret", "apps", "client")].resource
     assert isinstance(client, Secret) and client.data == {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
     assert ObjectKey("Secret", "other", "client") not in view
+
+
+def test_client_ca_secrets_are_copied() -> None:
+    """A Gateway's frontend caCertificateRefs of kind Secret reach the agents too."""
+    text = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: apps}
+spec:
+  gatewayClassName: cilium
+  tls:
+    frontend:
+      default: {validation: {caCertificateRefs: [{group: "", kind: ConfigMap, name: cm}]}}
+      perPort:
+      - port: 8443
+        tls: {validation: {caCertificateRefs: [{group: "", kind: Secret, name: cas}]}}
+  listeners: [{name: https, protocol: HTTPS, port: 8443, tls: {certificateRefs: [{name: srv}]}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cas, namespace: apps}
+data: {ca.crt: eA==}
+"""
+    everything = {}
+    for doc in yaml.safe_load_all(text):
+        obj = parse_object(doc)
+        everything[obj.key] = obj
+    assert sorted(wanted_copies(everything, "cilium-secrets")) == ["apps-cas"]
