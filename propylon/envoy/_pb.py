@@ -203,6 +203,9 @@ def cors_policy(
         allow_headers=headers,
         expose_headers=expose,
         max_age=max_age,
+        # A preflight from an origin not allowed is answered here without CORS headers
+        # (the Gateway API's HTTPRouteCORS), not forwarded for the backend to answer.
+        forward_not_matching_preflights=wrappers_pb2.BoolValue(value=False),
     )
     if credentials:
         p.allow_credentials.CopyFrom(wrappers_pb2.BoolValue(value=True))

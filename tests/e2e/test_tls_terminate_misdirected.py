@@ -7,6 +7,8 @@
 - HTTPS listeners sharing a port answer 421 over HTTP/2 to a request whose :authority
   belongs to another listener than the one SNI chose, 404 for an unknown host on the
   catch-all listener's own chain;
+- a CORS preflight from an origin not allowed is answered by the Gateway, without CORS
+  headers (not forwarded to the backend);
 - HTTPRoute `retry`: a backend failing with a listed code is tried again, up to
   `attempts` more times; an unlisted code is not retried."""
 
@@ -204,6 +206,9 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /retry-500}}]
     retry: {codes: [500], attempts: 2, backoff: 1ms}
     backendRefs: [{name: http, port: 7000}]
+  - matches: [{path: {type: PathPrefix, value: /cors}}]
+    filters: [{type: CORS, cors: {allowOrigins: ["https://www.foo.com"], allowMethods: [GET]}}]
+    backendRefs: [{name: http, port: 7000}]
 """
     gateway = f"""
 apiVersion: gateway.networking.k8s.io/v1
@@ -361,3 +366,25 @@ def test_retry_on_listed_codes_up_to_attempts(running: tuple[Running, Path]) -> 
     assert get(500, 2) == 200  # two failures, two retries: the third try answers
     assert get(500, 3) == 500  # a third failure is more than attempts: 2
     assert get(503, 1) == 503  # 503 is not listed: not retried
+
+
+def test_cors_preflight_from_another_origin_is_not_forwarded(
+    running: tuple[Running, Path],
+) -> None:
+    proc, _ = running
+    address = _gateway_ready(proc)
+
+    def preflight(origin: str) -> httpx.Response:
+        headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        return httpx.options(f"http://{address}:{HTTP_PORT}/cors", headers=headers, timeout=10)
+
+    def served() -> httpx.Response | None:
+        response = preflight("https://www.foo.com")
+        return response if response.status_code == 200 else None
+
+    allowed = wait_for(served, timeout=60, what="the CORS route")
+    assert allowed.headers["access-control-allow-origin"] == "https://www.foo.com"
+    other = preflight("https://foobar.com")
+    assert other.status_code in (200, 204, 403)
+    assert "access-control-allow-origin" not in other.headers
+    assert not other.text.startswith("backend")  # the backend never saw it
