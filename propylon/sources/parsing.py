@@ -405,7 +405,17 @@ def parse_file(
         return whole()
     chunker = _ChunkParser(path, parse, cluster_scoped, last)
     reuse = previous.chunks if previous is not None else {}
-    layout = previous.layout if previous is not None and reuse else None
+    # The edit path keeps the chunks around the edit as they were; a chunk's yield is a
+    # function of its text only when nothing in it failed (a failed object falls back on
+    # the previous result's last-good version, which the full pass looks up by text
+    # again), so a file with diagnostics takes the full pass.
+    # Two chunks of the same text share one entry in `chunks`: then the full pass too,
+    # and it does not say what changed (the caller compares the objects).
+    layout = (
+        previous.layout
+        if previous is not None and not previous.diagnostics and _distinct(previous)
+        else None
+    )
     try:
         if previous is not None and layout is not None:
             return _parse_edit(chunker, text, layout, previous, signature, digest)
@@ -418,6 +428,7 @@ def parse_file(
         # that reads whole but not in chunks (an end marker "..." first), its objects.
         return whole()
     changed = chunker.changed
+    _distinct_now = len(chunker.cache) == len(chunks)
     for key, was in reuse.items():
         if chunker.cache.get(key) is not was:  # its objects are gone (or moved: counted)
             changed.update(o.key for o in was.objects)
@@ -428,7 +439,7 @@ def parse_file(
         tuple(o for c in chunks for o in c.objects),
         tuple(d for c in chunks for d in c.diagnostics),
         chunks=chunker.cache,
-        changed=frozenset(changed) if previous is not None and reuse else None,
+        changed=frozenset(changed) if _distinct(previous) and _distinct_now else None,
         changed_since=id(previous),
         layout=_Layout(_kept(text), pieces, chunks),
     )
@@ -571,6 +582,16 @@ def _patched_index(
             return None  # now defined twice
         last[key] = at
     return last, {}
+
+
+def _distinct(result: FileResult | None) -> bool:
+    """Whether `result` came from chunks of distinct texts (each its own entry in
+    `chunks`: the full pass can then tell which disappeared)."""
+    return (
+        result is not None
+        and result.layout is not None
+        and len(result.chunks) == len(result.layout.chunks)
+    )
 
 
 _KEEP_TEXT = 1 << 20  # characters

@@ -180,7 +180,7 @@ def _same_result(got: FileResult, want: FileResult) -> None:
 _EDIT_TEXT = st.text(alphabet="-\n x:.#1", max_size=6)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(
     st.lists(st.integers(0, len(_PARTS) - 1), min_size=1, max_size=12),
     st.lists(
