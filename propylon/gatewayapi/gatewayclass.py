@@ -16,6 +16,8 @@ SUPPORTED_BUNDLE_VERSION = "v1.4.1"
 
 # Features `build` implements (status.supportedFeatures), sorted as the API asks.
 SUPPORTED_FEATURES = (
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GRPCRoute",
     "Gateway",
     "GatewayAddressEmpty",
@@ -24,7 +26,8 @@ SUPPORTED_FEATURES = (
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
-    "GatewayInfrastructurePropagation",
+    "GatewayInfrastructure",  # Gateway API v1.5+ name
+    "GatewayInfrastructurePropagation",  # v1.4's
     "GatewayPort8080",
     "GatewayStaticAddresses",
     "HTTPRoute",
