@@ -18,7 +18,7 @@ def manifests(tmp_path: Path, *policies: str) -> str:
     for path in EXAMPLE.glob("*.yaml"):
         shutil.copy(path, root)
     for name in policies:
-        shutil.copy(EXAMPLE / "cilium" / f"{name}.yaml", root)
+        shutil.copy(EXAMPLE.parent / "cilium-policies" / f"{name}.yaml", root)
     return str(root)
 
 

@@ -174,7 +174,7 @@ POLICY_CRDS = {
 
 
 @pytest.mark.parametrize(
-    "path", sorted((REPO / "examples/policy/cilium").glob("*.yaml")), ids=lambda p: p.stem
+    "path", sorted((REPO / "examples/cilium-policies").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_ciliums_example_policies_are_accepted(path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):

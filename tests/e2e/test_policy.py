@@ -3,7 +3,7 @@
 examples/policy/ has a Gateway in front of a `details` backend whose Pod (labels) is
 named by the EndpointSlice's targetRef, and an in-cluster client Pod at 127.0.0.7.
 Each test starts with no policy (everything answers 200), applies Cilium's example
-files from examples/policy/cilium/ and checks what each client gets, as Cilium's
+files from examples/cilium-policies/ and checks what each client gets, as Cilium's
 documentation shows it: 403 `Access denied` from Envoy for a refusal.
 """
 
@@ -73,7 +73,7 @@ def gateway(tmp_path: Path, details: Backend) -> Iterator[tuple[Running, str]]:
 
 def apply(running: Running, *names: str) -> None:
     for name in names:
-        shutil.copy(EXAMPLE / "cilium" / f"{name}.yaml", running.manifests / f"50-{name}.yaml")
+        shutil.copy(EXAMPLE.parent / "cilium-policies" / f"{name}.yaml", running.manifests / f"50-{name}.yaml")
 
 
 DENIED = b"Access denied\r\n"  # Cilium's Envoy's answer to a policy refusal

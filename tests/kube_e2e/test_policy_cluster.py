@@ -22,7 +22,7 @@ from devcluster import build, network
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "kubernetes"
-POLICIES = REPO / "examples" / "policy" / "cilium"
+POLICIES = REPO / "examples" / "cilium-policies"
 CHART = REPO / "deploy" / "helm" / "propylon"
 HOST = "http-test.mynetwork.local"
 DENIED = "Access denied\r\n"
