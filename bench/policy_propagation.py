@@ -159,7 +159,9 @@ def main() -> int:
                 removed: list[float] = []
                 target = manifests / f"50-{name}.yaml"
                 for _ in range(args.trials):
-                    atomic_write(target, (EXAMPLE.parent / "cilium-policies" / f"{name}.yaml").read_text())
+                    atomic_write(
+                        target, (EXAMPLE.parent / "cilium-policies" / f"{name}.yaml").read_text()
+                    )
                     applied.append(until(address, 403))
                     target.unlink()
                     removed.append(until(address, 200))

@@ -73,7 +73,10 @@ def gateway(tmp_path: Path, details: Backend) -> Iterator[tuple[Running, str]]:
 
 def apply(running: Running, *names: str) -> None:
     for name in names:
-        shutil.copy(EXAMPLE.parent / "cilium-policies" / f"{name}.yaml", running.manifests / f"50-{name}.yaml")
+        shutil.copy(
+            EXAMPLE.parent / "cilium-policies" / f"{name}.yaml",
+            running.manifests / f"50-{name}.yaml",
+        )
 
 
 DENIED = b"Access denied\r\n"  # Cilium's Envoy's answer to a policy refusal

@@ -26,7 +26,10 @@ CLUSTER = "default:details:9080"
 
 def objects(*policies: str, extra: Iterable[dict[str, Any]] = ()) -> dict[ObjectKey, Resource]:
     found: dict[ObjectKey, Resource] = {}
-    paths = [*sorted(EXAMPLE.glob("*.yaml")), *(EXAMPLE.parent / "cilium-policies" / f"{p}.yaml" for p in policies)]
+    paths = [
+        *sorted(EXAMPLE.glob("*.yaml")),
+        *(EXAMPLE.parent / "cilium-policies" / f"{p}.yaml" for p in policies),
+    ]
     docs = [d for p in paths for d in yaml.safe_load_all(p.read_text()) if d]
     for doc in [*docs, *extra]:
         obj = parse_object(doc)
