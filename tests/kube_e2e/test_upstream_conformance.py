@@ -15,6 +15,9 @@ import yaml
 
 from devcluster import conformance
 
+# The whole declared run (README "Conformance": its duration) is set up by the first test.
+pytestmark = pytest.mark.timeout(45 * 60)
+
 
 @pytest.fixture(scope="module")
 def report(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
