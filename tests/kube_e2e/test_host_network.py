@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from echo_backend import echo_backend
 from shared_paths import GATEWAY_API
 from test_cluster_walkthrough import CHART, _helm
 from waiting import wait_for
@@ -42,30 +43,7 @@ metadata: {{name: hostnet, namespace: default}}
 spec:
   parentRefs: [{{name: hostnet}}]
   rules: [{{backendRefs: [{{name: hostnet-echo, port: 3000}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: hostnet-echo, namespace: default}}
-spec:
-  selector: {{app: hostnet-echo}}
-  ports: [{{name: http, port: 3000}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: hostnet-echo, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: hostnet-echo}}}}
-  template:
-    metadata: {{labels: {{app: hostnet-echo}}}}
-    spec:
-      containers:
-      - name: echo
-        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
-"""
+{echo_backend("hostnet-echo")}"""
 
 
 @dataclass

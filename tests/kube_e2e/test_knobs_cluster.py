@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from echo_backend import echo_backend
 from shared_paths import GATEWAY_API
 from test_cluster_walkthrough import CHART, EXAMPLES, _helm
 from waiting import wait_for
@@ -123,30 +124,7 @@ metadata: {{name: knobs, namespace: default}}
 spec:
   parentRefs: [{{name: knobs-tls}}, {{name: knobs-plain}}]
   rules: [{{backendRefs: [{{name: knobs-echo, port: 3000}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: knobs-echo, namespace: default}}
-spec:
-  selector: {{app: knobs-echo}}
-  ports: [{{name: http, port: 3000}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: knobs-echo, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: knobs-echo}}}}
-  template:
-    metadata: {{labels: {{app: knobs-echo}}}}
-    spec:
-      containers:
-      - name: echo
-        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
-"""
+{echo_backend("knobs-echo")}"""
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from echo_backend import echo_backend
 from shared_paths import GATEWAY_API
 from test_cluster_walkthrough import CHART, EXAMPLES, _helm
 from waiting import wait_for
@@ -92,30 +93,7 @@ metadata: {{name: lset, namespace: default}}
 spec:
   parentRefs: [{{group: {group}, kind: {kind}, name: lset, sectionName: https}}]
   rules: [{{backendRefs: [{{name: lset-echo, port: 3000}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: lset-echo, namespace: default}}
-spec:
-  selector: {{app: lset-echo}}
-  ports: [{{name: http, port: 3000}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: lset-echo, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: lset-echo}}}}
-  template:
-    metadata: {{labels: {{app: lset-echo}}}}
-    spec:
-      containers:
-      - name: echo
-        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
-"""
+{echo_backend("lset-echo")}"""
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from echo_backend import echo_backend
 from shared_paths import GATEWAY_API
 from test_cluster_walkthrough import CHART, EXAMPLES, _helm, _pod_pid, table, wait_for
 
@@ -60,30 +61,7 @@ spec:
   hostnames: [{ECHO_HOST}]
   rules:
     - backendRefs: [{{name: echo, port: 3000}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: echo, namespace: default}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{name: http, port: 3000}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: echo, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: echo}}}}
-  template:
-    metadata: {{labels: {{app: echo}}}}
-    spec:
-      containers:
-      - name: echo
-        image: registry.k8s.io/gateway-api/echo-basic:v1.6.3
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
-        readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
-"""
+{echo_backend("echo")}"""
 
 
 @dataclass
