@@ -244,9 +244,11 @@ def _route(r: m.Route, origin: tuple[str, int], exact_host: str | None = None) -
     return msg
 
 
-# Retried besides the route's codes: the connection to the backend failed or was refused
-# before any of the request reached it (safe for any method).
-RETRY_ON_CONNECTION = "connect-failure,refused-stream"
+# Retried besides the route's codes (GEP-1731's connection errors and backend timeouts):
+# the connection failed or was refused, or the backend reset it or did not answer within
+# `timeouts.backendRequest` (Envoy's per-try timeout counts as `reset`). The user asked for
+# retries on the rule, so a try that may have reached the backend is retried too.
+RETRY_ON_CONNECTION = "connect-failure,refused-stream,reset"
 
 
 def _retry_policy(retry: m.Retry) -> Message:

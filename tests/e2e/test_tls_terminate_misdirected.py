@@ -21,6 +21,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,15 @@ class _HTTP(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
         code = 200
+        if "stallFirst" in query or "dropFirst" in query:  # the first try of a uuid only
+            with self.lock:
+                first = self.attempts[query["uuid"]] == 0
+                self.attempts[query["uuid"]] += 1
+            if first and "dropFirst" in query:
+                self.close_connection = True
+                return  # no answer: the backend closed the connection
+            if first:
+                time.sleep(int(query["stallFirst"]) / 1000)
         if "succeedAfter" in query:
             with self.lock:
                 seen = self.attempts[query["uuid"]]
@@ -205,6 +215,13 @@ spec:
   rules:
   - matches: [{path: {type: PathPrefix, value: /retry-500}}]
     retry: {codes: [500], attempts: 2, backoff: 1ms}
+    backendRefs: [{name: http, port: 7000}]
+  - matches: [{path: {type: PathPrefix, value: /retry-errors}}]
+    timeouts: {request: 10s, backendRequest: 500ms}
+    retry: {attempts: 1, backoff: 1ms}
+    backendRefs: [{name: http, port: 7000}]
+  - matches: [{path: {type: PathPrefix, value: /no-retry}}]
+    timeouts: {request: 10s, backendRequest: 500ms}
     backendRefs: [{name: http, port: 7000}]
   - matches: [{path: {type: PathPrefix, value: /cors}}]
     filters: [{type: CORS, cors: {allowOrigins: ["https://www.foo.com"], allowMethods: [GET]}}]
@@ -366,6 +383,28 @@ def test_retry_on_listed_codes_up_to_attempts(running: tuple[Running, Path]) -> 
     assert get(500, 2) == 200  # two failures, two retries: the third try answers
     assert get(500, 3) == 500  # a third failure is more than attempts: 2
     assert get(503, 1) == 503  # 503 is not listed: not retried
+
+
+def test_retry_after_a_backend_timeout_or_a_dropped_connection(
+    running: tuple[Running, Path],
+) -> None:
+    """HTTPRouteRetryBackendTimeout and HTTPRouteRetryConnectionError: a try that outlives
+    timeouts.backendRequest, or whose connection the backend closes unanswered, is tried
+    again; without `retry` the client gets Envoy's 504 / 503."""
+    proc, _ = running
+    address = _gateway_ready(proc)
+    counter = iter(range(1_000_000))
+
+    def get(path: str, fault: str) -> int:
+        query = f"{fault}&uuid=e{next(counter)}"
+        return httpx.get(f"http://{address}:{HTTP_PORT}{path}?{query}", timeout=10).status_code
+
+    wait_for(lambda: get("/retry-errors", "x=0") == 200, timeout=60, what="the retry route")
+    wait_for(lambda: get("/no-retry", "x=0") == 200, timeout=60, what="the no-retry route")
+    assert get("/retry-errors", "stallFirst=2000") == 200
+    assert get("/retry-errors", "dropFirst=1") == 200
+    assert get("/no-retry", "stallFirst=2000") == 504
+    assert get("/no-retry", "dropFirst=1") == 503
 
 
 def test_cors_preflight_from_another_origin_is_not_forwarded(

@@ -263,7 +263,7 @@ def test_retry_policy_from_route_retry() -> None:
     route = m.Route("r", m.RouteMatch(), m.Forward((m.WeightedBackend("c"),)), retry=retry)
     policy = route_dict(one_route(route))["route"]["retry_policy"]
     assert policy == {
-        "retry_on": "retriable-status-codes,connect-failure,refused-stream",
+        "retry_on": "retriable-status-codes,connect-failure,refused-stream,reset",
         "retriable_status_codes": [500, 503],
         "num_retries": 3,  # tries after the first, as `attempts` counts them
         "retry_back_off": {"base_interval": "0.100s"},
@@ -281,4 +281,4 @@ def test_retry_policy_from_route_retry() -> None:
     # No codes: only connection failures are tried again; Envoy's default count.
     route = m.Route("r", m.RouteMatch(), m.Forward((m.WeightedBackend("c"),)), retry=m.Retry())
     policy = route_dict(one_route(route))["route"]["retry_policy"]
-    assert policy == {"retry_on": "connect-failure,refused-stream"}
+    assert policy == {"retry_on": "connect-failure,refused-stream,reset"}
