@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from devcluster import build, network
 from devcluster.cluster import API_PORT, REPO, Cluster, run_dir
 
@@ -59,9 +61,32 @@ def _version() -> str:
     return version("propylon")
 
 
+BUNDLE_VERSION = "gateway.networking.k8s.io/bundle-version"
+
+
+def remove_other_releases_crds(cluster: Cluster, keep: Path) -> None:
+    """Delete the Gateway API CRDs of another release that this one does not replace
+    (e.g. v1.4.1's XListenerSet): the suite refuses a cluster whose Gateway API CRDs
+    carry more than one bundle version. Their objects go with them."""
+    ours = {
+        doc["metadata"]["name"]
+        for path in keep.glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
+    }
+    listed = json.loads(cluster.kubectl("get", "crd", "-o", "json"))["items"]
+    for crd in listed:
+        meta = crd["metadata"]
+        version = (meta.get("annotations") or {}).get(BUNDLE_VERSION)
+        if version and version != GATEWAY_API and meta["name"] not in ours:
+            print(f"conformance: deleting CRD {meta['name']} (Gateway API {version})")
+            cluster.kubectl("delete", "crd", meta["name"], "--wait=true")
+
+
 def install(cluster: Cluster, values: list[str]) -> None:
     binaries = build.binaries()
     crds = gateway_api_crds()
+    remove_other_releases_crds(cluster, crds)
     # -k: the release folder is a kustomization (its kustomization.yaml is no object)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(crds))
     pool = {
