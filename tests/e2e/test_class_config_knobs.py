@@ -14,7 +14,6 @@ from 127.77.0.0/16; a PROXY header's addresses are only values (198.18.0.0/15)."
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import socket
 import ssl
@@ -30,6 +29,7 @@ from typing import Any
 
 import pytest
 from e2e_harness import Running, start_propylon, stop_propylon
+from selfsigned_cert import self_signed
 from waiting import wait_for
 
 from propylon.demo.echo import EchoContext, EchoServer
@@ -108,36 +108,6 @@ def backends() -> Iterator[Backends]:
 # --- manifests -----------------------------------------------------------------------
 
 
-def _certificate() -> tuple[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode(),
-    )
-
-
 def _service(name: str, port: int, app_protocol: str | None = None) -> str:
     proto = f", appProtocol: {app_protocol}" if app_protocol else ""
     return f"""
@@ -187,7 +157,7 @@ KNOBS = """
 
 def write_manifests(directory: Path, backends: Backends, config: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    chain, key = _certificate()
+    chain, key = self_signed([HOST])
     indent = "\n    "
     gateways = "".join(
         f"""

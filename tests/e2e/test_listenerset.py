@@ -5,7 +5,6 @@ the Gateway taking its permission back removes the listener again."""
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
 import socket
 import ssl
@@ -13,38 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from e2e_harness import Running, wait_for
+from selfsigned_cert import self_signed
 
 pytestmark = pytest.mark.e2e
 
 HOST = "secure.example.com"
 PORT = 8443
-
-
-def _self_signed(host: str) -> tuple[str, str]:
-    """A self-signed certificate for `host` and its key, PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 def _b64(text: str) -> str:
@@ -120,7 +94,7 @@ def test_https_listener_of_a_listener_set_serves_its_route(
     propylon: Running, tmp_path: Path
 ) -> None:
     manifests = propylon.manifests
-    cert, key = _self_signed(HOST)
+    cert, key = self_signed([HOST])
     cafile = tmp_path / "ca.crt"
     cafile.write_text(cert)
     _allow(manifests, "Same")

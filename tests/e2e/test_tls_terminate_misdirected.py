@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import http.server
 import socket
 import socketserver
@@ -31,10 +30,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from e2e_harness import Running, start_propylon, stop_propylon
+from selfsigned_cert import self_signed
 
 from propylon.testing.launcher import wait_for
 
@@ -44,28 +41,6 @@ TLS_PORT = 8883  # Terminate (tls.example.com) and Passthrough (abc.example.com)
 HTTPS_PORT = 8443  # HTTPS: one listener without hostname, one for second.example.org
 HTTP_PORT = 8080  # HTTP: the retry routes
 GATEWAY_HOSTS = ["tls.example.com", "example.org", "second.example.org", "unknown.example.org"]
-
-
-def self_signed(hosts: list[str]) -> tuple[str, str]:
-    """A self-signed certificate for `hosts` (the first is its subject) and its key, PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 class _PlainEcho(socketserver.StreamRequestHandler):

@@ -13,7 +13,6 @@ The host namespace is the client (its address is `network.HOST_ADDRESS`)."""
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import socket
 import ssl
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 from echo_backend import echo_backend
+from selfsigned_cert import self_signed
 from shared_paths import GATEWAY_API
 from test_cluster_walkthrough import CHART, EXAMPLES, _helm
 from waiting import wait_for
@@ -32,36 +32,6 @@ from devcluster import network
 HOST = "knobs.example.com"
 SECRETS = "cilium-secrets"
 AGENT = "system:serviceaccount:kube-system:propylon"
-
-
-def _certificate() -> tuple[bytes, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
 
 
 def class_config(policy: str) -> str:
@@ -157,7 +127,7 @@ def setup(devcluster: Any) -> Iterator[Setup]:
     _helm(cluster, *args, "--wait", "--timeout", "3m")
     pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
     cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
-    cert, key = _certificate()
+    cert, key = (pem.encode() for pem in self_signed([HOST]))
     text = manifests(cert, key)
     cluster.kubectl("apply", "-f", "-", input=text)
     try:
