@@ -8,7 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from propylon.cli.run import add_file_args, add_values_args
-from propylon.cli.validate import _evaluate
+from propylon.cli.validate import evaluate_files
 
 
 def add_explain_parser(subparsers: Any) -> None:
@@ -41,7 +41,7 @@ def cmd_explain(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    evaluated = _evaluate(args, err)
+    evaluated = evaluate_files(args, err)
     if isinstance(evaluated, int):
         return evaluated
     _, evaluation = evaluated

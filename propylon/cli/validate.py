@@ -49,7 +49,7 @@ def add_validate_parsers(subparsers: Any) -> None:
     translate.set_defaults(func=cmd_translate)
 
 
-def _evaluate(args: argparse.Namespace, err: TextIO) -> tuple[ChangeSet, Evaluation] | int:
+def evaluate_files(args: argparse.Namespace, err: TextIO) -> tuple[ChangeSet, Evaluation] | int:
     """Read the files and evaluate them once; an exit code if the values are bad."""
     try:
         values = values_from_args(args)
@@ -69,7 +69,7 @@ def cmd_validate(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    evaluated = _evaluate(args, err)
+    evaluated = evaluate_files(args, err)
     if isinstance(evaluated, int):
         return evaluated
     _, evaluation = evaluated
@@ -91,7 +91,7 @@ def cmd_translate(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    evaluated = _evaluate(args, err)
+    evaluated = evaluate_files(args, err)
     if isinstance(evaluated, int):
         return evaluated
     changeset, evaluation = evaluated
