@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import socket
 import tempfile
 import time
 import urllib.request
@@ -26,6 +25,7 @@ from chart_harness import (
     render_module,
     template,
 )
+from free_ports import free_port
 from prometheus_client import CollectorRegistry
 
 from propylon import model as m
@@ -318,7 +318,7 @@ async def test_envoy_daemonset_runs_against_an_agent() -> None:
     docs = template()
     envoy = one(docs, *ENVOY)
     text = one(docs, "ConfigMap", "propylon-envoy-config")["data"]["bootstrap.yaml"]
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="pde-") as tmp:  # short: unix socket paths
         for mount in ("/var/run/propylon/envoy-admin/", "/var/run/propylon/envoy/"):
             assert mount in text
@@ -352,12 +352,6 @@ async def test_envoy_daemonset_runs_against_an_agent() -> None:
             process.terminate()
             await process.wait()
             await server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> str:

@@ -9,7 +9,6 @@ cluster is one per machine, and these checks need only the API server.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,15 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 from chart_harness import CHART, REPO, helm_binary
+from free_ports import free_port
 from shared_paths import GATEWAY_API
 
 from devcluster import build, pki
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -78,7 +72,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     serving = ca.issue("apiserver", "kube-apiserver", ips=("127.0.0.1",), server=True)
     admin = ca.issue("admin", "admin", organization="system:masters")
     accounts = pki.service_account_keys(folder / "pki")
-    client, peer, port = _free_port(), _free_port(), _free_port()
+    client, peer, port = free_port(), free_port(), free_port()
     kubeconfig = folder / "kubeconfig"
     pki.write_kubeconfig(kubeconfig, f"https://127.0.0.1:{port}", ca.cert_path, admin, "admin")
     processes: list[subprocess.Popen[bytes]] = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -25,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from free_ports import free_port
 
 BIN_ENV = "PROPYLON_KUBE_BIN"
 
@@ -44,12 +44,6 @@ def binaries_dir() -> Path | None:
         if candidate and (Path(candidate) / "kube-apiserver").exists():
             return Path(candidate)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _key() -> rsa.RSAPrivateKey:

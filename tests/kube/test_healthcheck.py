@@ -7,6 +7,8 @@ import asyncio
 import json
 import socket
 
+from free_ports import free_port
+
 from propylon.kube.healthcheck import HealthCheck, HealthCheckPorts, health_checks
 from propylon.resources import ObjectKey, parse_object
 
@@ -67,12 +69,6 @@ def test_only_local_load_balancers_with_a_port_are_checked() -> None:
     assert health_checks(objects, "node-3")[31002].local_endpoints == 0  # type: ignore[arg-type]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _get(port: int) -> tuple[int, dict[str, object]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
@@ -85,7 +81,7 @@ async def _get(port: int) -> tuple[int, dict[str, object]]:
 async def test_answers_follow_envoy_at_every_request() -> None:
     serving = {GATEWAY: False}
     ports = HealthCheckPorts(lambda gw: serving.get(gw, False), host="127.0.0.1")
-    gw_port, app_port = _free_port(), _free_port()
+    gw_port, app_port = free_port(), free_port()
     service = ObjectKey("Service", "default", "cilium-gateway-gw")
     app = ObjectKey("Service", "default", "app")
     try:
@@ -118,7 +114,7 @@ async def test_answers_follow_envoy_at_every_request() -> None:
 
 
 async def test_a_port_taken_on_the_node_is_bound_once_it_is_free() -> None:
-    port = _free_port()
+    port = free_port()
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", port))
     squatter.listen()
