@@ -120,17 +120,28 @@ def read_through(
 ) -> dict[ObjectKey, StoredObject]:
     """The Secrets the Gateways reference, as the agent sees them through their copies
     in `secrets_namespace` (under the original keys); the rest of `objects` unchanged.
-    A reference without a copy stays missing (the Gateway's status says so)."""
+    A reference without a copy stays missing (the Gateway's status says so). (The agent
+    keeps this with memory: `propylon.kube.secretview`.)"""
     resources = {k: o.resource for k, o in objects.items()}
     out = dict(objects)
     for ns, name in referenced_secrets(resources):
         if ns == secrets_namespace:
             continue
-        copy = objects.get(ObjectKey("Secret", secrets_namespace, copy_name(ns, name)))
-        if copy is None or not isinstance(copy.resource, Secret):
-            continue
-        meta = copy.resource.metadata.model_copy(update={"namespace": ns, "name": name})
-        out[ObjectKey("Secret", ns, name)] = StoredObject(
-            copy.resource.model_copy(update={"metadata": meta}), copy.origin
-        )
+        copy = copy_of(objects, secrets_namespace, ns, name)
+        if copy is not None:
+            out[ObjectKey("Secret", ns, name)] = as_original(copy, ns, name)
     return out
+
+
+def copy_of(
+    objects: Mapping[ObjectKey, StoredObject], secrets_namespace: str, ns: str, name: str
+) -> StoredObject | None:
+    """The copy in `secrets_namespace` of Secret `ns/name`, if there is one."""
+    copy = objects.get(ObjectKey("Secret", secrets_namespace, copy_name(ns, name)))
+    return copy if copy is not None and isinstance(copy.resource, Secret) else None
+
+
+def as_original(copy: StoredObject, ns: str, name: str) -> StoredObject:
+    """A copy seen as the Secret it was copied from (its namespace and name)."""
+    meta = copy.resource.metadata.model_copy(update={"namespace": ns, "name": name})
+    return StoredObject(copy.resource.model_copy(update={"metadata": meta}), copy.origin)

@@ -15,10 +15,9 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import httpx2
@@ -33,7 +32,7 @@ from propylon.kube.api import ApiError, KubeApi
 from propylon.kube.health import HealthServer
 from propylon.kube.healthcheck import HealthCheckPorts, gateway_node_ports, health_checks
 from propylon.kube.nodereport import REPORT_LABEL, STATE_ANNOTATION, encode_state, report_name
-from propylon.kube.secretsync import read_through
+from propylon.kube.secretview import SecretView
 from propylon.kube.source import KubeSource
 from propylon.metrics import Metrics, default_metrics
 from propylon.policy import PolicyEngine
@@ -43,8 +42,6 @@ from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
 from propylon.runtime.seams import LbIpamPools
 from propylon.store import ChangeSet, Store
 from propylon.values import Values
-
-_SECRET_SYNC_INPUTS = frozenset({"Gateway", "Secret", "ReferenceGrant"})
 
 log = logging.getLogger("propylon.agent")
 
@@ -90,6 +87,7 @@ class Agent:
         # operator's copies); Gateways' references are resolved through them.
         self.secrets_namespace = options.values.gateway_api.secrets_namespace.name
         host_network = options.values.gateway_api.host_network.enabled
+        self._secret_view = SecretView(self.secrets_namespace) if self.secrets_namespace else None
         self.source = KubeSource(
             self.api,
             # hostNetwork: the Nodes (the build gives Gateways the selected nodes' addresses).
@@ -190,16 +188,8 @@ class Agent:
             await self.reconcile(self._through_secret_copies(changeset))
 
     def _through_secret_copies(self, changeset: ChangeSet) -> ChangeSet:
-        """The Gateways' Secrets where they said, read from their copies. The store's
-        hint stays valid unless what decides the copies changed (then it compares all)."""
-        if not self.secrets_namespace:
-            return changeset
-        hint = not any(k.kind in _SECRET_SYNC_INPUTS for k in changeset.touched)
-        return replace(
-            changeset,
-            objects=MappingProxyType(read_through(changeset.objects, self.secrets_namespace)),
-            base=changeset.base if hint else None,
-        )
+        """The Gateways' Secrets where they said, read from their copies."""
+        return self._secret_view(changeset) if self._secret_view is not None else changeset
 
     async def reconcile(self, changeset: ChangeSet) -> None:
         started = time.perf_counter()
