@@ -1,23 +1,20 @@
+"""Fixtures of the data plane tests. Test modules import what they share from
+dataplane_helpers, never from here: another folder's conftest.py is also `conftest`."""
+
 from __future__ import annotations
 
 import itertools
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dataplane_helpers import Plane
 
 from propylon.dataplane import EnvoySupervisor
 from propylon.xds import AdsServer
 
 _ids = itertools.count()
-
-
-@dataclass
-class Plane:
-    xds: AdsServer
-    envoy: EnvoySupervisor
 
 
 @pytest.fixture(params=[True, False], ids=["delta", "sotw"])

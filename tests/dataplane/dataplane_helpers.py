@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from propylon import model as m
+from propylon.dataplane import EnvoySupervisor
+from propylon.xds import AdsServer
 
 T = TypeVar("T")
 _next = itertools.count(1)
@@ -30,6 +32,14 @@ def free_address() -> tuple[str, int]:
     with socket.socket() as s:
         s.bind((host, 0))
         return host, s.getsockname()[1]
+
+
+@dataclass
+class Plane:
+    """An ADS server and the Envoy it programs (the `plane` fixture, conftest.py)."""
+
+    xds: AdsServer
+    envoy: EnvoySupervisor
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Plane
 from dataplane_helpers import (
     Backend,
+    Plane,
     eventually,
     forward,
     free_address,

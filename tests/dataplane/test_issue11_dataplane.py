@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from conftest import Plane
-from dataplane_helpers import Backend, eventually, forward, free_address, start_backend
+from dataplane_helpers import Backend, Plane, eventually, forward, free_address, start_backend
 
 from propylon import model as m
 from propylon.envoy import Translator
@@ -117,13 +117,20 @@ async def test_envoy_rejection_is_isolated(
             assert not serving.done()
             assert "HTTPRoute default/bad" in instance.health()["withheld"]
 
+        async def rejected_in_status() -> dict[str, Any]:
+            # Health names the route as soon as it is withheld; its status follows once
+            # the build without it is done (on the worker thread: later under load).
+            status = instance.statuses[ObjectKey("HTTPRoute", "default", "bad")]
+            accepted = {c["type"]: c for c in status["parents"][0]["conditions"]}["Accepted"]
+            assert accepted["status"] == "False", accepted
+            return dict(accepted)
+
         await eventually(withheld, timeout=60, what="the bad route withheld")
         health = instance.health()
         assert health["status"] == "degraded"
         assert "invalid perl operator" in health["withheld"]["HTTPRoute default/bad"]
-        status = instance.statuses[ObjectKey("HTTPRoute", "default", "bad")]
-        accepted = {c["type"]: c for c in status["parents"][0]["conditions"]}["Accepted"]
-        assert accepted["status"] == "False" and "Envoy rejected" in accepted["message"]
+        accepted = await eventually(rejected_in_status, timeout=60, what="its status")
+        assert "Envoy rejected" in accepted["message"]
 
         async def served(host: str) -> None:
             assert (await _get((address, port), "/", host)).status_code == 200

@@ -4,11 +4,8 @@ cluster's binaries (`kube_controlplane.py`)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 from kube_controlplane import ControlPlane, binaries_dir, start
@@ -17,7 +14,6 @@ from shared_paths import GATEWAY_API
 from propylon.kube.api import KubeApi
 
 HERE = Path(__file__).resolve().parent
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -52,21 +48,3 @@ def namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Ite
         yield name
     finally:
         controlplane.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T] | T], *, timeout: float = 20.0, what: str = ""
-) -> T:
-    """Poll `probe` until it returns something truthy (not a sleep as synchronisation:
-    a condition with a deadline)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        last = value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or probe}: last {last!r}")

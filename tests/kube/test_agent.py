@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
 from kube_controlplane import ControlPlane, free_port
+from kube_eventually import eventually
 from operators import POOL, running_operator
 
 from propylon.dataplane import EnvoySupervisor

@@ -8,8 +8,8 @@ import asyncio
 import time
 from typing import Any
 
-from conftest import eventually
 from kube_controlplane import ControlPlane
+from kube_eventually import eventually
 from operators import FAST_LEASE, POOL, running_operator
 from test_leader import Overlap, Partitionable
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import httpx2
-from conftest import eventually
+from kube_eventually import eventually
 
 from propylon.kube import kinds
 from propylon.kube.api import KubeApi

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import eventually
 from kube_controlplane import ControlPlane
+from kube_eventually import eventually
 from operators import POOL, running_operator
 
 from propylon.kube import kinds

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import eventually
 from kube_controlplane import ControlPlane
+from kube_eventually import eventually
 from operators import POOL, running_operator, to_yaml, walkthrough_documents
 
 from propylon.kube import kinds

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
 from kube_controlplane import ControlPlane
+from kube_eventually import eventually
 from operators import POOL, running_operator
 from test_agent import OBJECTS, running_agent
 
