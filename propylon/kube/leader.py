@@ -6,8 +6,8 @@
 - The leader renews every `retry_period`; when no renewal succeeded for
   `renew_deadline`, it stops being leader at once.
 - `holderIdentity` is pod name + uid; `leaseTransitions` counts changes of holder.
-- On a clean stop, the leader releases the Lease (empty holder) so a standby takes over
-  without waiting out the lease duration.
+- On a clean stop, the Lease is released (empty holder) if it names this process, so a
+  standby takes over without waiting out the lease duration.
 
 `can_write()` is the fence for every write the leader makes: it is true only until
 `renew_deadline` after the start of the last successful renewal. With renew_deadline
@@ -36,6 +36,8 @@ from propylon.kube.api import ApiError, KubeApi, Obj
 log = logging.getLogger("propylon.leader")
 
 JITTER = 1.2  # client-go's JitterFactor for the retry period
+# A clean stop waits this long for the Lease release (two requests) before giving up.
+RELEASE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,13 @@ class LeaderElector:
                 await self._acquire()
                 await self._renew_until_lost()
         finally:
-            if self._leader:
-                await self._set_leader(False)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._release(), timeout=2.0)
+            await self._set_leader(False)
+            # Also when a late renewal had just cost the leadership: the Lease still
+            # names this process, and a standby would wait out its whole duration.
+            # (The release is a replace at the read resourceVersion: it cannot undo
+            # another's takeover.)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._release(), timeout=RELEASE_TIMEOUT_S)
 
     async def _acquire(self) -> None:
         while True:
