@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devcluster import network, pki
+from devcluster import leftovers, network, pki
 from devcluster.build import Binaries, ensure_built
+from devcluster.node.hostdirs import LEDGER_NAME, remove_recorded
 
 REPO = Path(__file__).resolve().parents[1]
 API_PORT = 6443
@@ -108,6 +109,7 @@ class Cluster:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.pop("KUBECONFIG", None)
+        env.update(leftovers.mark(self.folder))  # found by `down` whatever else happens
         return env
 
     def stop(self, name: str, grace: float = 10.0) -> None:
@@ -384,9 +386,21 @@ class Cluster:
             self.stop(name, grace=30.0 if name.startswith("node-") else 10.0)
         for leftover in self.components():
             self.stop(leftover)
+        # Whatever the agents did not stop (a pod of an agent that was killed, or that
+        # lost track of it): every process carrying the cluster's mark or in its
+        # namespaces, before the namespaces go (a process keeps its unnamed one alive).
+        stray = set(leftovers.marked_processes(self.folder))
+        stray |= set(leftovers.processes_in_netns(network.namespaces()))
+        stopped = leftovers.stop(stray)
+        if stopped:
+            _say(f"stopped {len(stopped)} process(es) left running: {stopped}")
         removed = network.destroy()
         if removed and not quiet:
             _say(f"removed {', '.join(removed)}")
+        # The folders the nodes made on this machine (hostPath, node/hostdirs.py).
+        gone = remove_recorded(*self.folder.glob(f"nodes/*/{LEDGER_NAME}"))
+        if gone and not quiet:
+            _say(f"removed {', '.join(map(str, gone))}")
         if self.folder.exists():
             if keep_logs:
                 for child in self.folder.iterdir():

@@ -121,17 +121,25 @@ def route_to_node(prefix: str, node: NodeNet) -> None:
     _ip("route", "replace", prefix, "via", node.ip)
 
 
+def namespaces() -> list[str]:
+    """This instance's network namespaces: its nodes' and their pods' (`pdc-pod-<node>-...`)."""
+    prefixes = (f"{PREFIX}{NODE_PREFIX}", f"{PREFIX}pod-{NODE_PREFIX}")
+    names = []
+    for line in _ip("netns", "list", check=False).splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith(prefixes):
+            names.append(name)
+    return names
+
+
 def destroy() -> list[str]:
     """Remove every namespace and host link this instance made (its node namespaces, the
     pod namespaces its node agents name `pdc-pod-<node>-...`, its bridge and veths);
     return what was removed. Safe to call when nothing is there."""
     removed: list[str] = []
-    namespaces = (f"{PREFIX}{NODE_PREFIX}", f"{PREFIX}pod-{NODE_PREFIX}")
-    for line in _ip("netns", "list", check=False).splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if name.startswith(namespaces):
-            _ip("netns", "delete", name, check=False)
-            removed.append(name)
+    for name in namespaces():
+        _ip("netns", "delete", name, check=False)
+        removed.append(name)
     for line in _ip("-o", "link", "show", check=False).splitlines():
         parts = line.split(":", 2)
         if len(parts) < 2:

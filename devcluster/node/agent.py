@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
+from devcluster.leftovers import processes_in_netns
 from devcluster.node import netns
 from devcluster.node.api import NodeApi
 from devcluster.node.config import NodeConfig
@@ -93,6 +96,13 @@ class Agent:
     async def _remove_stray_netns(self, keep: set[str | None]) -> None:
         for name in netns.list_netns(self.config.netns_prefix()):
             if name not in keep:
+                # A pod's namespace that no pod here owns: anything still running in it
+                # is a container this agent has lost track of (it would go on, unnamed
+                # and unreachable, after the namespace is deleted).
+                for pid in processes_in_netns([name]):
+                    log.warning("stopping pid %d, left in stray namespace %s", pid, name)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 log.info("removing stray network namespace %s", name)
                 await netns.run("ip", "netns", "del", name, check=False)
 

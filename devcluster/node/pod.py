@@ -28,6 +28,7 @@ from devcluster.node.envvars import (
     expand_all,
     referenced_objects,
 )
+from devcluster.node.hostdirs import LEDGER_NAME, HostDirs
 from devcluster.node.ipam import PodIPAllocator, PoolExhausted
 from devcluster.node.process import ContainerProcess, launch_argv
 from devcluster.node.state import ContainerRecord, PodRecord
@@ -189,6 +190,7 @@ class PodWorker:
                     self._secrets,
                     self._config_maps,
                     self._token,
+                    HostDirs(config.state_dir / LEDGER_NAME),
                 )
                 self.volumes = await writer.write_all()
                 self._volume_writer = writer
@@ -280,6 +282,7 @@ class PodWorker:
         argv = image.argv(expand_all(spec.get("command"), env), expand_all(spec.get("args"), env))
         assert self.volumes is not None
         mounts = self.volumes.mounts(spec, env)
+        self.volumes.host_dirs.mount_points([m.target for m in mounts])
         return launch_argv(argv, self.record.netns, mounts, spec.get("workingDir")), env
 
     def _start(self, spec: Obj, status: ContainerStatus) -> ContainerProcess | None:

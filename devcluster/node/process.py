@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from devcluster.leftovers import MARK
+
 
 @dataclass(frozen=True)
 class BindMount:
@@ -118,6 +120,8 @@ class ContainerProcess:
     @classmethod
     def spawn(cls, argv: list[str], env: dict[str, str], log: Path) -> ContainerProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
+        if MARK in os.environ:  # the cluster's mark (devcluster/leftovers.py), inherited
+            env = {**env, MARK: os.environ[MARK]}
         with log.open("ab") as out:
             popen = subprocess.Popen(
                 argv,

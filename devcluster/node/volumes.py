@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.node.envvars import ConfigError, PodFacts, expand, field_value, object_data
+from devcluster.node.hostdirs import HostDirs
 from devcluster.node.process import BindMount
 
 Obj = dict[str, Any]
@@ -28,6 +29,7 @@ class PodVolumes:
     dirs: dict[str, Path] = field(default_factory=dict)
     # When the earliest token must be fetched again (80% of its lifetime, as the kubelet).
     refresh_at: datetime.datetime | None = None
+    host_dirs: HostDirs = field(default_factory=HostDirs)
 
     def mounts(self, container: Obj, env: Mapping[str, str] | None = None) -> list[BindMount]:
         mounts = []
@@ -42,7 +44,13 @@ class PodVolumes:
                     raise ConfigError(f"volumeMount {name}: subPath {sub!r} leaves the volume")
                 source = source / sub
                 if not source.exists():  # a file (a ConfigMap key) is bound as it is
-                    source.mkdir(parents=True)  # as the kubelet makes a missing one
+                    # Made as the kubelet makes a missing one; inside a hostPath it is
+                    # on this machine's disk, the node's own (recorded for `down`).
+                    on_host = not source.is_relative_to(self.root)
+                    if on_host:
+                        self.host_dirs.make(source, own=True)
+                    else:
+                        source.mkdir(parents=True)
             mounts.append(BindMount(source, mount["mountPath"], bool(mount.get("readOnly"))))
         return mounts
 
@@ -77,8 +85,10 @@ class VolumeWriter:
         secrets: Mapping[str, Obj | None],
         config_maps: Mapping[str, Obj | None],
         token_source: TokenSource,
+        host_dirs: HostDirs | None = None,
     ) -> None:
         self.root = root
+        self.host_dirs = host_dirs or HostDirs()
         self.pod = pod
         self.facts = facts
         self.secrets = secrets
@@ -96,7 +106,7 @@ class VolumeWriter:
         return object_data(obj)
 
     async def write_all(self) -> PodVolumes:
-        volumes = PodVolumes(self.root)
+        volumes = PodVolumes(self.root, host_dirs=self.host_dirs)
         for volume in self.pod.get("spec", {}).get("volumes", []):
             volumes.dirs[volume["name"]] = await self._write(volume, volumes)
         return volumes
@@ -112,7 +122,7 @@ class VolumeWriter:
         if "hostPath" in volume:
             path = Path(volume["hostPath"]["path"])
             if volume["hostPath"].get("type") in ("DirectoryOrCreate",):
-                path.mkdir(parents=True, exist_ok=True)
+                self.host_dirs.make(path, own=False)  # shared by every node here
             return path
         directory = self.root / name
         directory.mkdir(parents=True, exist_ok=True)
