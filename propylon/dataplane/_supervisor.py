@@ -84,7 +84,9 @@ class EnvoySupervisor:
     `--admin-address-path` and exposed as `admin_address` once started. Envoy runs with
     `--disable-hot-restart`, which needs no shared memory, so any number of instances
     can run side by side (a unique `--base-id` is then unnecessary). Its stderr goes to
-    `workdir/envoy.log`; the last lines are logged when it dies.
+    `workdir/envoy.log`; the last lines are logged when it dies. Its stdout (where the
+    access logs go) goes there too, or, with `stdout_inherited`, to this process's own
+    stdout: the agent's, which is its pod's log in Kubernetes.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class EnvoySupervisor:
         log_level: str = "warn",
         drain_time_s: int = 5,
         cluster: str = "propylon",
+        stdout_inherited: bool = False,
     ) -> None:
         host, _, port = admin_address.rpartition(":")
         if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
@@ -115,6 +118,7 @@ class EnvoySupervisor:
         self._log_level = log_level
         self._drain_time_s = drain_time_s
         self._cluster = cluster
+        self._stdout_inherited = stdout_inherited
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -221,7 +225,7 @@ class EnvoySupervisor:
                 "--admin-address-path",
                 str(admin_path),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
+                stdout=None if self._stdout_inherited else log_file,
                 stderr=log_file,
                 # Its own process group (a terminal's Ctrl-C reaches Propylon, which
                 # stops Envoy in order), not its own session: with autogrouping

@@ -1,7 +1,10 @@
 """gatewayAPI.secretsNamespace: the TLS Secrets that Gateways reference, copied into one
 namespace (`cilium-secrets` by default) that the agents read instead of every Secret.
 
-As in Cilium, the copy of Secret `<namespace>/<name>` is `<secrets namespace>/<namespace>-<name>`.
+The copy of Secret `<namespace>/<name>` is `<secrets namespace>/<namespace>.<name>`
+(`copy_name`). Cilium names it `<namespace>-<name>`, which is not injective (`a-b/c` and
+`a/b-c` would share `a-b-c`); a namespace has no dot, so the first dot here separates the
+two parts unambiguously.
 The operator writes the copies (`sync: true`; with `sync: false` someone else keeps them
 there under the same names); an agent watches only that namespace and reads a Gateway's
 certificate reference `<namespace>/<name>` through its copy (`read_through`), so the pure
@@ -12,6 +15,7 @@ Pure functions here; the operator's writer is `propylon.kube.secretcopies.Secret
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 
 from propylon.gatewayapi.index import Index
@@ -35,8 +39,21 @@ SOURCE_NAMESPACE = "propylon.io/source-namespace"
 SOURCE_NAME = "propylon.io/source-name"
 
 
+#: A Secret's name is a DNS-1123 subdomain of at most 253 characters.
+MAX_NAME = 253
+
+
 def copy_name(namespace: str, name: str) -> str:
-    return f"{namespace}-{name}"
+    """The copy's name, distinct for distinct (namespace, name) and a valid Secret name:
+    `<namespace>.<name>` when that fits in 253 characters, else a name without any dot
+    (so never one of the first kind): the readable start of both parts and the SHA-256
+    of `<namespace>/<name>` (64 hex digits)."""
+    direct = f"{namespace}.{name}"
+    if len(direct) <= MAX_NAME:
+        return direct
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()
+    start = f"{namespace}-{name.replace('.', '-')}"[: MAX_NAME - len(digest) - 1].rstrip("-")
+    return f"{start}-{digest}"
 
 
 def referenced_secrets(objects: Mapping[ObjectKey, Resource]) -> Iterator[tuple[str, str]]:

@@ -148,6 +148,9 @@ class Agent:
                     admin_address=f"127.0.0.1:{opts.admin_port}",
                     node_id=opts.node_name,
                     workdir=opts.state_dir / "envoy",
+                    # Access logs on the agent's stdout: `kubectl logs` of the agent pod,
+                    # as of the Envoy DaemonSet's pod when Envoy runs on its own.
+                    stdout_inherited=True,
                 )
                 await self._envoy.start()
                 log.info(

@@ -1,5 +1,5 @@
 """gatewayAPI.secretsNamespace.sync against a real API server: the operator copies the
-TLS Secret a Gateway references into the secrets namespace (`<namespace>-<name>`),
+TLS Secret a Gateway references into the secrets namespace (`<namespace>.<name>`),
 follows its changes, and deletes the copy once no Gateway references it."""
 
 from __future__ import annotations
@@ -49,8 +49,12 @@ async def test_operator_keeps_copies_of_referenced_secrets(
     api: KubeApi, controlplane: ControlPlane, namespace: str
 ) -> None:
     controlplane.kubectl("create", "namespace", SECRETS, check=False)
-    copy_name = f"{namespace}-site"
+    copy_name = f"{namespace}.site"
     await api.create(kinds.SECRET, _secret(namespace, "b25l"), namespace)
+    # A copy under the name earlier versions gave it (Cilium's `<namespace>-<name>`).
+    old = _secret(SECRETS, "b25l")
+    old["metadata"].update(name=f"{namespace}-site", labels={"propylon.io/secret-sync": "true"})
+    await api.create(kinds.SECRET, old, SECRETS)
     async with running_operator(controlplane.kubeconfig, namespace):
 
         async def copy(cert: str | None) -> bool:
@@ -63,6 +67,11 @@ async def test_operator_keeps_copies_of_referenced_secrets(
         assert await copy(None)
         await api.create(kinds.GATEWAY, _gateway(namespace), namespace)
         await eventually(lambda: copy("b25l"), what="the copy")
+
+        async def old_gone() -> bool:
+            return await api.get(kinds.SECRET, f"{namespace}-site", SECRETS) is None
+
+        await eventually(old_gone, what="the copy under the old name deleted")
         obj = await api.get(kinds.SECRET, copy_name, SECRETS)
         assert obj is not None
         assert obj["type"] == "kubernetes.io/tls"

@@ -4,9 +4,11 @@ reference through its copy."""
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
-from propylon.kube.secretsync import COPY_LABEL, read_through, wanted_copies
+from propylon.kube.secretsync import COPY_LABEL, copy_name, read_through, wanted_copies
 from propylon.resources import ObjectKey, Resource, Secret, parse_object
 from propylon.store import StoredObject
 
@@ -71,10 +73,10 @@ def objects() -> dict[ObjectKey, Resource]:
 
 def test_copies_of_the_secrets_gateways_may_use() -> None:
     copies = wanted_copies(objects(), "cilium-secrets")
-    assert sorted(copies) == ["apps-own", "certs-granted"]  # not refused, not unreferenced
-    own = copies["apps-own"]
+    assert sorted(copies) == ["apps.own", "certs.granted"]  # not refused, not unreferenced
+    own = copies["apps.own"]
     assert own["metadata"] == {
-        "name": "apps-own",
+        "name": "apps.own",
         "namespace": "cilium-secrets",
         "labels": {COPY_LABEL: "true"},
         "annotations": {
@@ -147,9 +149,9 @@ def test_copies_of_the_secrets_listener_sets_may_use() -> None:
         objs[obj.key] = obj
     copies = wanted_copies(objs, "cilium-secrets")
     # a ListenerSet's own namespace, and a grant to kind ListenerSet
-    assert sorted(copies) == ["apps-own", "certs-granted", "other-ls-granted", "team-team-cert"]
+    assert sorted(copies) == ["apps.own", "certs.granted", "other.ls-granted", "team.team-cert"]
     without_grant = {k: o for k, o in objs.items() if k.name != "to-listener-sets"}
-    assert "other-ls-granted" not in wanted_copies(without_grant, "cilium-secrets")
+    assert "other.ls-granted" not in wanted_copies(without_grant, "cilium-secrets")
 
 
 CLIENT_CERTS = """
@@ -191,10 +193,10 @@ def test_the_backend_client_certificate_is_copied_and_read_through() -> None:
         obj = parse_object(doc)
         everything[obj.key] = obj
     copies = wanted_copies(everything, "cilium-secrets")
-    assert sorted(copies) == ["apps-client"]
+    assert sorted(copies) == ["apps.client"]
     seen = {k: StoredObject(o) for k, o in everything.items() if k.kind != "Secret"}
-    seen[ObjectKey("Secret", "cilium-secrets", "apps-client")] = StoredObject(
-        parse_object(copies["apps-client"])
+    seen[ObjectKey("Secret", "cilium-secrets", "apps.client")] = StoredObject(
+        parse_object(copies["apps.client"])
     )
     view = read_through(seen, "cilium-secrets")
     client = view[ObjectKey("Secret", "apps", "client")].resource
@@ -227,4 +229,83 @@ data: {ca.crt: eA==}
     for doc in yaml.safe_load_all(text):
         obj = parse_object(doc)
         everything[obj.key] = obj
-    assert sorted(wanted_copies(everything, "cilium-secrets")) == ["apps-cas"]
+    assert sorted(wanted_copies(everything, "cilium-secrets")) == ["apps.cas"]
+
+
+def test_copy_names_never_collide() -> None:
+    """Cilium's `<namespace>-<name>` maps `a-b/c` and `a/b-c` to one name; the copies here
+    keep them apart, and both are served through their own copy."""
+    text = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: a-b}
+spec:
+  gatewayClassName: cilium
+  listeners: [{name: https, protocol: HTTPS, port: 443, tls: {certificateRefs: [{name: c}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: a}
+spec:
+  gatewayClassName: cilium
+  listeners: [{name: https, protocol: HTTPS, port: 443, tls: {certificateRefs: [{name: b-c}]}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: c, namespace: a-b}
+type: kubernetes.io/tls
+data: {tls.crt: b25l, tls.key: a2V5}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: b-c, namespace: a}
+type: kubernetes.io/tls
+data: {tls.crt: dHdv, tls.key: a2V5}
+"""
+    everything = {}
+    for doc in yaml.safe_load_all(text):
+        obj = parse_object(doc)
+        everything[obj.key] = obj
+    copies = wanted_copies(everything, "cilium-secrets")
+    assert sorted(copies) == ["a-b.c", "a.b-c"]
+    seen = {k: StoredObject(o) for k, o in everything.items() if k.kind != "Secret"}
+    for name, doc in copies.items():
+        seen[ObjectKey("Secret", "cilium-secrets", name)] = StoredObject(parse_object(doc))
+    view = read_through(seen, "cilium-secrets")
+    first = view[ObjectKey("Secret", "a-b", "c")].resource
+    second = view[ObjectKey("Secret", "a", "b-c")].resource
+    assert isinstance(first, Secret) and first.data["tls.crt"] == "b25l"
+    assert isinstance(second, Secret) and second.data["tls.crt"] == "dHdv"
+
+
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def test_copy_names_are_valid_and_distinct_at_the_length_limits() -> None:
+    """A 63-character namespace and a 253-character name do not fit side by side: such a
+    copy gets a hashed name (no dot, so never equal to a short one), still at most 253
+    characters, still distinct for names that differ only past the cut."""
+    namespace = "n" * 62 + "x"
+    long_a = ("a" * 60 + ".") * 3 + "b" * 69  # 253 characters, dots inside
+    long_b = long_a[:-1] + "c"
+    pairs = [
+        ("a-b", "c"),
+        ("a", "b-c"),
+        ("a", "b.c"),
+        ("ab", "c"),
+        (namespace, "short"),
+        (namespace, long_a),
+        (namespace, long_b),
+        ("a", long_a),
+        ("a-" + "b" * 61, long_a),
+        ("a", "b" * 187 + "-x"),
+    ]
+    names = [copy_name(ns, name) for ns, name in pairs]
+    assert len(set(names)) == len(pairs)
+    for (ns, name), copy in zip(pairs, names, strict=True):
+        assert len(copy) <= 253, copy
+        assert DNS1123_SUBDOMAIN.fullmatch(copy), copy
+        if len(ns) + 1 + len(name) <= 253:
+            assert copy == f"{ns}.{name}"
+        else:
+            assert "." not in copy and copy.startswith(ns + "-"), copy

@@ -1,7 +1,7 @@
 """Cilium's Gateway knobs in Kubernetes mode, on the dev cluster with the chart:
 
 - gatewayAPI.secretsNamespace: the operator copies a Gateway's TLS Secret into
-  `cilium-secrets` as `<namespace>-<name>`; the agents, which may read Secrets only
+  `cilium-secrets` as `<namespace>.<name>`; the agents, which may read Secrets only
   there (RBAC), serve HTTPS with it.
 - CiliumGatewayClassConfig telemetry.accessLogs: the line in the Envoy pods' log.
 - CiliumGatewayClassConfig loadBalancerSourceRanges enforced by every node's Envoy:
@@ -181,7 +181,7 @@ def test_tls_secret_through_the_secrets_namespace(setup: Setup) -> None:
 
     def copied() -> dict[str, Any] | None:
         out = cluster.kubectl(
-            "get", "secret", "default-knobs-cert", "-n", SECRETS, "-o=json", check=False
+            "get", "secret", "default.knobs-cert", "-n", SECRETS, "-o=json", check=False
         )
         return json.loads(out) if out.strip().startswith("{") else None
 
