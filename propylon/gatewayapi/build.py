@@ -17,6 +17,7 @@ from propylon.gatewayapi.backendclientcert import (
 )
 from propylon.gatewayapi.backends import _PROTOCOL_RANK, BackendProblems, Clusters
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
+from propylon.gatewayapi.classconfig import config_status
 from propylon.gatewayapi.envoyrules import route_problems
 from propylon.gatewayapi.gateway import GatewayState, evaluate_gateway
 from propylon.gatewayapi.gatewayclass import class_status, evaluate_classes
@@ -84,11 +85,15 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
     statuses: dict[ObjectKey, dict[str, Any]] = {}
     diagnostics: list[Diagnostic] = []
 
-    classes = evaluate_classes(index)
+    classes = evaluate_classes(index, inputs.refused_class_configs)
     for cls in classes.values():
         statuses[cls.gateway_class.key] = class_status(
             cls, app_protocol=inputs.values.gateway_api.app_protocol
         )
+    for _, config in sorted(index.class_configs.items()):
+        statuses[config.key] = config_status(config.metadata.generation)
+    for key, (generation, problem) in sorted(inputs.refused_class_configs.items()):
+        statuses[key] = config_status(generation, problem)
 
     # Gateways of our classes, in allocation order (oldest first).
     gateways: dict[NsName, GatewayState] = {}

@@ -3,12 +3,13 @@ an existing CiliumGatewayClassConfig."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.index import Index
-from propylon.resources import CiliumGatewayClassConfig, GatewayClass
+from propylon.resources import CiliumGatewayClassConfig, GatewayClass, ObjectKey
 
 CILIUM_GROUP = "cilium.io"
 CONFIG_KIND = "CiliumGatewayClassConfig"
@@ -76,8 +77,12 @@ class ClassState:
     config: CiliumGatewayClassConfig | None
 
 
-def evaluate_classes(index: Index) -> dict[str, ClassState]:
-    """Our GatewayClasses by name (classes of other controllers are absent)."""
+def evaluate_classes(
+    index: Index, refused: Mapping[ObjectKey, tuple[int, str]] | None = None
+) -> dict[str, ClassState]:
+    """Our GatewayClasses by name (classes of other controllers are absent). `refused`:
+    class configs a source refused (generation, what is wrong), which a parametersRef
+    may name."""
     out: dict[str, ClassState] = {}
     for name, gc in sorted(index.gateway_classes.items()):
         if gc.spec.controller_name != c.CONTROLLER_NAME:
@@ -95,7 +100,10 @@ def evaluate_classes(index: Index) -> dict[str, ClassState]:
                 problem = f"parametersRef to {CONFIG_KIND} {ref.name} must set a namespace"
             else:
                 config = index.class_configs.get((ref.namespace, ref.name))
-                if config is None:
+                invalid = (refused or {}).get(ObjectKey(CONFIG_KIND, ref.namespace, ref.name))
+                if config is None and invalid is not None:
+                    problem = f"{CONFIG_KIND} {ref.namespace}/{ref.name} is invalid: {invalid[1]}"
+                elif config is None:
                     problem = f"{CONFIG_KIND} {ref.namespace}/{ref.name} not found"
         out[name] = ClassState(gc, not problem, problem or "Valid GatewayClass", config)
     return out

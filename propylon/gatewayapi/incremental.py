@@ -131,6 +131,7 @@ class Builder:
             inputs.default_pool,
             inputs.unbindable_addresses,
             inputs.assign_addresses,
+            inputs.refused_class_configs,
         )
         if changed is None:
             changed = _diff(self._objects, objects)

@@ -27,6 +27,9 @@ class Inputs:
     # the operator assigns LoadBalancer addresses and the agents serve what it wrote, so
     # two agents or an agent and the operator never pick different ones).
     assign_addresses: bool = True
+    # CiliumGatewayClassConfigs a source refused (not among `objects`): key ->
+    # (generation, what is wrong); see `gatewayapi.classconfig.invalid_configs`.
+    refused_class_configs: Mapping[ObjectKey, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ WITH_STATUS: dict[str, Kind] = {
     k.kind: k
     for k in (
         GATEWAY_CLASS,
+        GATEWAY_CLASS_CONFIG,
         GATEWAY,
         HTTP_ROUTE,
         GRPC_ROUTE,

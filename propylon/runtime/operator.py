@@ -26,6 +26,7 @@ from typing import Any
 from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now
 from propylon.gatewayapi import conditions as c
+from propylon.gatewayapi.classconfig import refused_configs
 from propylon.gatewayapi.gateway import OWNING_GATEWAY_LABEL
 from propylon.kube import kinds
 from propylon.kube.api import ApiError, KubeApi, pod_identity
@@ -138,6 +139,10 @@ class Operator:
         self._last_statuses: Mapping[ObjectKey, Mapping[str, Any]] | None = None
         self._reported: set[str] = set()
         self._nacks: dict[ObjectKey, str] = {}
+        # CiliumGatewayClassConfigs the source refused (their status says why), and the
+        # set the last build saw.
+        self._refused: dict[ObjectKey, tuple[int, str]] = {}
+        self.result_refused: dict[ObjectKey, tuple[int, str]] = self._refused
         self._stop = asyncio.Event()
         self._secret_tasks: set[asyncio.Task[None]] = set()
         # A standby's store has changes no build has seen: the next build diffs it all.
@@ -224,8 +229,16 @@ class Operator:
 
     def reconcile(self, changeset: ChangeSet) -> None:
         snapshot = self.store.apply(changeset)
+        refused = refused_configs(
+            changeset.diagnostics, lambda key: snapshot.get(key) is not None, self._generation
+        )
+        refused_changed = refused != self._refused
+        if refused_changed:
+            self._refused = refused
         if not self.building():
-            self._unbuilt = self._unbuilt or bool(snapshot.changed) or self.result is None
+            self._unbuilt = (
+                self._unbuilt or refused_changed or bool(snapshot.changed) or self.result is None
+            )
             return
         self._build(snapshot, changeset.diagnostics)
 
@@ -242,6 +255,7 @@ class Operator:
             and not unbuilt
             and not snapshot.changed
             and previous == self._previous
+            and self._refused is self.result_refused
         ):
             return  # only statuses changed (ours, mostly): the build would be the same
         self._previous = previous
@@ -250,7 +264,9 @@ class Operator:
             values=self.options.values,
             previous_addresses=previous,
             default_pool=self.allocator.default_pool,
+            refused_class_configs=self._refused,
         )
+        self.result_refused = self._refused
         # After standing by: whatever changed since the last build, found by diffing.
         result = self.builder.build(inputs, None if unbuilt else snapshot.changed)
         self.result = result
@@ -269,6 +285,9 @@ class Operator:
         self.collector.after_reconcile()
         if self.can_write():
             self._ensure_gateway_class()
+
+    def _generation(self, key: ObjectKey) -> int:
+        return int(((self.source.raw(key) or {}).get("metadata") or {}).get("generation") or 1)
 
     def _sync_secrets(self, objects: Mapping[ObjectKey, Any], changed: Iterable[ObjectKey]) -> None:
         """Copies follow the Gateways' references, the Secrets and the ReferenceGrants

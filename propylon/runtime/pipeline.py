@@ -16,6 +16,7 @@ from typing import Any
 from propylon import gatewayapi, policy
 from propylon.clock import EPOCH, format_timestamp
 from propylon.envoy import Translator, XdsResources
+from propylon.gatewayapi.classconfig import refused_configs
 from propylon.model import ProxyOptions
 from propylon.resources.meta import ObjectKey
 from propylon.runtime.options import DEFAULT_POOL
@@ -93,6 +94,11 @@ def evaluate(
         default_pool=default_pool,
         unbindable_addresses=unbindable,
         assign_addresses=assign_addresses,
+        refused_class_configs=refused_configs(
+            changeset.diagnostics,
+            lambda key: snapshot.get(key) is not None,
+            lambda key: _generation(snapshot, key),
+        ),
     )
     changed = snapshot.changed
     if changed is not None and withheld_changed:
@@ -108,12 +114,17 @@ def evaluate(
     if model is not result.model:
         result = dataclasses.replace(result, model=model)
     resources = (translator or Translator()).translate(model, options)
+    status_problems = (conditions or ConditionDiagnostics())(
+        result.statuses, snapshot, changed=result.changed, since=result.since
+    )
+    if inputs.refused_class_configs:
+        # A refused config's Accepted=False repeats the source's diagnostic: once is enough.
+        refused = {str(key) for key in inputs.refused_class_configs}
+        status_problems = [d for d in status_problems if d.object not in refused]
     diagnostics = [
         *changeset.diagnostics,
         *_build_diagnostics(result.diagnostics, snapshot),
-        *(conditions or ConditionDiagnostics())(
-            result.statuses, snapshot, changed=result.changed, since=result.since
-        ),
+        *status_problems,
     ]
     return Evaluation(snapshot, result, resources, tuple(diagnostics))
 
@@ -191,6 +202,13 @@ def evaluate_once(changeset: ChangeSet, values: Values) -> Evaluation:
         new_uid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
     )
     return evaluate(store.apply(changeset), changeset, values)
+
+
+def _generation(snapshot: Snapshot, key: ObjectKey) -> int:
+    """The stored object's generation (its last good version's, for a document now
+    refused); 1 for one never stored."""
+    stored = snapshot.get(key)
+    return int(stored.resource.metadata.generation) if stored is not None else 1
 
 
 def _origin(snapshot: Snapshot, key: ObjectKey) -> Origin | None:

@@ -71,6 +71,8 @@ OPERATOR_CLUSTER: set[Grant] = {
     *((GW, f"{r}/status", "patch") for r in WITH_STATUS),
     (XGW, "xlistenersets", "get"),
     (XGW, "xlistenersets/status", "patch"),
+    ("cilium.io", "ciliumgatewayclassconfigs", "get"),
+    ("cilium.io", "ciliumgatewayclassconfigs/status", "patch"),
     (GW, "gatewayclasses", "create"),
     *(("", "services", v) for v in ("create", "patch", "delete")),
     ("", "services/status", "patch"),

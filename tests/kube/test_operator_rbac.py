@@ -68,6 +68,8 @@ OPERATOR = _rules(
         ),
         ("gateway.networking.x-k8s.io", ["xlistenersets/status"], ["patch"]),
         ("gateway.networking.x-k8s.io", ["xlistenersets"], ["get"]),
+        ("cilium.io", ["ciliumgatewayclassconfigs/status"], ["patch"]),
+        ("cilium.io", ["ciliumgatewayclassconfigs"], ["get"]),
         (
             GW,
             [
