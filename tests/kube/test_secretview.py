@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from propylon.kube.secretsync import read_through, wanted_copies
+from propylon.kube.secretsync import copy_name, read_through, wanted_copies
 from propylon.kube.secretview import SecretView
 from propylon.resources import ObjectKey, Resource, Secret, parse_object
 from propylon.store import ChangeSet, Store, StoredObject
@@ -158,7 +158,7 @@ def test_the_view_follows_every_change_as_read_through_of_everything_would() -> 
 
     # The operator rewrites a copy: the Secret seen under its own name changes with it.
     source.put(copy(own, {"tls.crt": "bmV3", "tls.key": "a2V5"}))
-    step({own_key, ObjectKey("Secret", NS, "apps-own")})
+    step({own_key, ObjectKey("Secret", NS, copy_name("apps", "own"))})
     shown = hinted.snapshot()[own_key].resource
     assert isinstance(shown, Secret) and shown.data["tls.crt"] == "bmV3"
 
@@ -177,8 +177,8 @@ def test_the_view_follows_every_change_as_read_through_of_everything_would() -> 
     assert ls_key in hinted.snapshot() and team_key in hinted.snapshot()
 
     # Its copy deleted: the Secret is missing again.
-    source.delete(ObjectKey("Secret", NS, "team-team-cert"))
-    step({ObjectKey("Secret", NS, "team-team-cert"), team_key})
+    source.delete(ObjectKey("Secret", NS, copy_name("team", "team-cert")))
+    step({ObjectKey("Secret", NS, copy_name("team", "team-cert")), team_key})
     assert team_key not in hinted.snapshot()
 
 
