@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import eventually
 from kube_controlplane import ControlPlane
+from kube_eventually import eventually
 from operators import running_operator
 
 from propylon.kube import kinds
