@@ -5,10 +5,22 @@ process. It watches Services of type LoadBalancer and routes each address in
 `status.loadBalancer.ingress` (the Gateway controller's LB-IPAM writes it) from the host to
 the nodes that should receive it, as a cloud load balancer would forward to node ports:
 
-- `externalTrafficPolicy: Cluster`: every Ready node;
-- `externalTrafficPolicy: Local` with a `healthCheckNodePort`: the nodes whose
-  `http://<node>:<healthCheckNodePort>/healthz` answers 200, checked every second; a node
-  that fails is taken out, and back in once it passes.
+- only nodes that hold the address: a node serves a Gateway's address by adding it to
+  its loopback (the Gateway agent does, propylon/kube/addresses.py), which is what this
+  balancer checks every second, as a BGP router learns the /32 only from the nodes that
+  announce it (Cilium's BGP control plane). A node without it (no agent there yet, an
+  agent restarting, a node another chart install or label left out) would bounce the
+  packets back to the host and they would die in the loop: a connection that hangs
+  instead of one that fails;
+- among them, `externalTrafficPolicy: Cluster`: every Ready node;
+  `externalTrafficPolicy: Local` with a `healthCheckNodePort`: the nodes whose
+  `http://<node>:<healthCheckNodePort>/healthz` answers 200; a node that fails is taken
+  out, and back in once it passes.
+
+Between a node losing the address and the next check, its namespace refuses (ICMP
+unreachable, network.py) what arrives from the host for an address of the pool it does
+not hold, and the host refuses an address of the pool that no node holds: a client sees
+"no route to host" at once, never a silent drop.
 
 Several nodes become one multipath route (the kernel hashes flows over them, L4 hash
 policy). Only addresses inside the cluster's LoadBalancer pool are ever routed.
@@ -65,6 +77,23 @@ def _targets(services: Iterable[Any]) -> dict[str, Target]:
     return wanted
 
 
+def _held_addresses(node_ip: str) -> set[str] | None:
+    """The addresses on the interfaces of the node with `node_ip` (its namespace); None
+    if that is not a node of this cluster or its namespace cannot be read."""
+    netns = _NETNS_BY_IP.get(node_ip)
+    if netns is None:
+        return None
+    done = subprocess.run(["ip", "-n", netns, "-o", "addr", "show"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    # "1: lo    inet 198.19.203.7/32 scope global lo ..." -> 198.19.203.7
+    words = (line.split() for line in done.stdout.splitlines())
+    return {w[3].split("/")[0] for w in words if len(w) > 3 and w[2] in ("inet", "inet6")}
+
+
+_NETNS_BY_IP = {node.ip: node.netns for node in network.nodes(network.MAX_NODES)}
+
+
 def _node_ips(nodes: Iterable[Any]) -> list[str]:
     ready: list[str] = []
     for node in nodes:
@@ -86,6 +115,16 @@ def _healthy(node_ip: str, port: int) -> bool:
         return False
 
 
+def refuse_unrouted_pool() -> None:
+    """Addresses of the pool that no node holds: refused on the host (no /32 route is
+    more specific than this one), not sent out by its default route."""
+    subprocess.run(
+        ["ip", "route", "replace", "unreachable", str(network.LB_POOL)],
+        check=True,
+        capture_output=True,
+    )
+
+
 def _set_route(address: str, via: list[str]) -> None:
     prefix = f"{address}/32"
     if not via:
@@ -102,11 +141,12 @@ def _routed() -> set[str]:
     done = subprocess.run(
         ["ip", "route", "show", "root", str(network.LB_POOL)], capture_output=True, text=True
     )
-    # A multipath route continues on indented `nexthop` lines: only first words count.
+    # A multipath route continues on indented `nexthop` lines: only first words count;
+    # the pool's own `unreachable` route is not an address's.
     return {
         line.split()[0].split("/")[0]
         for line in done.stdout.splitlines()
-        if line.strip() and not line[0].isspace()
+        if line.strip() and not line[0].isspace() and not line.startswith("unreachable")
     }
 
 
@@ -118,6 +158,7 @@ class Balancer:
         self.nodes: list[str] = []
         self.applied: dict[str, list[str]] = {}
         self.stopping = threading.Event()
+        self.apply_lock = threading.Lock()  # the watch and the health loop both apply
 
     def refresh(self) -> None:
         targets = _targets(self.client.list(Service, namespace="*"))
@@ -127,15 +168,22 @@ class Balancer:
         self.apply()
 
     def apply(self) -> None:
+        with self.apply_lock:
+            self._apply()
+
+    def _apply(self) -> None:
         with self.lock:
             targets, nodes = dict(self.targets), list(self.nodes)
+        held = {ip: _held_addresses(ip) for ip in nodes} if targets else {}
         desired: dict[str, list[str]] = {}
         for address, target in targets.items():
+            # A node we cannot look into (not one of ours) is trusted, as before.
+            serving = [ip for ip in nodes if address in (held[ip] or {address})]
             if target.local and target.health_port:
                 port = target.health_port
-                desired[address] = [ip for ip in nodes if _healthy(ip, port)]
+                desired[address] = [ip for ip in serving if _healthy(ip, port)]
             else:
-                desired[address] = nodes
+                desired[address] = serving
         for address, via in desired.items():
             if self.applied.get(address) != via:
                 _set_route(address, via)
@@ -175,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Hash flows by ports too, so different connections spread over the nodes.
     subprocess.run(["sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"], check=False)
+    refuse_unrouted_pool()
     client = Client(KubeConfig.from_file(args.kubeconfig), field_manager="devcluster-lb")
     balancer = Balancer(client)
 
@@ -182,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         balancer.stopping.set()
         for address in _routed():
             _set_route(address, [])
+        subprocess.run(["ip", "route", "del", "unreachable", str(network.LB_POOL)], check=False)
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)

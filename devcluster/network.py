@@ -39,6 +39,7 @@ CLUSTER_RANGE = ipaddress.ip_network("198.18.0.0/15")
 SERVICE_RANGE = ipaddress.ip_network(f"198.19.{32 * INSTANCE}.0/19")
 LB_POOL = ipaddress.ip_network(f"198.19.{200 + INSTANCE}.0/24")
 MAX_NODES = 15  # node i's pod CIDR is 198.18.(base+16+i).0/24
+LB_REFUSE_TABLE = "100"  # a node's routing table for pool addresses it does not hold
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,14 @@ def create(layout: list[NodeNet]) -> None:
         _ip("addr", "add", f"{node.pod_gateway}/24", "dev", "cbr0", netns=node.netns)
         _ip("link", "set", "cbr0", "up", netns=node.netns)
         _sysctl(node.netns, "net.ipv4.ip_forward", "1")
+        # From the host, an address of the LoadBalancer pool that this node does not hold
+        # (its Gateway agent adds the ones it serves to lo: the local table, looked up
+        # first) is refused, not routed back to the host to die in the loop. The load
+        # balancer routes an address only to nodes holding it; this covers the moments
+        # in between. Pods' own traffic (from cbr0) is routed as before.
+        _ip("route", "add", "unreachable", str(LB_POOL), "table", LB_REFUSE_TABLE, netns=node.netns)
+        rule = ("iif", "eth0", "to", str(LB_POOL), "table", LB_REFUSE_TABLE, "priority", "100")
+        _ip("rule", "add", *rule, netns=node.netns)
         _ip("route", "add", node.pod_cidr, "via", node.ip)
     for node in layout:
         for other in layout:
@@ -148,6 +157,10 @@ def destroy() -> list[str]:
         if name == HOST_BRIDGE or name.startswith(LINK_PREFIX):
             _ip("link", "delete", name, check=False)
             removed.append(name)
+    # The load balancer's, if it could not remove it (killed): tied to no link.
+    if _ip("route", "show", "type", "unreachable", str(LB_POOL), check=False).strip():
+        _ip("route", "del", "unreachable", str(LB_POOL), check=False)
+        removed.append(f"route unreachable {LB_POOL}")
     return removed
 
 
