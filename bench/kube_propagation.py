@@ -8,8 +8,11 @@ the API server. Three figures, in one run:
    records) meanwhile;
 2. propagation, as gateway-api-bench measures it: with `--prefill` routes in place, one
    API create of an HTTPRoute -> first 200 through the Gateway's LoadBalancer address
-   (probed every 2 ms, 30 s bound), `--measure` times, one at a time; meanwhile a
-   thread sends requests to routes already in place and counts any answer but 200;
+   (probed every `--probe-step-ms`, 30 s bound), `--measure` times, one at a time; also
+   from the create's answer to the first 200 (where gateway-api-bench's probe starts its
+   clock); meanwhile a thread sends requests to routes already in place and counts any
+   answer but 200; Propylon's own /metrics give each pod's reconciles per change and
+   their mean duration (an agent's: watch event in -> xDS pushed);
 3. API-server requests per change: `apiserver_request_total` (by verb, resource,
    subresource) and `apiserver_flowcontrol_dispatched_requests_total` (by flow schema:
    `exempt` is the admin, i.e. this script; `service-accounts` the operator, agents and
@@ -298,6 +301,60 @@ def apiserver_counts(cluster: Cluster) -> dict[str, float]:
     return counts
 
 
+# ---- Propylon's own metrics ---------------------------------------------------------
+
+# The chart's prometheus.*Port values (deploy/helm/propylon/values.yaml).
+METRICS_PORTS = {"propylon-agent": 9962, "propylon-operator": 9963}
+_COUNTED = (
+    "propylon_reconcile_duration_seconds_sum",
+    "propylon_reconcile_duration_seconds_count",
+    "propylon_xds_pushes_total",
+    "propylon_status_writes_total",
+)
+
+
+async def pod_metrics(api: KubeApi) -> dict[str, float]:
+    """`pod/series` -> value of the counters above, from each operator's and agent's
+    /metrics (at its pod IP, routed from the host): reconciles (the build after a
+    change, watch event in -> xDS pushed for an agent), xDS pushes by kind, status
+    writes."""
+    pods, _ = await api.list(kinds.POD, namespace="kube-system")
+    out: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=5) as client:
+        for pod in pods:
+            name, ip = pod["metadata"]["name"], (pod.get("status") or {}).get("podIP")
+            port = next((p for k, p in METRICS_PORTS.items() if name.startswith(k)), None)
+            if port is None or not ip:
+                continue
+            try:
+                text = (await client.get(f"http://{ip}:{port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                if line.startswith(_COUNTED):
+                    series, _, value = line.rpartition(" ")
+                    out[f"{name}/{series}"] = float(value)
+    return out
+
+
+def per_change(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, Any]:
+    """Counters per change, and each pod's mean reconcile (ms) over the changes."""
+    out: dict[str, Any] = {}
+    for key in sorted(after):
+        delta = after[key] - before.get(key, 0.0)
+        if delta and not key.endswith("_sum"):
+            out[key] = round(delta / n, 2)
+    for key in sorted(after):
+        if key.endswith("propylon_reconcile_duration_seconds_sum"):
+            count_key = key.replace("_sum", "_count")
+            count = after.get(count_key, 0.0) - before.get(count_key, 0.0)
+            total = after[key] - before.get(key, 0.0)
+            if count:
+                pod = key.split("/")[0]
+                out[f"{pod}/reconcile mean ms"] = round(total * 1000 / count, 2)
+    return out
+
+
 # ---- traffic -----------------------------------------------------------------------
 
 
@@ -346,6 +403,63 @@ async def probe(
             others.append(0)
         await asyncio.sleep(0.002)
     raise TimeoutError(hostname)
+
+
+class Prober:
+    """The measured probe: GET / with the new route's Host on one keep-alive HTTP/1.1
+    connection, written and read with asyncio streams (a request costs the probe ~0.1 ms
+    of CPU, against ~1 ms through httpx), `step` seconds apart: the first 200 is seen at
+    most `step` + one round trip after Envoy has the route."""
+
+    def __init__(self, address: str, step: float) -> None:
+        self.address, self.step = address, step
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn[1].close()
+            self._conn = None
+
+    async def status(self, hostname: str) -> int:
+        if self._conn is None:
+            self._conn = await asyncio.open_connection(self.address, PORT)
+        reader, writer = self._conn
+        writer.write(f"GET / HTTP/1.1\r\nHost: {hostname}\r\n\r\n".encode())
+        status = int((await reader.readline()).split()[1])
+        length, chunked, close = 0, False, False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                chunked = "chunked" in value
+            elif name == "connection":
+                close = value == "close"
+        if chunked:
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                await reader.readexactly(size + 2)
+            await reader.readline()
+        elif length:
+            await reader.readexactly(length)
+        if close:
+            await self.close()
+        return status
+
+    async def until_200(self, hostname: str, deadline: float) -> tuple[float, list[int]]:
+        others: list[int] = []
+        while time.monotonic() < deadline:
+            try:
+                code = await asyncio.wait_for(self.status(hostname), 2)
+                if code == 200:
+                    return time.monotonic(), others
+                if code != 404:
+                    others.append(code)
+            except (OSError, ValueError, IndexError, TimeoutError, asyncio.IncompleteReadError):
+                others.append(0)
+                await self.close()
+            await asyncio.sleep(self.step)
+        raise TimeoutError(hostname)
 
 
 # ---- phases ------------------------------------------------------------------------
@@ -437,14 +551,14 @@ async def bulk(
 async def propagation(
     api: KubeApi,
     cluster: Cluster,
-    client: httpx.AsyncClient,
     address: str,
     in_place: int,
     first: int,
     measure: int,
     profile: Path | None,
+    probe_step: float,
 ) -> dict[str, Any]:
-    url = f"http://{address}:{PORT}/"
+    prober = Prober(address, probe_step)
     procs = pod_processes(cluster)
     say(f"propagation: {measure} new routes, {in_place} in place")
     profilers = start_profilers(procs, profile) if profile else []
@@ -452,8 +566,10 @@ async def propagation(
     traffic.start()
     cpu_before = usage(procs)
     requests_before = apiserver_counts(cluster)
+    ours_before = await pod_metrics(api)
     latencies: list[float] = []
     create_ms: list[float] = []
+    after_ms: list[float] = []  # the create answered -> first 200
     watch_ms: list[float] = []
     others: list[int] = []
     timeouts = 0
@@ -476,13 +592,15 @@ async def propagation(
             i = first + j
             t0 = time.monotonic()
             await api.create(kinds.HTTP_ROUTE, route(i), NS)
-            create_ms.append((time.monotonic() - t0) * 1000)
+            answered = time.monotonic()
+            create_ms.append((answered - t0) * 1000)
             try:
-                t1, bad = await probe(client, url, host(i), time.monotonic() + 30)
+                t1, bad = await prober.until_200(host(i), time.monotonic() + 30)
             except TimeoutError:
                 timeouts += 1
                 continue
             latencies.append((t1 - t0) * 1000)
+            after_ms.append((t1 - answered) * 1000)
             if f"r{i}" in seen:
                 watch_ms.append((seen[f"r{i}"] - t0) * 1000)
             others.extend(bad)
@@ -497,17 +615,19 @@ async def propagation(
         with contextlib.suppress(asyncio.CancelledError):
             await watching
         await watch_api.close()
+        await prober.close()
         for profiler in profilers:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=60)
     requests_after = apiserver_counts(cluster)
+    ours_after = await pod_metrics(api)
     cpu_after = usage(procs)
     delta = {
         k: round((requests_after[k] - requests_before.get(k, 0)) / measure, 2)
         for k in sorted(requests_after)
         if requests_after[k] - requests_before.get(k, 0) > 0
     }
-    ordered = sorted(latencies)
+    ordered, after = sorted(latencies), sorted(after_ms)
     return {
         "routes_in_place": in_place,
         "measured": len(latencies),
@@ -518,17 +638,21 @@ async def propagation(
         "max_ms": round(max(latencies), 1),
         "create_answer_mean_ms": round(statistics.fmean(create_ms), 1),
         "create_answer_max_ms": round(max(create_ms), 1),
-        "after_create_mean_ms": round(
-            statistics.fmean(a - b for a, b in zip(latencies, create_ms, strict=False)), 1
-        ),
-        # Create start -> our own watcher's ADDED event (API server + watch delivery),
-        # and first 200 - that (the agent's work, Envoy's update, the probe's 2 ms step).
+        # From the create's answer to the first 200: where gateway-api-bench's probe
+        # (tests/probe/probe.go) starts its clock, after the apply has returned.
+        "after_create_mean_ms": round(statistics.fmean(after), 1),
+        "after_create_p50_ms": round(statistics.median(after), 1),
+        "after_create_p99_ms": round(after[max(0, int(len(after) * 0.99) - 1)], 1),
+        "after_create_max_ms": round(max(after), 1),
+        "probe_step_ms": prober.step * 1000,
+        # Create start -> our own watcher's ADDED event (API server + watch delivery).
         "watch_event_mean_ms": round(statistics.fmean(watch_ms), 1) if watch_ms else None,
         "watch_event_max_ms": round(max(watch_ms), 1) if watch_ms else None,
         "watch_events_seen": len(watch_ms),
         "probe_other_statuses": dict(Counter(others)),
         "traffic_to_existing_routes": dict(traffic.statuses),
         "requests_per_change": delta,
+        "propylon_metrics_per_change": per_change(ours_before, ours_after, measure),
         "cpu_ms_per_change": {
             key: round((cpu_after[key]["cpu_s"] - cpu_before[key]["cpu_s"]) * 1000 / measure, 1)
             for key in sorted(cpu_after)
@@ -561,7 +685,14 @@ async def run(args: argparse.Namespace, cluster: Cluster, address: str) -> dict[
             # In place: routes 0..prefill-1; new ones take names never used in this run.
             first = max(args.bulk, args.prefill)
             result["propagation"] = await propagation(
-                api, cluster, client, address, args.prefill, first, args.measure, args.profile
+                api,
+                cluster,
+                address,
+                args.prefill,
+                first,
+                args.measure,
+                args.profile,
+                args.probe_step_ms / 1000,
             )
     finally:
         await api.close()
@@ -591,6 +722,12 @@ def main() -> int:
     parser.add_argument("--prefill", type=int, default=3000)
     parser.add_argument("--measure", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--probe-step-ms",
+        type=float,
+        default=0.5,
+        help="pause between the measured probe's requests (runs 1-7: 2 ms, through httpx)",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--uninstall", action="store_true")
     parser.add_argument(

@@ -113,6 +113,8 @@ class Builder:
         self._memo: dict[ObjectKey, _Memo] = {}
         self._stale: set[ObjectKey] = set()  # route keys to evaluate again
         self._dependents: dict[NsName, set[ObjectKey]] = {}
+        # The previous addresses the world's allocation is known to hold for.
+        self._allocated_for: dict[ObjectKey, str] | None = None
         self.reused = 0  # routes reused by the last build (for tests and benchmarks)
 
     def build(self, inputs: Inputs, changed: Collection[ObjectKey] | None = None) -> BuildResult:
@@ -140,8 +142,13 @@ class Builder:
             index is None
             or world is None
             or params != self._params
-            or not _same_allocation(index, world, inputs)
             or any(key.kind not in LOCAL_KINDS for key in changed)
+            # Allocation reads the world (kept only when no Gateway, pool or class
+            # changed), the params and the previous addresses: only these can move it.
+            or (
+                inputs.previous_addresses != self._allocated_for
+                and not _same_allocation(index, world, inputs)
+            )
         ):
             self._reset()
             index = self._index = Index(objects)
@@ -150,6 +157,7 @@ class Builder:
             self._patch(index, changed, objects)
         self._objects = objects
         self._params = params
+        self._allocated_for = dict(inputs.previous_addresses)
 
         tls_policies = BackendTLSPolicies(index)
         if index.backend_tls_policies:

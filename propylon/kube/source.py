@@ -104,15 +104,17 @@ class KubeSource:
         await stop_tasks(self._tasks)
         self._tasks.clear()
 
-    async def changes(self) -> AsyncIterator[ChangeSet]:
-        """A ChangeSet once every kind has been listed, then one per burst of events."""
+    async def changes(self, settle: Callable[[], float] | None = None) -> AsyncIterator[ChangeSet]:
+        """A ChangeSet once every kind has been listed, then one per burst of events.
+        `settle`: seconds to let a burst gather after its first event (none: the set is
+        made at once, for whoever is on the path from a change to Envoy)."""
         await self.synced.wait()
         while True:
             self._wake.clear()
             yield self.changeset()
             await self._wake.wait()
             # Events that arrive together (one list, one HTTP chunk) make one set.
-            await asyncio.sleep(0)
+            await asyncio.sleep(settle() if settle is not None else 0)
 
     def changeset(self) -> ChangeSet:
         token = object()

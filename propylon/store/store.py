@@ -309,8 +309,11 @@ class Store:
                 if entry is not None or changeset.server_metadata
                 else self._persisted.pop(key, None)
             )
-            if entry is None and previous is None and not changeset.server_metadata:
-                s_hash = c_hash = _UNHASHED  # new: hashed when first needed
+            if entry is None and previous is None:
+                # New: hashed when first needed (its next update, or an export). From an
+                # API server too: one new object per change, its dump and digests the
+                # larger part of this apply (the agent's profile, 3000 routes).
+                s_hash = c_hash = _UNHASHED
             else:
                 s_hash, c_hash = hashes(incoming.resource)
             if entry is not None:
