@@ -119,6 +119,48 @@ async def test_clean_stop_releases_the_lease(api: KubeApi, namespace: str) -> No
         await asyncio.gather(tb, to, return_exceptions=True)
 
 
+class RenewalsLost:
+    """A KubeApi whose writes naming a holder fail while `lost` (the renewals of a leader
+    late under load); the release (no holder) still goes through."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+        self.lost = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.api, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.lost and name == "replace" and args[1]["spec"].get("holderIdentity"):
+                raise httpx2.ConnectError("renewal lost")
+            return await attr(*args, **kwargs)
+
+        return call if callable(attr) else attr
+
+
+async def test_a_stop_after_a_lost_renewal_still_releases_the_lease(
+    api: KubeApi, namespace: str
+) -> None:
+    """The Lease still names a process whose renewals failed past the deadline (it no
+    longer leads); stopped then, it releases the Lease, or a standby would wait out the
+    whole lease duration."""
+    flaky = RenewalsLost(api)
+    a = _elector(flaky, namespace, "a")
+    task = asyncio.create_task(a.run())
+    try:
+        await eventually(a.can_write, what="a leads")
+        flaky.lost = True
+        await eventually(lambda: not a.leading, what="a gives up after its renew deadline")
+        lease = await api.get(kinds.LEASE, "op", namespace)
+        assert lease is not None and lease["spec"]["holderIdentity"] == "a"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    lease = await api.get(kinds.LEASE, "op", namespace)
+    assert lease is not None
+    assert lease["spec"].get("holderIdentity") in (None, "")
+
+
 def test_config_refuses_a_renew_deadline_past_the_lease() -> None:
     import pytest
 
