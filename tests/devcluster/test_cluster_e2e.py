@@ -153,11 +153,11 @@ def test_helm_from_the_cache_installs_a_chart(
     assert [r["status"] for r in json.loads(listing.stdout)] == ["deployed"]
 
 
-def test_load_balancer_routes_a_service_address_to_the_nodes(
-    devcluster: Any, namespace: str
+def _load_balancer_service(
+    devcluster: Any, namespace: str, name: str, address: str, port: int
 ) -> None:
-    # The Gateway controller writes status.loadBalancer; here the test plays it.
-    address = str(network.LB_POOL[250])
+    """A LoadBalancer Service with `address` in its status: the Gateway controller's
+    LB-IPAM writes status.loadBalancer; here the test plays it."""
     devcluster.kubectl(
         "apply",
         "-f",
@@ -165,14 +165,21 @@ def test_load_balancer_routes_a_service_address_to_the_nodes(
         input=f"""
 apiVersion: v1
 kind: Service
-metadata: {{name: lb, namespace: {namespace}}}
-spec: {{type: LoadBalancer, ports: [{{port: 80}}], allocateLoadBalancerNodePorts: false}}
+metadata: {{name: {name}, namespace: {namespace}}}
+spec: {{type: LoadBalancer, ports: [{{port: {port}}}], allocateLoadBalancerNodePorts: false}}
 """,
     )
     patch = json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
     devcluster.kubectl(
-        "patch", "service", "lb", "-n", namespace, "--subresource=status", "-p", patch
+        "patch", "service", name, "-n", namespace, "--subresource=status", "-p", patch
     )
+
+
+def test_load_balancer_routes_a_service_address_to_the_nodes(
+    devcluster: Any, namespace: str
+) -> None:
+    address = str(network.LB_POOL[250])
+    _load_balancer_service(devcluster, namespace, "lb", address, 80)
     node_ips = {n.ip for n in devcluster.nodes}
 
     def routed() -> set[str] | None:
@@ -229,21 +236,7 @@ def test_load_balancer_sends_an_address_only_to_the_nodes_that_hold_it(
         pytest.skip("needs three nodes (PROPYLON_DEVCLUSTER_NODES)")
     address, other, port = str(network.LB_POOL[249]), str(network.LB_POOL[248]), 18080
     holder, passer, client = devcluster.nodes[:3]
-    devcluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: held, namespace: {namespace}}}
-spec: {{type: LoadBalancer, ports: [{{port: {port}}}], allocateLoadBalancerNodePorts: false}}
-""",
-    )
-    patch = json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
-    devcluster.kubectl(
-        "patch", "service", "held", "-n", namespace, "--subresource=status", "-p", patch
-    )
+    _load_balancer_service(devcluster, namespace, "held", address, port)
 
     def hops() -> set[str]:
         out = subprocess.run(

@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shared_paths import GATEWAY_API
+from chart_install import EXAMPLES, REPO, chart_values
+from chart_install import installed as installed_chart
 from waiting import wait_for
 
-from devcluster import build, network
+from devcluster import network
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "kubernetes"
-CHART = REPO / "deploy" / "helm" / "propylon"
 HTTP_HOST = "http-test.mynetwork.local"
 GRPC_HOST = "grpc-test.mynetwork.local"
 
@@ -67,42 +65,11 @@ class Installed:
     values: list[str] = field(default_factory=list)
 
 
-def _helm(cluster: Any, *args: str) -> str:
-    argv = [str(build.binaries().helm), *args, "--kubeconfig", str(cluster.kubeconfig)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def installed(devcluster: Any) -> Iterator[Installed]:
-    cluster = devcluster
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(GATEWAY_API / "crd/experimental")
-    )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    values = [
-        f"k8sServiceHost={network.HOST_ADDRESS}",
-        "k8sServicePort=6443",
-        "envoy.enabled=false",
-    ]
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in values:
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    # The example's pool is instance 0's; any instance gets the block routed to it.
-    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
-    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
-    for manifest in sorted(EXAMPLES.glob("*.yaml")):
-        if manifest.name == "00-lb-pool.yaml":
-            continue  # applied above, with this instance's pool
-        cluster.kubectl("apply", "-f", str(manifest))
-    setup = Installed(cluster, values=values)
-    try:
-        yield setup
-    finally:
-        cluster.kubectl("delete", "-f", str(EXAMPLES), "--ignore-not-found", check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
+    values = ["envoy.enabled=false"]
+    with installed_chart(devcluster, values, examples=True):
+        yield Installed(devcluster, values=chart_values(values))
 
 
 def _gateway_row(cluster: Any) -> dict[str, str] | None:

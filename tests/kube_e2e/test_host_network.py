@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from chart_install import installed
 from echo_backend import echo_backend
-from shared_paths import GATEWAY_API
-from test_cluster_walkthrough import CHART, _helm
 from waiting import wait_for
 
 from devcluster import network
@@ -74,33 +73,15 @@ def setup(devcluster: Any) -> Iterator[Setup]:
     first = sorted(nodes)[0]
     for name in nodes:
         _label(cluster, name, name == first)
-    # The Gateway API CRDs, unless a newer release's are there (an upstream conformance
-    # run on this cluster installs v1.6.3's, which the API server will not downgrade).
-    if not cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False):
-        cluster.kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(GATEWAY_API / "crd/experimental"),
-        )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in (
-        f"k8sServiceHost={network.HOST_ADDRESS}",
-        "k8sServicePort=6443",
+    values = [
         "envoy.enabled=false",
         "gatewayAPI.hostNetwork.enabled=true",
         f"gatewayAPI.hostNetwork.nodes.matchLabels.{LABEL}=yes",
-    ):
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    cluster.kubectl("apply", "-f", "-", input=OBJECTS)
+    ]
     try:
-        yield Setup(cluster, nodes)
+        with installed(cluster, values, pool=False, manifests=OBJECTS):
+            yield Setup(cluster, nodes)
     finally:
-        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=OBJECTS, check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
         for name in nodes:
             _label(cluster, name, False)
 

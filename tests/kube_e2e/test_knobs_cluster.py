@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from chart_install import installed
 from echo_backend import echo_backend
 from selfsigned_cert import self_signed
-from shared_paths import GATEWAY_API
-from test_cluster_walkthrough import CHART, EXAMPLES, _helm
 from waiting import wait_for
 
 from devcluster import network
@@ -106,35 +105,10 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(devcluster: Any) -> Iterator[Setup]:
     cluster = devcluster
-    # The Gateway API CRDs, unless a newer release's are there (an upstream conformance
-    # run on this cluster installs v1.6.3's, which the API server will not downgrade).
-    if not cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False):
-        cluster.kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(GATEWAY_API / "crd/experimental"),
-        )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in (
-        f"k8sServiceHost={network.HOST_ADDRESS}",
-        "k8sServicePort=6443",
-        "envoy.enabled=true",  # Envoy's own DaemonSet: its pod log has the access log
-    ):
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
-    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
     cert, key = (pem.encode() for pem in self_signed([HOST]))
-    text = manifests(cert, key)
-    cluster.kubectl("apply", "-f", "-", input=text)
-    try:
+    # Envoy's own DaemonSet: its pod log has the access log.
+    with installed(cluster, ["envoy.enabled=true"], manifests=manifests(cert, key)):
         yield Setup(cluster, cert)
-    finally:
-        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=text, check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
 
 
 def _address(cluster: Any, gateway: str) -> str | None:

@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from chart_install import apply_gateway_api_crds, installed
 from echo_backend import echo_backend
 from selfsigned_cert import self_signed
-from shared_paths import GATEWAY_API
-from test_cluster_walkthrough import CHART, EXAMPLES, _helm
 from waiting import wait_for
-
-from devcluster import network
 
 HOST = "lset.example.com"
 PORT = 9443
@@ -76,17 +73,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(devcluster: Any) -> Iterator[Setup]:
     cluster = devcluster
-    # The Gateway API CRDs, unless a newer release's are there (an upstream conformance
-    # run on this cluster installs v1.6.3's, which the API server will not downgrade).
-    if not cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False):
-        cluster.kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(GATEWAY_API / "crd/experimental"),
-        )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    apply_gateway_api_crds(cluster)  # first: which ListenerSet kind is served
     if cluster.kubectl("get", "crd", "listenersets.gateway.networking.k8s.io", check=False):
         kind, api_version, group = (
             "ListenerSet",
@@ -99,20 +86,9 @@ def setup(devcluster: Any) -> Iterator[Setup]:
             "gateway.networking.x-k8s.io/v1alpha1",
             "gateway.networking.x-k8s.io",
         )
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in (f"k8sServiceHost={network.HOST_ADDRESS}", "k8sServicePort=6443"):
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
-    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
     cert, key = (pem.encode() for pem in self_signed([HOST]))
-    text = manifests(cert, key, kind, api_version, group)
-    cluster.kubectl("apply", "-f", "-", input=text)
-    try:
+    with installed(cluster, manifests=manifests(cert, key, kind, api_version, group)):
         yield Setup(cluster, cert, kind)
-    finally:
-        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=text, check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
 
 
 def _condition(cluster: Any, kind: str, type_: str) -> str:

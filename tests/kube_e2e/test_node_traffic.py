@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_install import CHART, helm, installed
 from echo_backend import echo_backend
-from shared_paths import GATEWAY_API
-from test_cluster_walkthrough import CHART, EXAMPLES, _helm, _pod_pid, table, wait_for
+from test_cluster_walkthrough import _pod_pid, table, wait_for
 
 from devcluster import network
 
@@ -121,28 +121,13 @@ def setup(devcluster: Any, request: pytest.FixtureRequest) -> Iterator[Setup]:
     mode = str(request.param)
     if len(cluster.nodes) < 3:
         pytest.skip("needs a 3-node dev cluster (PROPYLON_DEVCLUSTER_NODES=3)")
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(GATEWAY_API / "crd/experimental")
-    )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in (
-        f"k8sServiceHost={network.HOST_ADDRESS}",
-        "k8sServicePort=6443",
+    values = [
         "gatewayAPI.externalTrafficPolicy=Local",
         f"envoy.enabled={'true' if mode == 'external' else 'false'}",
         "gatewayAPI.xffNumTrustedHops=0",
-    ):
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
-    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
-    for manifest in sorted(EXAMPLES.glob("*.yaml")):
-        if manifest.name != "00-lb-pool.yaml":
-            cluster.kubectl("apply", "-f", str(manifest))
-    cluster.kubectl("apply", "-f", "-", input=LOCAL_GATEWAY)
-    setup = Setup(cluster, mode)
-    try:
+    ]
+    with installed(cluster, values, examples=True, manifests=LOCAL_GATEWAY):
+        setup = Setup(cluster, mode)
         setup.local_address = wait_for(
             "local-gateway Programmed with an address",
             lambda: _address(cluster, "local-gateway"),
@@ -163,10 +148,6 @@ def setup(devcluster: Any, request: pytest.FixtureRequest) -> Iterator[Setup]:
             30,
         )
         yield setup
-    finally:
-        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=LOCAL_GATEWAY, check=False)
-        cluster.kubectl("delete", "-f", str(EXAMPLES), "--ignore-not-found", check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
 
 
 def test_generated_services_local_and_cluster(setup: Setup) -> None:
@@ -466,7 +447,7 @@ def test_source_ip_with_one_trusted_hop(setup: Setup, front_proxy: str) -> None:
     """xffNumTrustedHops 1 (helm upgrade; the agents restart with it, their Envoys keep
     running): behind the proxy, the client is the address the proxy appended."""
     cluster = setup.cluster
-    _helm(
+    helm(
         cluster,
         "upgrade",
         "propylon",

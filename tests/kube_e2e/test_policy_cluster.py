@@ -6,24 +6,19 @@ through the Gateway's LoadBalancer address. Envoy answers a refusal 403
 
 from __future__ import annotations
 
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from shared_paths import GATEWAY_API
+from chart_install import REPO, installed
 from waiting import wait_for
 
-from devcluster import build, network
+from devcluster import network
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "kubernetes"
 POLICIES = REPO / "examples" / "cilium-policies"
-CHART = REPO / "deploy" / "helm" / "propylon"
 HOST = "http-test.mynetwork.local"
 DENIED = "Access denied\r\n"
 
@@ -39,12 +34,6 @@ def get(address: str) -> tuple[int, str]:
         return 0, str(error)
 
 
-def _helm(cluster: Any, *args: str) -> None:
-    argv = [str(build.binaries().helm), *args, "--kubeconfig", str(cluster.kubeconfig)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
-
-
 def _address(cluster: Any) -> str | None:
     out = cluster.kubectl(
         "get", "gateway", "example-gateway", "-o", "jsonpath={.status.addresses[0].value}"
@@ -55,32 +44,13 @@ def _address(cluster: Any) -> str | None:
 @pytest.fixture(scope="module")
 def gateway(devcluster: Any) -> Iterator[tuple[Any, str]]:
     cluster = devcluster
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(GATEWAY_API / "crd/experimental")
-    )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    values = [
-        f"k8sServiceHost={network.HOST_ADDRESS}",
-        "k8sServicePort=6443",
-        "envoy.enabled=false",
-    ]
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in values:
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
-    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
-    for manifest in sorted(EXAMPLES.glob("*.yaml")):
-        if manifest.name != "00-lb-pool.yaml":
-            cluster.kubectl("apply", "-f", str(manifest))
-    try:
-        address = wait_for("the Gateway's address", lambda: _address(cluster), 120)
-        wait_for("200 through the Gateway", lambda: get(address)[0] == 200, 120)
-        yield cluster, address
-    finally:
-        cluster.kubectl("delete", "-f", str(POLICIES), "--ignore-not-found", check=False)
-        cluster.kubectl("delete", "-f", str(EXAMPLES), "--ignore-not-found", check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
+    with installed(cluster, ["envoy.enabled=false"], examples=True):
+        try:
+            address = wait_for("the Gateway's address", lambda: _address(cluster), 120)
+            wait_for("200 through the Gateway", lambda: get(address)[0] == 200, 120)
+            yield cluster, address
+        finally:
+            cluster.kubectl("delete", "-f", str(POLICIES), "--ignore-not-found", check=False)
 
 
 @pytest.fixture

@@ -28,10 +28,9 @@ from typing import Any
 import h2.connection
 import h2.events
 import pytest
+from chart_install import installed
 from echo_backend import ECHO_IMAGE, echo_backend
 from selfsigned_cert import self_signed
-from shared_paths import GATEWAY_API
-from test_cluster_walkthrough import CHART, EXAMPLES, _helm
 from waiting import wait_for
 
 from devcluster import network
@@ -172,39 +171,17 @@ def setup(devcluster: Any) -> Iterator[Setup]:
     cluster = devcluster
     if len(cluster.nodes) < 3:
         pytest.skip("needs a 3-node dev cluster (PROPYLON_DEVCLUSTER_NODES=3)")
-    # The Gateway API CRDs, unless a newer release's are there (an upstream conformance
-    # run on this cluster installs v1.6.3's, which the API server will not downgrade).
-    if not cluster.kubectl("get", "crd", "gateways.gateway.networking.k8s.io", check=False):
-        cluster.kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(GATEWAY_API / "crd/experimental"),
-        )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    args = ["upgrade", "--install", "propylon", str(CHART), "-n", "kube-system"]
-    for value in (
-        f"k8sServiceHost={network.HOST_ADDRESS}",
-        "k8sServicePort=6443",
+    values = [
         "envoy.enabled=false",  # Envoy embedded: its access log is the agent pod's log
         "gatewayAPI.enableProxyProtocol=true",
         "gatewayAPI.enableAlpn=true",
-    ):
-        args += ["--set", value]
-    _helm(cluster, *args, "--wait", "--timeout", "3m")
-    pool = (EXAMPLES / "00-lb-pool.yaml").read_text()
-    cluster.kubectl("apply", "-f", "-", input=pool.replace("198.19.200.0/24", str(network.LB_POOL)))
+    ]
     cert, key = self_signed([HOST])
     backend_cert, backend_key = self_signed([PASS_HOST])
     text = manifests(cert, key, backend_cert, backend_key)
-    cluster.kubectl("apply", "-f", "-", input=text)
-    try:
+    with installed(cluster, values, manifests=text):
         address = wait_for("Gateway pp Programmed", lambda: _programmed_address(cluster), 180)
         yield Setup(cluster, address, cert, backend_cert)
-    finally:
-        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=text, check=False)
-        _helm(cluster, "uninstall", "propylon", "-n", "kube-system", "--wait")
 
 
 # --- clients ------------------------------------------------------------------------------
