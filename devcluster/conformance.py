@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             # every pool (Propylon: AddressNotUsable).
             f"-usable-address={network.LB_POOL[250]}",
             f"-unusable-address={network.LB_POOL.network_address + 256 + 250}",
+            # Each node's Envoy converges on its own, and the host spreads the suite's
+            # connections (no keep-alive) over the nodes: the suite's "consistent" needs
+            # enough successes in a row to have sampled every node, not 3 from one of them.
+            "-timeout-config-overrides=RequiredConsecutiveSuccesses:"
+            f"{max(3, 3 * cluster.node_count)}",
         ]
         if args.features == "all":
             # Every feature but the mesh's (out of scope: with Mesh the suite also deploys
