@@ -7,15 +7,20 @@
 - CiliumGatewayClassConfig loadBalancerSourceRanges enforced by every node's Envoy:
   Allow with the host's address serves both Gateways of the class; the class config
   changed to Deny makes both refuse the host, within seconds.
+- envoy.enabled=true: a rolling restart of the agents restarts no Envoy and fails no
+  request, on a kept-alive connection or new ones.
 
 The host namespace is the client (its address is `network.HOST_ADDRESS`)."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +29,7 @@ import pytest
 from chart_install import installed
 from echo_backend import echo_backend
 from selfsigned_cert import self_signed
+from test_cluster_walkthrough import _pod_pid
 from waiting import wait_for
 
 from devcluster import network
@@ -139,10 +145,10 @@ def https_get(address: str, cert: bytes) -> int:
         return 0
 
 
-def http_get(address: str) -> int:
+def http_get(address: str, host: str = HOST) -> int:
     try:
         with socket.create_connection((address, 8080), timeout=3) as sock:
-            sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             head = sock.recv(64)
             return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
     except OSError:
@@ -212,3 +218,101 @@ def test_access_log_in_the_envoy_pods_log(setup: Setup) -> None:
         return "knobs-access default/knobs-plain 200" in out
 
     wait_for("the access log line in an Envoy pod's log", logged, 60)
+
+
+def _envoy_pods(cluster: Any) -> dict[str, tuple[str, int]]:
+    """The Envoy DaemonSet's pods: name -> (uid, the pid the node agent runs)."""
+    pods = json.loads(
+        cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "app.kubernetes.io/name=propylon-envoy",
+            "-o=json",
+        )
+    )["items"]
+    return {
+        p["metadata"]["name"]: (
+            p["metadata"]["uid"],
+            _pod_pid(cluster, "kube-system", p["metadata"]["name"]),
+        )
+        for p in pods
+    }
+
+
+def test_agent_restart_keeps_envoy_and_its_connections(setup: Setup) -> None:
+    """envoy.enabled=true: a rolling restart of every agent (what `helm upgrade` of the
+    agent does) restarts no Envoy, and neither a kept-alive connection nor new ones see a
+    failure; the new agents then program the Envoys they find."""
+    cluster = setup.cluster
+    plain = wait_for("knobs-plain Programmed", lambda: _address(cluster, "knobs-plain"), 180)
+    wait_for("knobs-plain serves the host", lambda: http_get(plain) == 200, 120)
+    envoys = _envoy_pods(cluster)
+    assert len(envoys) == len(cluster.nodes)
+    results: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def kept_alive() -> None:
+        conn = http.client.HTTPConnection(plain, 8080, timeout=5)
+        conn.connect()
+        first = conn.sock
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/", headers={"Host": HOST})
+                response = conn.getresponse()
+                response.read()
+                same = conn.sock is first and not response.will_close
+                results.append(("kept-alive", response.status if same else -1))
+            except OSError:
+                results.append(("kept-alive", 0))
+                conn.close()  # the next request opens a new one
+            time.sleep(0.05)
+        conn.close()
+
+    def new_connections() -> None:
+        while not stop.is_set():
+            results.append(("new", http_get(plain)))
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=kept_alive), threading.Thread(target=new_connections)]
+    for thread in threads:
+        thread.start()
+    route = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: after-restart, namespace: default}}
+spec:
+  parentRefs: [{{name: knobs-plain}}]
+  hostnames: [after.{HOST}]
+  rules: [{{backendRefs: [{{name: knobs-echo, port: 3000}}]}}]
+"""
+    try:
+        wait_for("traffic flowing", lambda: len(results) >= 20, 30)
+        cluster.kubectl("rollout", "restart", "daemonset/propylon-agent", "-n", "kube-system")
+        cluster.kubectl(
+            "rollout", "status", "daemonset/propylon-agent", "-n", "kube-system", "--timeout=240s"
+        )
+        # The new agents program the running Envoys: a new route is served by every
+        # node (new connections from the host spread over the three).
+        cluster.kubectl("apply", "-f", "-", input=route)
+        wait_for(
+            "the new route on every node's Envoy",
+            lambda: all(http_get(plain, f"after.{HOST}") == 200 for _ in range(12)),
+            120,
+        )
+        seen = len(results)
+        wait_for("traffic after the restart", lambda: len(results) >= seen + 20, 30)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=route, check=False)
+    assert _envoy_pods(cluster) == envoys, "no Envoy pod was restarted"
+    kept = [status for kind, status in results if kind == "kept-alive"]
+    new = [status for kind, status in results if kind == "new"]
+    assert len(kept) > 40 and len(new) > 40
+    assert set(kept) == {200}, "the kept-alive connection was answered throughout"
+    assert set(new) == {200}
+    print(f"\nagents restarted: {len(kept)} requests on one connection, {len(new)} on new ones")
