@@ -218,3 +218,61 @@ spec:
         cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=gateway, check=False)
         holder.kill()
         holder.wait(timeout=10)
+
+
+def _listener_conditions(cluster: Any, gateway: str) -> dict[str, dict[str, Any]]:
+    out = cluster.kubectl(
+        "get", "gateway", gateway, "-o=jsonpath={.status.listeners[0].conditions}", check=False
+    )
+    return {c["type"]: c for c in json.loads(out)} if out.startswith("[") else {}
+
+
+def test_privileged_port_and_a_shared_host_port_are_listener_conditions(setup: Setup) -> None:
+    """Host network, on the cluster: a port <= 1023 without the capability values is
+    `Accepted=False` naming them (not a bind failure on the nodes); a second Gateway on
+    a host port the first holds is `Conflicted` (PortConflict); the first keeps serving."""
+    cluster = setup.cluster
+    gateways = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: privileged, namespace: default}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, protocol: HTTP, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: same-port, namespace: default}}
+spec:
+  gatewayClassName: cilium
+  listeners: [{{name: http, protocol: HTTP, port: {PORT}}}]
+"""
+
+    def served() -> dict[str, int] | None:
+        now = serving(setup)
+        return now if 200 in now.values() else None
+
+    before = wait_for("hostnet served", served, 120)
+    cluster.kubectl("apply", "-f", "-", input=gateways)
+    try:
+
+        def refused() -> dict[str, Any] | None:
+            cond = _listener_conditions(cluster, "privileged").get("Accepted")
+            return cond if cond and cond["status"] == "False" else None
+
+        cond = wait_for("port 80 not accepted", refused, 60)
+        assert "envoy.securityContext.capabilities.keepCapNetBindService" in cond["message"]
+        assert "NET_BIND_SERVICE" in cond["message"]
+
+        def conflicted() -> dict[str, Any] | None:
+            cond = _listener_conditions(cluster, "same-port").get("Conflicted")
+            return cond if cond and cond["status"] == "True" else None
+
+        cond = wait_for("the second Gateway on the port Conflicted", conflicted, 60)
+        assert cond["reason"] == "PortConflict"
+        assert "default/hostnet" in cond["message"]
+        print(f"\nport 80: {refused()}\nsame port: {cond}")
+        # The labelled node still serves the first Gateway, the others still refuse.
+        assert serving(setup) == before
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=gateways, check=False)
