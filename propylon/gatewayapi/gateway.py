@@ -180,6 +180,7 @@ class GatewayState:
                 load_balancer=LoadBalancerStatus(ingress=[LoadBalancerIngress(ip=self.address)])
             )
         external = svc_type in ("LoadBalancer", "NodePort")
+        lb_cfg = svc_cfg if svc_type == "LoadBalancer" else None
         return Service(
             metadata=ObjectMeta(
                 name=service_name(gw),
@@ -202,9 +203,11 @@ class GatewayState:
                 )
                 if external
                 else None,
-                load_balancer_class=svc_cfg.load_balancer_class if svc_cfg else None,
-                load_balancer_source_ranges=(svc_cfg.load_balancer_source_ranges or None)
-                if svc_cfg
+                # LoadBalancer only, as the API server allows them (a NodePort Service
+                # with them is refused); Envoy enforces the source ranges either way.
+                load_balancer_class=lb_cfg.load_balancer_class if lb_cfg else None,
+                load_balancer_source_ranges=(lb_cfg.load_balancer_source_ranges or None)
+                if lb_cfg
                 else None,
                 ip_families=list(svc_cfg.ip_families) or None if svc_cfg else None,
                 ip_family_policy=svc_cfg.ip_family_policy if svc_cfg else None,

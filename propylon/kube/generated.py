@@ -133,6 +133,7 @@ class GeneratedObjects:
         can_write: Callable[[], bool] = lambda: True,
         write_budget: Callable[[], float] = lambda: WRITE_TIMEOUT_S,
         on_address: Callable[[ObjectKey, tuple[str, ...]], None] | None = None,
+        on_refused: Callable[[ObjectKey, str | None], None] | None = None,
     ) -> None:
         self.api = api
         self._budget = write_budget
@@ -140,6 +141,10 @@ class GeneratedObjects:
         self._owned = owned  # generated Services that exist (by our label)
         self._can_write = can_write
         self._on_address = on_address
+        # The API server refused a Gateway's Service (422: a field this cluster does not
+        # allow, e.g. an IP family it is not configured for): its status must say so.
+        self._on_refused = on_refused
+        self.refused: dict[ObjectKey, str] = {}  # by Service key
         self._wanted: dict[ObjectKey, Wanted] = {}  # by Service key
         self._dirty: set[ObjectKey] = set()
         self._wake = asyncio.Event()
@@ -205,12 +210,26 @@ class GeneratedObjects:
                 # Bounded by the leader fence, as status writes are.
                 await asyncio.wait_for(self._sync(key), timeout=max(0.01, self._budget()))
                 self._failures.pop(key, None)
+                self._refusal(key, None)
             except (ApiError, httpx2.HTTPError, OSError, TimeoutError) as exc:
+                if isinstance(exc, ApiError) and exc.code in (400, 422):
+                    self._refusal(key, exc.message or str(exc))
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 wait = min(BACKOFF_S * 2 ** (failures - 1), BACKOFF_MAX_S)
                 log.warning("%s: %s; retrying in %.0fs", key, str(exc) or type(exc).__name__, wait)
                 asyncio.get_running_loop().call_later(wait, self._requeue, key)
+
+    def _refusal(self, key: ObjectKey, message: str | None) -> None:
+        wanted = self._wanted.get(key)
+        if message is None and self.refused.pop(key, None) is None:
+            return
+        if message is not None:
+            if self.refused.get(key) == message:
+                return
+            self.refused[key] = message
+        if self._on_refused is not None and wanted is not None:
+            self._on_refused(wanted.gateway, message)
 
     def _requeue(self, key: ObjectKey) -> None:
         self._dirty.add(key)

@@ -119,6 +119,7 @@ class Operator:
             can_write=fence,
             write_budget=self.write_budget,
             on_address=self._address_assigned,
+            on_refused=self._service_refused,
         )
         secrets = options.values.gateway_api.secrets_namespace
         # gatewayAPI.secretsNamespace.sync: the referenced TLS Secrets copied for the agents.
@@ -146,6 +147,8 @@ class Operator:
         # CiliumGatewayClassConfigs the source refused (their status says why), and the
         # set the last build saw.
         self._refused: dict[ObjectKey, tuple[int, str]] = {}
+        # Gateways whose generated Service the API server refused, with its message.
+        self._service_refusals: dict[ObjectKey, str] = {}
         self.result_refused: dict[ObjectKey, tuple[int, str]] = self._refused
         self._stop = asyncio.Event()
         self._secret_tasks: set[asyncio.Task[None]] = set()
@@ -299,6 +302,16 @@ class Operator:
         if self.can_write():
             self._ensure_gateway_class()
 
+    def _service_refused(self, gateway: ObjectKey, message: str | None) -> None:
+        if message is None:
+            self._service_refusals.pop(gateway, None)
+        else:
+            log.warning("%s: the API server refused its Service: %s", gateway, message)
+            self._service_refusals[gateway] = message
+        if self.result is not None:
+            statuses, gated = self._gate_programmed(self.result.statuses)
+            self.statuses.update(statuses, {*gated, gateway})
+
     def _generation(self, key: ObjectKey) -> int:
         return int(((self.source.raw(key) or {}).get("metadata") or {}).get("generation") or 1)
 
@@ -323,14 +336,15 @@ class Operator:
         self, statuses: Mapping[ObjectKey, Mapping[str, Any]]
     ) -> tuple[Mapping[ObjectKey, Mapping[str, Any]], set[ObjectKey]]:
         """Programmed=True on a Gateway only once an agent's Envoy accepted its listeners
-        (the agents' reports); a NACK makes it False with Envoy's message."""
-        if not self.options.require_agent_ack:
+        (the agents' reports); a NACK makes it False with Envoy's message, and so does the
+        API server's refusal of its generated Service."""
+        if not self.options.require_agent_ack and not self._service_refusals:
             return statuses, set()
         out = dict(statuses)
         gated: set[ObjectKey] = set()
         held: dict[ObjectKey, tuple[str, str]] = {}
-        for key in self.source.uids("Gateway"):  # O(Gateways), not O(statuses)
-            status = statuses.get(key)
+        for key in self.source.uids("Gateway") if self.options.require_agent_ack else ():
+            status = statuses.get(key)  # O(Gateways), not O(statuses)
             if status is None:
                 continue
             gated.add(key)
@@ -340,6 +354,13 @@ class Operator:
             held[key] = verdict
             reason, message = verdict
             out[key] = _with_programmed(status, reason, message)
+        for key, refusal in self._service_refusals.items():
+            status = statuses.get(key)
+            if status is None:
+                continue
+            gated.add(key)
+            held[key] = (c.R_INVALID, f"the API server refused the generated Service: {refusal}")
+            out[key] = _with_programmed(status, *held[key])
         # A ListenerSet's listeners are its Gateway's: programmed when the Gateway is.
         for kind in (kinds.LISTENER_SET.kind, kinds.X_LISTENER_SET.kind):
             for key in self.source.uids(kind):

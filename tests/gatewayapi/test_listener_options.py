@@ -127,6 +127,28 @@ def test_service_fields_from_the_class_config() -> None:
     assert svc.spec.load_balancer_source_ranges == [" 198.18.0.0/16", "127.0.0.1/32"]
 
 
+def test_a_node_port_service_has_no_load_balancer_fields() -> None:
+    """The API server refuses loadBalancerClass and loadBalancerSourceRanges on a Service
+    that is not a LoadBalancer (seen on the dev cluster): a NodePort class config's
+    ranges are enforced by Envoy only, and its class is left out."""
+    text = OBJECTS.replace(
+        "    allocateLoadBalancerNodePorts: false\n",
+        "    allocateLoadBalancerNodePorts: false\n    type: NodePort\n"
+        "    loadBalancerClass: io.cilium/l2-announcer\n",
+    )
+    assert "type: NodePort" in text
+    result = build(Inputs(objects=objects(text), default_pool=("127.10.0.0/16",)))
+    svc = next(s for s in result.services if s.metadata.name == "cilium-gateway-tuned-gw")
+    assert svc.spec.type == "NodePort"
+    assert svc.spec.load_balancer_class is None
+    assert svc.spec.load_balancer_source_ranges is None
+    assert svc.spec.allocate_load_balancer_node_ports is None
+    assert svc.spec.traffic_distribution == "PreferClose"
+    by_name = {lst.name: lst for lst in result.model.listeners}
+    ranges = by_name["apps/tuned-gw/80"].options.source_ranges
+    assert ranges == SourceRanges(("198.18.0.0/16", "127.0.0.1/32"), deny=True)
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
