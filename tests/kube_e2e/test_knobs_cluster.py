@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -145,9 +146,9 @@ def https_get(address: str, cert: bytes) -> int:
         return 0
 
 
-def http_get(address: str, host: str = HOST) -> int:
+def http_get(address: str, host: str = HOST, port: int = 8080) -> int:
     try:
-        with socket.create_connection((address, 8080), timeout=3) as sock:
+        with socket.create_connection((address, port), timeout=3) as sock:
             sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             head = sock.recv(64)
             return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
@@ -242,6 +243,30 @@ def _envoy_pods(cluster: Any) -> dict[str, tuple[str, int]]:
     }
 
 
+def _listener_stats() -> dict[str, list[str]]:
+    """Each node's Envoy's listener updates (its metrics port), for a failure message."""
+    out = {}
+    for node in network.nodes(3):
+        try:
+            with urllib.request.urlopen(f"http://{node.ip}:9964/metrics", timeout=3) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            out[node.name] = [repr(exc)]
+            continue
+        out[node.name] = [
+            line.replace("envoy_", "")
+            for line in text.splitlines()
+            if not line.startswith("#")
+            and not line.endswith(" 0")
+            and (
+                line.startswith("envoy_listener_manager_listener_")
+                or ("knobs-plain" in line and ("destroy" in line or "drain" in line))
+                or "listener_manager_total_listeners_draining" in line
+            )
+        ]
+    return out
+
+
 def test_agent_restart_keeps_envoy_and_its_connections(setup: Setup) -> None:
     """envoy.enabled=true: a rolling restart of every agent (what `helm upgrade` of the
     agent does) restarts no Envoy, and neither a kept-alive connection nor new ones see a
@@ -249,13 +274,35 @@ def test_agent_restart_keeps_envoy_and_its_connections(setup: Setup) -> None:
     cluster = setup.cluster
     plain = wait_for("knobs-plain Programmed", lambda: _address(cluster, "knobs-plain"), 180)
     wait_for("knobs-plain serves the host", lambda: http_get(plain) == 200, 120)
+    # The listeners' final shape first: once the API server allocated the Service's node
+    # port, every Envoy's listener gains it as an address, and a replaced listener drains
+    # the connections it had (seen here: a reset ~5 s later, before any restart).
+    service = json.loads(
+        cluster.kubectl("get", "svc", "cilium-gateway-knobs-plain", "-o=json", check=False) or "{}"
+    )
+    node_port = next(p["nodePort"] for p in service["spec"]["ports"] if p["port"] == 8080)
+    for node in network.nodes(len(cluster.nodes)):
+        wait_for(
+            f"node port {node_port} on {node.name}",
+            lambda ip=node.ip: http_get(ip, port=node_port) == 200,
+            60,
+        )
+    first_node = network.nodes(len(cluster.nodes))[0]
     envoys = _envoy_pods(cluster)
     assert len(envoys) == len(cluster.nodes)
     results: list[tuple[str, int]] = []
+    failures: list[str] = []  # what went wrong, with when (s since the restart began)
+    began = [float("inf")]
     stop = threading.Event()
 
     def kept_alive() -> None:
-        conn = http.client.HTTPConnection(plain, 8080, timeout=5)
+        # To one node's Envoy at its node port, not through the LoadBalancer address's
+        # multipath route: there a long-lived connection was reset in 4 runs of 6 (once
+        # before any restart), while its Envoy counted it closed by the remote side and
+        # changed no listener; most likely the host moving the flow to another node (a
+        # local socket's route is looked up again after FIB changes, which other dev
+        # clusters' load balancers make all the time). Through a node port: 0 of 4.
+        conn = http.client.HTTPConnection(first_node.ip, node_port, timeout=5)
         conn.connect()
         first = conn.sock
         while not stop.is_set():
@@ -265,7 +312,13 @@ def test_agent_restart_keeps_envoy_and_its_connections(setup: Setup) -> None:
                 response.read()
                 same = conn.sock is first and not response.will_close
                 results.append(("kept-alive", response.status if same else -1))
-            except OSError:
+                if not same or response.status != 200:
+                    failures.append(
+                        f"{time.monotonic() - began[0]:+.2f} s: {response.status}, "
+                        f"will_close={response.will_close}, same socket={conn.sock is first}"
+                    )
+            except OSError as exc:
+                failures.append(f"{time.monotonic() - began[0]:+.2f} s: {exc!r}")
                 results.append(("kept-alive", 0))
                 conn.close()  # the next request opens a new one
             time.sleep(0.05)
@@ -290,6 +343,7 @@ spec:
 """
     try:
         wait_for("traffic flowing", lambda: len(results) >= 20, 30)
+        began[0] = time.monotonic()
         cluster.kubectl("rollout", "restart", "daemonset/propylon-agent", "-n", "kube-system")
         cluster.kubectl(
             "rollout", "status", "daemonset/propylon-agent", "-n", "kube-system", "--timeout=240s"
@@ -313,6 +367,6 @@ spec:
     kept = [status for kind, status in results if kind == "kept-alive"]
     new = [status for kind, status in results if kind == "new"]
     assert len(kept) > 40 and len(new) > 40
-    assert set(kept) == {200}, "the kept-alive connection was answered throughout"
+    assert set(kept) == {200}, f"the kept-alive connection: {failures[:3]}; {_listener_stats()}"
     assert set(new) == {200}
     print(f"\nagents restarted: {len(kept)} requests on one connection, {len(new)} on new ones")
