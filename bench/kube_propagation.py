@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import multiprocessing
 import os
 import signal
 import ssl
@@ -358,39 +359,55 @@ def per_change(before: dict[str, float], after: dict[str, float], n: int) -> dic
 # ---- traffic -----------------------------------------------------------------------
 
 
-class Traffic(threading.Thread):
-    """Back-to-back keep-alive GETs to routes already in place, round robin; counts
-    statuses (0: no HTTP answer)."""
+def _traffic(address: str, hosts: list[str], stop: Any, out: Any) -> None:
+    """Back-to-back keep-alive GETs to routes already in place, round robin; puts the
+    count of each status (0: no HTTP answer) on `out` once `stop` is set."""
+    statuses: Counter[int] = Counter()
+    conn: http.client.HTTPConnection | None = None
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(address, PORT, timeout=2)
+            conn.request("GET", "/", headers={"Host": hosts[i % len(hosts)]})
+            resp = conn.getresponse()
+            resp.read()
+            statuses[resp.status] += 1
+        except (OSError, http.client.HTTPException):
+            statuses[0] += 1
+            if conn is not None:
+                conn.close()
+            conn = None
+        time.sleep(0.005)
+    out.put(dict(statuses))
+
+
+class Traffic:
+    """`_traffic` in a process of its own: a thread of this one would share the GIL
+    with the measured create and probe (and did, until run 8)."""
 
     def __init__(self, address: str, hosts: list[str]) -> None:
-        super().__init__(daemon=True)
-        self.address, self.hosts = address, hosts
-        self.statuses: Counter[int] = Counter()
-        self.stop = threading.Event()
+        ctx = multiprocessing.get_context("spawn")
+        self._stop, self._out = ctx.Event(), ctx.Queue()
+        self._proc = ctx.Process(
+            target=_traffic, args=(address, hosts, self._stop, self._out), daemon=True
+        )
+        self.statuses: dict[int, int] = {}
 
-    def run(self) -> None:
-        conn: http.client.HTTPConnection | None = None
-        i = 0
-        while not self.stop.is_set():
-            i += 1
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.address, PORT, timeout=2)
-                conn.request("GET", "/", headers={"Host": self.hosts[i % len(self.hosts)]})
-                resp = conn.getresponse()
-                resp.read()
-                self.statuses[resp.status] += 1
-            except (OSError, http.client.HTTPException):
-                self.statuses[0] += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            time.sleep(0.005)
+    def start(self) -> None:
+        self._proc.start()
+
+    def finish(self) -> None:
+        self._stop.set()
+        self.statuses = self._out.get(timeout=60)
+        self._proc.join(timeout=60)
 
 
 async def probe(
     client: httpx.AsyncClient, url: str, hostname: str, deadline: float
 ) -> tuple[float, list[int]]:
+    """Until `hostname` answers 200 (bulk and prefill: not the measured figure)."""
     others: list[int] = []
     while time.monotonic() < deadline:
         try:
@@ -609,8 +626,7 @@ async def propagation(
             await asyncio.sleep(0.1)
         await asyncio.sleep(2)  # the last change's status writes
     finally:
-        traffic.stop.set()
-        traffic.join()
+        traffic.finish()
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
@@ -650,7 +666,7 @@ async def propagation(
         "watch_event_max_ms": round(max(watch_ms), 1) if watch_ms else None,
         "watch_events_seen": len(watch_ms),
         "probe_other_statuses": dict(Counter(others)),
-        "traffic_to_existing_routes": dict(traffic.statuses),
+        "traffic_to_existing_routes": traffic.statuses,
         "requests_per_change": delta,
         "propylon_metrics_per_change": per_change(ours_before, ours_after, measure),
         "cpu_ms_per_change": {
