@@ -9,6 +9,8 @@
   changed to Deny makes both refuse the host, within seconds.
 - envoy.enabled=true: a rolling restart of the agents restarts no Envoy and fails no
   request, on a kept-alive connection or new ones.
+- service.type NodePort (with source ranges): the Service is taken by the API server,
+  every node's Envoy answers on the node port, and the ranges hold there.
 
 The host namespace is the client (its address is `network.HOST_ADDRESS`)."""
 
@@ -370,3 +372,77 @@ spec:
     assert set(kept) == {200}, f"the kept-alive connection: {failures[:3]}; {_listener_stats()}"
     assert set(new) == {200}
     print(f"\nagents restarted: {len(kept)} requests on one connection, {len(new)} on new ones")
+
+
+def test_node_port_class_config(setup: Setup) -> None:
+    """service.type NodePort with source ranges: the API server takes the generated
+    Service (it refuses loadBalancerSourceRanges and loadBalancerClass on a NodePort one,
+    so they are left out), every node's Envoy answers on its node port, and the ranges
+    still hold there (Envoy enforces them: Allow with the host's address, then Deny)."""
+    cluster = setup.cluster
+
+    def objects(policy: str) -> str:
+        return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: knobs-np}}
+spec:
+  controllerName: io.cilium/gateway-controller
+  parametersRef: {{group: cilium.io, kind: CiliumGatewayClassConfig, name: knobs-np,
+                  namespace: default}}
+---
+apiVersion: cilium.io/v2alpha1
+kind: CiliumGatewayClassConfig
+metadata: {{name: knobs-np, namespace: default}}
+spec:
+  service:
+    type: NodePort
+    loadBalancerSourceRanges: [{network.HOST_ADDRESS}/32]
+    loadBalancerSourceRangesPolicy: {policy}
+    trafficDistribution: PreferClose
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: knobs-np, namespace: default}}
+spec:
+  gatewayClassName: knobs-np
+  listeners: [{{name: http, protocol: HTTP, port: 8080}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: knobs-np, namespace: default}}
+spec:
+  parentRefs: [{{name: knobs-np}}]
+  rules: [{{backendRefs: [{{name: knobs-echo, port: 3000}}]}}]
+"""
+
+    cluster.kubectl("apply", "-f", "-", input=objects("Allow"))
+    try:
+
+        def service() -> dict[str, Any] | None:
+            out = cluster.kubectl("get", "svc", "cilium-gateway-knobs-np", "-o=json", check=False)
+            return json.loads(out) if out.strip().startswith("{") else None
+
+        spec = wait_for("the NodePort Service", service, 60)["spec"]
+        assert spec["type"] == "NodePort"
+        assert "loadBalancerSourceRanges" not in spec and "loadBalancerClass" not in spec
+        assert spec["trafficDistribution"] == "PreferClose"
+        node_port = spec["ports"][0]["nodePort"]
+        nodes = network.nodes(len(cluster.nodes))
+        for node in nodes:
+            wait_for(
+                f"node port {node_port} on {node.name}",
+                lambda ip=node.ip: http_get(ip, port=node_port) == 200,
+                120,
+            )
+        cluster.kubectl("apply", "-f", "-", input=objects("Deny"))
+        for node in nodes:
+            wait_for(
+                f"the host refused on {node.name}",
+                lambda ip=node.ip: http_get(ip, port=node_port) == 0,
+                60,
+            )
+    finally:
+        cluster.kubectl(
+            "delete", "-f", "-", "--ignore-not-found", input=objects("Allow"), check=False
+        )
