@@ -9,11 +9,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
-import yaml
-
 from propylon.cli.describe import describe
 from propylon.cli.kinds import KindInfo, resolve_kind
 from propylon.cli.printers import table
+from propylon.cli.yamltext import yaml_text
 from propylon.clock import utc_now
 from propylon.state import ApiClient, StateDir, default_state_dir
 
@@ -119,7 +118,7 @@ def run_get(
             if output == "json":
                 out.write(json.dumps(data, indent=4, sort_keys=True) + "\n")
             else:
-                out.write(yaml.safe_dump(data, default_flow_style=False, sort_keys=True))
+                out.write(yaml_text(data, default_flow_style=False, sort_keys=True))
     elif output == "name":
         for item in items:
             out.write(f"{info.name_prefix}/{(item.get('metadata') or {}).get('name')}\n")
@@ -183,7 +182,7 @@ def _get_many(
     if args.output == "json":
         out.write(json.dumps(_list(everything), indent=4, sort_keys=True) + "\n")
     elif args.output == "yaml":
-        out.write(yaml.safe_dump(_list(everything), default_flow_style=False, sort_keys=True))
+        out.write(yaml_text(_list(everything), default_flow_style=False, sort_keys=True))
     elif args.output == "name":
         out.write("".join(tables))
     elif tables:

@@ -7,8 +7,6 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-import yaml
-
 from propylon.cli.helmvalues import ValuesError
 from propylon.cli.run import (
     add_file_args,
@@ -17,6 +15,7 @@ from propylon.cli.run import (
     crd_paths_from_args,
     values_from_args,
 )
+from propylon.cli.yamltext import yaml_text
 from propylon.resources.meta import ObjectKey
 from propylon.sources.files import load_paths
 from propylon.state import diagnostic_to_json, to_document
@@ -111,5 +110,5 @@ def cmd_translate(
     if args.output == "json":
         out.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
     else:
-        out.write(yaml.safe_dump(document, default_flow_style=False, sort_keys=True))
+        out.write(yaml_text(document, default_flow_style=False, sort_keys=True))
     return 1 if changeset.errors else 0

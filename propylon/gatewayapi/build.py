@@ -29,7 +29,6 @@ from propylon.gatewayapi.listenersets import ListenerSetState, attach_listener_s
 from propylon.gatewayapi.routes import (
     AnyRoute,
     Attachment,
-    ParentResult,
     StreamRoute,
     attach_route,
 )
@@ -41,6 +40,7 @@ from propylon.gatewayapi.rules import (
     tls_backends,
     unsupported_filters,
 )
+from propylon.gatewayapi.statusparts import StatusParts
 from propylon.model import Cluster, Delta, Listener, Model, Secret, Stamp, WeightedBackend
 from propylon.resources import GRPCRoute, HTTPRoute, ObjectKey, Service, TLSRoute
 from propylon.store.diagnostics import Diagnostic
@@ -60,6 +60,7 @@ def build(inputs: Inputs) -> BuildResult:
             tls_policies,
             world.listener_sets,
             app_protocol=world.app_protocol,
+            status_parts=world.status_parts,
         )
         for route in sorted(all_routes(index), key=lambda r: r.key)
     ]
@@ -79,6 +80,9 @@ class World:
     app_protocol: bool = True
     # gatewayAPI.hostNetwork.enabled: no generated Services.
     host_network: bool = False
+    # Route statuses shared by the routes that have the same one (they name this
+    # World's Gateways).
+    status_parts: StatusParts = field(default_factory=StatusParts)
 
 
 def evaluate_world(index: Index, inputs: Inputs) -> World:
@@ -175,9 +179,11 @@ def evaluate_route(
     listener_sets: dict[ObjectKey, ListenerSetState] | None = None,
     *,
     app_protocol: bool = True,
+    status_parts: StatusParts | None = None,
 ) -> RouteOutcome | None:
     """Attachment, then rules -> model routes; None for a route that is not ours.
-    `app_protocol`: whether Service ports' appProtocol chooses the backend protocol."""
+    `app_protocol`: whether Service ports' appProtocol chooses the backend protocol.
+    `status_parts`: where routes with the same status share it (the World's)."""
     parents, attached = attach_route(index, gateways, route, listener_sets)
     if not parents:
         return None
@@ -219,7 +225,9 @@ def evaluate_route(
         ordered=ordered,
         passthrough=passthrough,
         clusters=collector.clusters() if attached else (),
-        status=_route_status(route, parents, problems),
+        status=(status_parts or StatusParts()).route_status(
+            parents, route.metadata.generation, problems.reason, problems.message
+        ),
     )
 
 
@@ -517,12 +525,3 @@ class Finisher:
             changed=changed,
             since=since,
         )
-
-
-def _route_status(
-    route: AnyRoute, parents: list[ParentResult], problems: BackendProblems
-) -> dict[str, Any]:
-    gen = route.metadata.generation
-    return {
-        "parents": [p.status(gen, problems.reason, problems.message) for p in parents],
-    }

@@ -174,6 +174,7 @@ class Builder:
                     tls_policies,
                     world.listener_sets,
                     app_protocol=world.app_protocol,
+                    status_parts=world.status_parts,
                 )
                 for key in _route_keys(index)
             ]
@@ -208,6 +209,7 @@ class Builder:
                     tls_policies,
                     world.listener_sets,
                     app_protocol=world.app_protocol,
+                    status_parts=world.status_parts,
                 ),
                 backend_services(route),
             )

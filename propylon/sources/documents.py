@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from sys import intern
 from typing import Any
 
 import yaml
@@ -195,6 +196,44 @@ def _json_depth_ok(data: Any) -> bool:
 
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
 
+# Strings up to this long are interned (names, namespaces, kinds, API versions, ports'
+# names, addresses: a Kubernetes name is at most 253 characters); longer ones (PEM data,
+# scripts) are rarely repeated.
+_INTERN_MAX = 253
+
+
+def intern_strings(doc: Any) -> Any:
+    """`doc` with its short string values interned, in place: a document's strings are
+    new objects, and the typed models keep them as they are, so thousands of objects
+    held thousands of copies of "default", "v1" or their Gateway's name (at 5000 routes,
+    105 000 strings of which 20 000 distinct: 4.8 of 5.9 MiB were copies). Keys are
+    left alone (the models' attributes are their own names)."""
+    stack = [doc]
+    pop, push = stack.pop, stack.append
+    seen: set[int] = set()  # YAML aliases can make a list or dict hold itself
+    while stack:
+        node = pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node) is dict:
+            for key, value in node.items():
+                kind = type(value)
+                if kind is str:
+                    if len(value) <= _INTERN_MAX:
+                        node[key] = intern(value)  # a value replaced: the size is unchanged
+                elif kind is dict or kind is list:
+                    push(value)
+        elif type(node) is list:
+            for i, value in enumerate(node):
+                kind = type(value)
+                if kind is str:
+                    if len(value) <= _INTERN_MAX:
+                        node[i] = intern(value)
+                elif kind is dict or kind is list:
+                    push(value)
+    return doc
+
 
 def load_documents(text: str, *, json_file: bool = False) -> list[Any]:
     """All documents of a file, in order (`None` for an empty YAML document)."""
@@ -209,12 +248,13 @@ def load_documents(text: str, *, json_file: bool = False) -> list[Any]:
             raise DocumentError(f"invalid JSON: {_TOO_DEEP}") from None
         if not _json_depth_ok(data):
             raise DocumentError(f"invalid JSON: {_TOO_DEEP}")
-        return [data]
+        return [intern_strings(data)]
     fast = read_document(text, _RESOLVABLE)
     if fast is not None:
-        return [fast]
+        return [intern_strings(fast)]
     try:
-        return list(yaml.load_all(text, Loader=_Loader))  # a safe loader
+        # A safe loader.
+        return [intern_strings(doc) for doc in yaml.load_all(text, Loader=_Loader)]
     except _TooDeep:
         raise DocumentError(f"invalid YAML: {_TOO_DEEP}") from None
     except _TooBig:

@@ -68,13 +68,19 @@ class _Fragments:
         cache = self._cache
         fresh: dict[str, tuple[Any, str]] = {}
         parts: list[str] = []
+        # One encoding per value object: routes that share one status (see
+        # `gatewayapi/statusparts.py`) share its text too. The values outlive the call.
+        encoded: dict[int, str] = {}
         for name, value in members:
             hit = cache.get(name)
             if hit is None or hit[0] is not value:
-                plain = value if isinstance(value, dict) else dict(value)
-                hit = (value, f"{json.dumps(name)}: {json.dumps(plain, sort_keys=True)}")
+                text = encoded.get(id(value))
+                if text is None:
+                    plain = value if isinstance(value, dict) else dict(value)
+                    text = encoded[id(value)] = json.dumps(plain, sort_keys=True)
+                hit = (value, text)
             fresh[name] = hit
-            parts.append(hit[1])
+            parts.append(f"{json.dumps(name)}: {hit[1]}")
         self._cache = fresh
         return "{\n" + ",\n".join(parts) + "\n}" if parts else "{}"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from propylon.cli.yamltext import yaml_text
 from propylon.gatewayapi import BuildResult, Inputs, build
 from propylon.model import DEFAULT_LISTENER_OPTIONS, Model
 from propylon.resources import ObjectKey, Resource, parse_object
@@ -94,7 +95,7 @@ def dump_model(model: Model) -> str:
             for vh, vhd in zip(vhosts, vh_data, strict=True):
                 for r, rd in zip(vh.routes, vhd.get("routes", []), strict=True):
                     rd["action"] = {type(r.action).__name__: rd["action"]}
-    return yaml.safe_dump(data, sort_keys=False, width=100)
+    return yaml_text(data, sort_keys=False, width=100)
 
 
 def dump_status(result: BuildResult) -> str:
@@ -106,4 +107,4 @@ def dump_status(result: BuildResult) -> str:
         ],
         "diagnostics": [f"{d.severity}: {d}" for d in result.diagnostics],
     }
-    return yaml.safe_dump(data, sort_keys=False, width=100)
+    return yaml_text(data, sort_keys=False, width=100)
