@@ -1,19 +1,18 @@
 """Issue #12: where the bytes of a start-up go, in process.
 
-    python bench/memory_profile.py --routes 5000 [--layout many|one] [--top 25]
+    python bench/memory_profile.py --routes 5000 [--layout many|one] [--tracemalloc]
 
 The same manifests and stages as bench/inprocess_scale.py (the file source's load, the
 store's apply, one evaluation with the runtime's Builder, Translator and
-ConditionDiagnostics), under tracemalloc. Prints:
+ConditionDiagnostics). Prints the RSS after each stage, then what each long-lived
+holder keeps, attribute by attribute: the objects reachable from it that no holder
+listed before it reaches (sys.getsizeof of each object once: dicts, strings, models,
+protobuf bytes...; the holders in pipeline order, so the parsed objects count for the
+source, the store's stamped copies for the store). A few seconds at 5000 routes.
 
-- the Python heap after the start-up (tracemalloc's traced total) and the RSS;
-- what each long-lived holder keeps alone: the holders are dropped one at a time, last
-  built first (conditions, translator, builder, evaluation, snapshot, store, changes,
-  source), and the traced memory each drop frees is its exclusive share;
-- the live allocations grouped by the innermost `propylon` frame of their traceback
-  (file:line), and by that frame's file: which code made the bytes still held.
-
-tracemalloc costs CPU (about 2-3x); the figures are bytes, not time.
+`--tracemalloc`: also the live allocations by the line that made them and by the
+innermost `propylon` frame of their traceback (`--frames` deep). Minutes at 2000 routes
+(tracemalloc records a traceback per allocation); the figures are bytes, not time.
 """
 
 from __future__ import annotations
@@ -25,12 +24,25 @@ import shutil
 import sys
 import tempfile
 import tracemalloc
+import types
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+_LEAVES = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    bool,
+    type(None),
+)
+_REPORT_MIB = 0.25  # attributes holding less are summed into their holder's total only
 
 
 def _rss_mib() -> float:
@@ -39,22 +51,79 @@ def _rss_mib() -> float:
 
 
 def _mib(n: float) -> str:
-    return f"{n / 2**20:7.1f} MiB"
+    return f"{n / 2**20:7.2f} MiB"
 
 
-def _where(tb: tracemalloc.Traceback) -> tuple[str, str]:
-    """(file:line, file) of the innermost frame in propylon's own code."""
+def _children(o: Any) -> Iterator[Any]:
+    from pydantic import BaseModel
+
+    if isinstance(o, BaseModel):
+        yield o.__dict__
+        yield o.__pydantic_fields_set__
+        if o.__pydantic_extra__ is not None:
+            yield o.__pydantic_extra__
+    elif isinstance(o, dict):
+        yield from o.keys()
+        yield from o.values()
+    elif isinstance(o, list | tuple | set | frozenset):
+        yield from o
+    else:
+        if hasattr(o, "__dict__"):
+            yield o.__dict__
+        yield from _slot_values(o)
+
+
+def _slot_values(o: Any) -> Iterator[Any]:
+    for cls in type(o).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if name not in ("__dict__", "__weakref__") and hasattr(o, name):
+                yield getattr(o, name)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def size(self, root: Any) -> Counter[str]:
+        by_type: Counter[str] = Counter()
+        stack = [root]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, _LEAVES) or id(o) in self.seen:
+                continue
+            self.seen.add(id(o))
+            by_type[type(o).__name__] += sys.getsizeof(o)
+            stack.extend(_children(o))
+        return by_type
+
+    def report(self, name: str, holder: Any) -> None:
+        self.seen.add(id(holder))
+        attrs = list(getattr(holder, "__dict__", {}).items())
+        for cls in type(holder).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if slot not in ("__dict__", "__weakref__") and hasattr(holder, slot):
+                    attrs.append((slot, getattr(holder, slot)))
+        total = 0
+        for attr, value in attrs:
+            by_type = self.size(value)
+            size = sum(by_type.values())
+            total += size
+            if size >= _REPORT_MIB * 2**20:
+                top = ", ".join(f"{t} {b / 2**20:.1f}" for t, b in by_type.most_common(5))
+                print(f"  {_mib(size)}  {name}.{attr}  ({top})")
+        print(f"{_mib(total)}  {name}")
+
+
+def _where(tb: tracemalloc.Traceback) -> str:
+    """file:line of the innermost frame in propylon's own code."""
     for frame in reversed(tb):  # tracemalloc lists the oldest first
-        name = frame.filename
-        i = name.rfind("/propylon/")
-        if i >= 0 and "/site-packages/" not in name:
-            short = name[i + 1 :]
-            return f"{short}:{frame.lineno}", short
-    frame = tb[0]
-    return f"(outside) {frame.filename}:{frame.lineno}", f"(outside) {frame.filename}"
+        i = frame.filename.rfind("/propylon/")
+        if i >= 0 and "/site-packages/" not in frame.filename:
+            return f"{frame.filename[i + 1 :]}:{frame.lineno}"
+    return f"(outside) {tb[-1].filename}:{tb[-1].lineno}"
 
 
-def profile(manifests: Path, top: int, frames: int) -> None:
+def profile(manifests: Path, top: int, frames: int | None) -> None:
     from propylon import gatewayapi
     from propylon.clock import new_uid, timestamp_now
     from propylon.envoy import Translator
@@ -63,21 +132,18 @@ def profile(manifests: Path, top: int, frames: int) -> None:
     from propylon.store import Store
     from propylon.values import Values
 
-    gc.collect()
+    gc.disable()  # as the runtime's reconcile path
     print(f"RSS after imports: {_rss_mib():.1f} MiB")
-    tracemalloc.start(frames)
-    holders: dict[str, Any] = {}
-    holders["source"] = source = FileSource([str(manifests)])
-    holders["changes"] = changes = source.load()
-    holders["store"] = store = Store(now=timestamp_now, new_uid=new_uid)
-    holders["snapshot"] = snapshot = store.apply(changes)
+    if frames:
+        tracemalloc.start(frames)
+    source = FileSource([str(manifests)])
+    changes = source.load()
+    print(f"RSS after load: {_rss_mib():.1f} MiB")
+    store = Store(now=timestamp_now, new_uid=new_uid)
+    snapshot = store.apply(changes)
+    print(f"RSS after store: {_rss_mib():.1f} MiB")
     translator, builder, conditions = Translator(), gatewayapi.Builder(), ConditionDiagnostics()
-    holders["builder"], holders["translator"], holders["conditions"] = (
-        builder,
-        translator,
-        conditions,
-    )
-    holders["evaluation"] = evaluate(
+    evaluation = evaluate(
         snapshot,
         changes,
         Values(),
@@ -85,52 +151,37 @@ def profile(manifests: Path, top: int, frames: int) -> None:
         builder=builder,
         conditions=conditions,
     )
-    del source, changes, store, snapshot, translator, builder, conditions
-    gc.collect()
-    current, peak = tracemalloc.get_traced_memory()
-    print(f"after start-up: traced {_mib(current)} (peak {_mib(peak)}), RSS {_rss_mib():.1f} MiB")
-
-    snap = tracemalloc.take_snapshot()
-    by_site: Counter[str] = Counter()
-    by_line: Counter[str] = Counter()
-    by_file: Counter[str] = Counter()
-    count_line: Counter[str] = Counter()
-    for trace in snap.traces:
-        line, file = _where(trace.traceback)
-        by_line[line] += trace.size
-        count_line[line] += 1
-        by_file[file] += trace.size
-        site = trace.traceback[-1]
-        by_site[f"{site.filename}:{site.lineno}"] += trace.size
-    print(f"\nlive bytes by file (innermost propylon frame), top {top}:")
-    for file, size in by_file.most_common(top):
-        print(f"  {_mib(size)}  {file}")
-    print(f"\nlive bytes by line (innermost propylon frame), top {top}:")
-    for line, size in by_line.most_common(top):
-        print(f"  {_mib(size)}  {count_line[line]:8d} blocks  {line}")
-    print(f"\nlive bytes by allocating line (any code), top {top}:")
-    for line, size in by_site.most_common(top):
-        print(f"  {_mib(size)}  {line}")
-    del snap, by_line, by_file, count_line, by_site
-
-    print("\nexclusive share of each holder (dropped last built first):")
-    for name in (
-        "conditions",
-        "translator",
-        "builder",
-        "evaluation",
-        "snapshot",
-        "store",
-        "changes",
-        "source",
+    print(f"RSS after evaluate: {_rss_mib():.1f} MiB")
+    if frames:
+        print(f"traced: {_mib(tracemalloc.get_traced_memory()[0])}")
+        snap = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        by_site: Counter[str] = Counter()
+        by_propylon: Counter[str] = Counter()
+        for trace in snap.traces:
+            site = trace.traceback[-1]
+            by_site[f"{site.filename}:{site.lineno}"] += trace.size
+            by_propylon[_where(trace.traceback)] += trace.size
+        print(f"\nlive bytes by the line that allocated them, top {top}:")
+        for line, size in by_site.most_common(top):
+            print(f"  {_mib(size)}  {line}")
+        print(f"\nlive bytes by the innermost propylon frame, top {top}:")
+        for line, size in by_propylon.most_common(top):
+            print(f"  {_mib(size)}  {line}")
+        del snap
+    print("\nkept by each holder (what holders listed before it do not reach):")
+    walker = _Walker()
+    for name, holder in (
+        ("source", source),
+        ("store", store),
+        ("snapshot", snapshot),
+        ("builder", builder),
+        ("translator", translator),
+        ("conditions", conditions),
+        ("evaluation.result", evaluation.result),
+        ("evaluation.resources", evaluation.resources),
     ):
-        before = tracemalloc.get_traced_memory()[0]
-        del holders[name]
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-        print(f"  {_mib(before - after)}  {name}")
-    print(f"  {_mib(tracemalloc.get_traced_memory()[0])}  left (module-level caches)")
-    tracemalloc.stop()
+        walker.report(name, holder)
 
 
 def main() -> int:
@@ -139,8 +190,9 @@ def main() -> int:
     )
     ap.add_argument("--routes", type=int, default=5000)
     ap.add_argument("--layout", choices=["one", "many"], default="many")
+    ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--frames", type=int, default=12, help="traceback depth (--tracemalloc)")
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--frames", type=int, default=20, help="traceback depth kept")
     args = ap.parse_args()
     from bench.scale import write_routes
 
@@ -148,7 +200,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="propylon-memory-", dir=base))
     try:
         write_routes(work, args.routes, args.layout, 9)
-        profile(work, args.top, args.frames)
+        profile(work, args.top, args.frames if args.tracemalloc else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
