@@ -244,3 +244,19 @@ def test_names_may_follow_options_as_with_kubectl(monkeypatch: pytest.MonkeyPatc
     assert seen[0].names == ["gw-a", "gw-b"] and seen[0].namespace == "infra"
     with pytest.raises(SystemExit):
         main(["get", "gateway", "--no-such-flag"])
+
+
+def test_translate_yaml_spells_out_statuses_routes_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Routes with the same status share one object in the core; the YAML output still
+    writes each one out (no `&id001` anchors and `*id001` aliases)."""
+    root = manifests(tmp_path)
+    second = ROUTE.format(backend="app").replace("name: route", "name: route2")
+    (root / "more.yaml").write_text(second.replace("app.example", "two.example"))
+    assert main(["translate", "-f", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "&id" not in out and "*id" not in out
+    statuses = yaml.safe_load(out)["statuses"]
+    first, other = statuses["HTTPRoute/default/route"], statuses["HTTPRoute/default/route2"]
+    assert first == other and first["parents"][0]["conditions"][0]["status"] == "True"

@@ -324,3 +324,30 @@ spec:
     assert ObjectKey("Gateway", "default", "params") not in result.addresses
     assert ObjectKey("Gateway", "default", "gw") in result.addresses
     assert {lst.name.split("/")[1] for lst in result.model.listeners} == {"gw"}
+
+
+def test_routes_with_the_same_status_share_it() -> None:
+    """Thousands of routes on one Gateway have the same status: one object (memory), a
+    route whose status differs has its own."""
+    route = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [{name}.example]
+  rules: [{{backendRefs: [{{name: {backend}, port: 8080}}]}}]
+"""
+    result = run(
+        "---\n".join(
+            [
+                route.format(name="a", backend="svc"),
+                route.format(name="b", backend="svc"),
+                route.format(name="c", backend="missing"),
+            ]
+        )
+    )
+    a, b, c = (result.statuses[ObjectKey("HTTPRoute", "default", n)] for n in "abc")
+    assert a is b
+    assert c is not a and c != a  # BackendNotFound
+    assert c["parents"][0]["conditions"][1]["reason"] == "BackendNotFound"

@@ -168,3 +168,14 @@ def test_random_keys_and_lists_agree_with_pyyaml(items: list[tuple[str, int]], k
     got = fast(text)
     if got is not None:
         assert same([got], expected), text
+
+
+def test_documents_share_their_strings() -> None:
+    """The same name in thousands of documents is one string object (the typed models
+    keep what the reader gave them), on the fast path and on PyYAML's (an anchor)."""
+    name = "".join(["bench", "-gw"])  # built at run time: not a constant of this module
+    fast = load_documents(f"metadata: {{name: {name}}}\n")[0]
+    slow = load_documents(f"a: &x {name}\nb: *x\nc: [{name}]\n")[0]
+    json_doc = load_documents(f'{{"n": "{name}"}}', json_file=True)[0]
+    assert fast["metadata"]["name"] is slow["c"][0] is json_doc["n"]
+    assert fast["metadata"]["name"] == name

@@ -79,3 +79,25 @@ def test_merge_statuses() -> None:
     prev = {"k": {"conditions": [cond("Accepted", "True", lastTransitionTime=T0)]}}
     out = merge_statuses(prev, {"k": {"conditions": [cond("Accepted", "True")]}, "j": {}}, NOW)
     assert out["k"]["conditions"][0]["lastTransitionTime"] == T0 and out["j"] == {}
+
+
+def test_merged_statuses_share_equal_parts_and_keep_json_types_apart() -> None:
+    """Equal statuses merged at one time are one object (thousands of routes have the
+    same status); values JSON tells apart (true and 1, 1 and 1.0) are not merged."""
+    status = {"parents": [{"parentRef": {"name": "gw"}, "conditions": [cond("A", "True")]}]}
+    merged = merge_statuses(
+        {"b": {"parents": []}},
+        {
+            "a": status,
+            "b": {"parents": [{"parentRef": {"name": "gw"}, "conditions": [cond("A", "True")]}]},
+            "c": {"x": True, "y": [1]},
+            "d": {"x": 1, "y": [1.0]},
+        },
+        NOW,
+    )
+    assert merged["a"] is merged["b"]
+    assert merged["a"]["parents"][0]["conditions"][0]["lastTransitionTime"] == T1
+    assert merged["c"] == {"x": True, "y": [1]} and merged["d"] == {"x": 1, "y": [1.0]}
+    assert merged["c"]["x"] is True and merged["d"]["x"] is not True
+    assert type(merged["d"]["y"][0]) is float and type(merged["c"]["y"][0]) is int
+    assert "lastTransitionTime" not in status["parents"][0]["conditions"][0]  # type: ignore[index]
