@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
 import re2
 
 from propylon.resources.celfunctions import KUBERNETES_FUNCTIONS, escape_property
+from propylon.resources.celfunctions import load_cel as _cel
 
 # RFC 3339 date-time, as OpenAPI's format (a syntax check: the pure core reads no clock
 # and keeps to no calendar library).
@@ -89,7 +89,7 @@ def compile_schema(schema: Mapping[str, Any], where: str) -> Node:
         if "oldSelf" in source:
             continue  # transition rule: no old object here
         try:
-            program = cel.compile(source)
+            program = _cel().compile(source)
         except Exception as exc:  # the library raises its own error types
             raise CRDError(f"{where}: CEL rule {source!r} does not compile: {exc}") from None
         node.rules.append(
@@ -318,7 +318,7 @@ class Walk:
             )
 
     def _rules(self, cel_value: Any, node: Node, path: str) -> None:
-        context = cel.Context({"self": cel_value}, dict(KUBERNETES_FUNCTIONS))
+        context = _cel().Context({"self": cel_value}, dict(KUBERNETES_FUNCTIONS))
         for rule in node.rules:
             where = path + (rule.field_path or "")
             try:
