@@ -26,6 +26,12 @@ from propylon.gatewayapi.index import Index, NsName, age_key
 from propylon.gatewayapi.inputs import BuildResult, Inputs
 from propylon.gatewayapi.listeners import evaluate_listeners, mark_host_port_conflicts
 from propylon.gatewayapi.listenersets import ListenerSetState, attach_listener_sets
+from propylon.gatewayapi.nodeport import (
+    anchor_address,
+    node_port_allocation,
+    ready_node_addresses,
+    service_type,
+)
 from propylon.gatewayapi.routes import (
     AnyRoute,
     Attachment,
@@ -43,7 +49,7 @@ from propylon.gatewayapi.rules import (
 from propylon.gatewayapi.statusparts import StatusParts
 from propylon.model import Cluster, Delta, Listener, Model, Secret, Stamp, WeightedBackend
 from propylon.resources import GRPCRoute, HTTPRoute, ObjectKey, Service, TLSRoute
-from propylon.store.diagnostics import Diagnostic
+from propylon.store.diagnostics import Diagnostic, warning
 
 
 def build(inputs: Inputs) -> BuildResult:
@@ -129,6 +135,8 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
                 state.allocation = node_allocation(on_nodes, host.nodes.match_labels)
                 state.host_addresses = on_nodes
     else:
+        if inputs.kubernetes:
+            diagnostics.extend(_serve_on_node_ports(index, inputs, gateways))
         requests = [s.address_request for s in gateways.values() if s.address_request is not None]
         allocations = allocate(
             requests,
@@ -138,7 +146,8 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
             assign=inputs.assign_addresses,
         )
         for state in gateways.values():
-            state.allocation = allocations.get(state.gateway.key)
+            if state.address_request is not None:
+                state.allocation = allocations.get(state.gateway.key)
     return World(
         statuses,
         gateways,
@@ -147,6 +156,35 @@ def evaluate_world(index: Index, inputs: Inputs) -> World:
         inputs.values.gateway_api.app_protocol,
         host.enabled,
     )
+
+
+def _serve_on_node_ports(
+    index: Index, inputs: Inputs, gateways: dict[NsName, GatewayState]
+) -> list[Diagnostic]:
+    """Gateways whose Service is NodePort or ClusterIP leave LB-IPAM (no address request)
+    and get their addresses from `gatewayapi.nodeport`. Only the operator watches Nodes
+    (and writes status): an agent just serves them."""
+    nodes = ready_node_addresses(index) if inputs.assign_addresses else None
+    anchors: set[str] = set()
+    found: list[Diagnostic] = []
+    for state in gateways.values():
+        if not state.accepted or service_type(state) == "LoadBalancer":
+            continue
+        gw = state.gateway
+        request = state.address_request
+        if request is not None and request.wanted and not request.require_all:
+            found.append(
+                warning(
+                    "the lb-ipam annotation is ignored: LB-IPAM allocates for LoadBalancer "
+                    f"Services only (service.type {service_type(state)})",
+                    object=str(gw.key),
+                    field="spec.infrastructure.annotations",
+                )
+            )
+        state.address_request = None
+        anchor = anchor_address(gw.metadata.namespace, gw.metadata.name, anchors)
+        state.allocation, state.host_addresses = node_port_allocation(state, nodes, anchor)
+    return found
 
 
 def all_routes(index: Index) -> list[AnyRoute]:

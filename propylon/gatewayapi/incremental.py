@@ -133,6 +133,7 @@ class Builder:
             inputs.default_pool,
             inputs.unbindable_addresses,
             inputs.assign_addresses,
+            inputs.kubernetes,
             inputs.refused_class_configs,
         )
         if changed is None:
@@ -285,7 +286,11 @@ def _same_allocation(index: Index, world: World, inputs: Inputs) -> bool:
         unbindable=inputs.unbindable_addresses,
         assign=inputs.assign_addresses,
     )
-    return all(allocations.get(s.gateway.key) == s.allocation for s in world.gateways.values())
+    return all(
+        allocations.get(s.gateway.key) == s.allocation
+        for s in world.gateways.values()
+        if s.address_request is not None
+    )
 
 
 def _route_keys(index: Index) -> list[ObjectKey]:

@@ -27,6 +27,10 @@ class Inputs:
     # the operator assigns LoadBalancer addresses and the agents serve what it wrote, so
     # two agents or an agent and the operator never pick different ones).
     assign_addresses: bool = True
+    # Kubernetes (operator, agents): the generated Services are real, so a class config's
+    # service.type NodePort or ClusterIP means no LB-IPAM address (`gatewayapi.nodeport`);
+    # standalone ignores the type.
+    kubernetes: bool = False
     # CiliumGatewayClassConfigs a source refused (not among `objects`): key ->
     # (generation, what is wrong); see `gatewayapi.classconfig.invalid_configs`.
     refused_class_configs: Mapping[ObjectKey, tuple[int, str]] = field(default_factory=dict)

@@ -116,13 +116,20 @@ class NodeAddress(Struct):
     address: str
 
 
+class NodeCondition(Struct):
+    type: str
+    status: str = "Unknown"
+
+
 class NodeStatus(Struct):
     addresses: list[NodeAddress] = Field(default_factory=list)
+    conditions: list[NodeCondition] = Field(default_factory=list)
 
 
 class Node(Resource):
-    """Only what host network mode reads: the labels (gatewayAPI.hostNetwork.nodes
-    .matchLabels) and the addresses Gateways get there."""
+    """Only what host network mode and NodePort Gateways read: the labels
+    (gatewayAPI.hostNetwork.nodes.matchLabels), the addresses Gateways get there and
+    readiness."""
 
     api_version: str = "v1"
     kind: str = "Node"
@@ -136,6 +143,11 @@ class Node(Resource):
             if found:
                 return found
         return ()
+
+    @property
+    def ready(self) -> bool:
+        """The kubelet's Ready condition is True (a node without one is not ready)."""
+        return any(c.type == "Ready" and c.status == "True" for c in self.status.conditions)
 
 
 class PodIP(Struct):

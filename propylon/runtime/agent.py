@@ -224,6 +224,7 @@ class Agent:
             # The operator assigns LoadBalancer addresses; this node serves the ones it
             # wrote (Gateway status), never one of its own choosing.
             assign_addresses=False,
+            kubernetes=True,
         )
         # The previous evaluation is released only after the push below (see there).
         retired, self.evaluation = self.evaluation, evaluation

@@ -87,11 +87,10 @@ class Operator:
         self.identity = options.lease.identity if options.lease else pod_identity()
         self._owns_api = api is None
         self.api = api or KubeApi.connect(options.kubeconfig, field_manager="propylon-operator")
-        host_network = options.values.gateway_api.host_network.enabled
         self.source = KubeSource(
             self.api,
-            # hostNetwork: the Nodes, whose addresses the Gateways get.
-            [*kinds.WATCHED, kinds.NODE_REPORT, *([kinds.NODE] if host_network else [])],
+            # The Nodes, whose addresses hostNetwork and NodePort Gateways get.
+            [*kinds.WATCHED, kinds.NODE_REPORT, kinds.NODE],
             metrics=self.metrics,
         )
         self.store = Store(now=timestamp_now, new_uid=new_uid)  # files only: API metadata is real
@@ -281,6 +280,7 @@ class Operator:
             previous_addresses=previous,
             default_pool=self.allocator.default_pool,
             refused_class_configs=self._refused,
+            kubernetes=True,
         )
         self.result_refused = self._refused
         # After standing by: whatever changed since the last build, found by diffing.

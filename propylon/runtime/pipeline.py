@@ -74,6 +74,7 @@ def evaluate(
     rejected: str | None = None,
     node_ports: tuple[tuple[str, int], ...] = (),
     assign_addresses: bool = True,
+    kubernetes: bool = False,
     policy_engine: policy.PolicyEngine | None = None,
 ) -> Evaluation:
     """`builder`, `translator` and `conditions` carry memory from one evaluation to the
@@ -94,6 +95,7 @@ def evaluate(
         default_pool=default_pool,
         unbindable_addresses=unbindable,
         assign_addresses=assign_addresses,
+        kubernetes=kubernetes,
         refused_class_configs=refused_configs(
             changeset.diagnostics,
             lambda key: snapshot.get(key) is not None,
