@@ -123,6 +123,23 @@ def _subset_differs(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bo
     return False
 
 
+# Allowed on a LoadBalancer Service only: a merge patch leaves what it does not name, so
+# a class config switched to NodePort or ClusterIP must null them or be refused (422).
+_LOAD_BALANCER_ONLY = (
+    "loadBalancerSourceRanges",
+    "loadBalancerClass",
+    "allocateLoadBalancerNodePorts",
+)
+
+
+def _dropped_lb_fields(current: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, None]:
+    """Null for the LoadBalancer-only fields `current` has when `spec` is another type."""
+    if spec.get("type", "ClusterIP") == "LoadBalancer":
+        return {}
+    have = current.get("spec") or {}
+    return {f: None for f in _LOAD_BALANCER_ONLY if have.get(f) is not None and f not in spec}
+
+
 class GeneratedObjects:
     def __init__(
         self,
@@ -254,6 +271,7 @@ class GeneratedObjects:
             self.writes += 1
         elif _subset_differs(current, wanted.service):
             patch = {k: v for k, v in wanted.service.items() if k in ("metadata", "spec")}
+            patch["spec"] = {**_dropped_lb_fields(current, patch["spec"]), **patch["spec"]}
             current = await self.api.patch(kinds.SERVICE, key.name, patch, namespace=key.namespace)
             self.writes += 1
         have = tuple(

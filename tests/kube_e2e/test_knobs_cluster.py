@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import json
 import socket
 import ssl
@@ -377,11 +378,13 @@ spec:
 def test_node_port_class_config(setup: Setup) -> None:
     """service.type NodePort with source ranges: the API server takes the generated
     Service (it refuses loadBalancerSourceRanges and loadBalancerClass on a NodePort one,
-    so they are left out), every node's Envoy answers on its node port, and the ranges
-    still hold there (Envoy enforces them: Allow with the host's address, then Deny)."""
+    so they are left out), the Gateway's addresses are the nodes' (no LB-IPAM address),
+    every node's Envoy answers on its node port, and the ranges still hold there (Envoy
+    enforces them: Allow with the host's address, then Deny). Switching the class config
+    to LoadBalancer gives the Gateway a pool address; back to NodePort releases it."""
     cluster = setup.cluster
 
-    def objects(policy: str) -> str:
+    def objects(policy: str, service_type: str = "NodePort") -> str:
         return f"""
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -396,7 +399,7 @@ kind: CiliumGatewayClassConfig
 metadata: {{name: knobs-np, namespace: default}}
 spec:
   service:
-    type: NodePort
+    type: {service_type}
     loadBalancerSourceRanges: [{network.HOST_ADDRESS}/32]
     loadBalancerSourceRangesPolicy: {policy}
     trafficDistribution: PreferClose
@@ -429,6 +432,16 @@ spec:
         assert spec["trafficDistribution"] == "PreferClose"
         node_port = spec["ports"][0]["nodePort"]
         nodes = network.nodes(len(cluster.nodes))
+        node_ips = [n.ip for n in sorted(nodes, key=lambda n: n.name)]
+        # The nodes' addresses (every node is Ready), Programmed once Envoy has it.
+        wait_for(
+            f"knobs-np's addresses are the nodes' {node_ips}",
+            lambda: _gateway_addresses(cluster, "knobs-np") == (node_ips, "True"),
+            120,
+        )
+        assert not _lb_ingress(service()), "a NodePort Service got an LB-IPAM address"
+        shown = cluster.kubectl("get", "gateway", "knobs-np", "--no-headers").split()
+        assert shown[2] == node_ips[0], shown  # NAME CLASS ADDRESS PROGRAMMED AGE
         for node in nodes:
             wait_for(
                 f"node port {node_port} on {node.name}",
@@ -442,7 +455,65 @@ spec:
                 lambda ip=node.ip: http_get(ip, port=node_port) == 0,
                 60,
             )
+
+        # LoadBalancer: an LB-IPAM address, in the Gateway's status and the Service's.
+        cluster.kubectl("apply", "-f", "-", input=objects("Allow", "LoadBalancer"))
+
+        def pool_address() -> str | None:
+            addresses, programmed = _gateway_addresses(cluster, "knobs-np")
+            if len(addresses) != 1 or programmed != "True":
+                return None
+            ip = ipaddress.ip_address(addresses[0])
+            return addresses[0] if ip in network.LB_POOL else None
+
+        address = wait_for("knobs-np gets a pool address", pool_address, 120)
+        wait_for(
+            "the LoadBalancer Service shows it",
+            lambda: _lb_ingress(service()) == [address],
+            60,
+        )
+        wait_for(f"{address} answers", lambda: http_get(address) == 200, 120)
+
+        # Back to NodePort: the pool address is released, the nodes' come back.
+        cluster.kubectl("apply", "-f", "-", input=objects("Allow"))
+        wait_for(
+            "knobs-np's addresses are the nodes' again",
+            lambda: _gateway_addresses(cluster, "knobs-np") == (node_ips, "True"),
+            120,
+        )
+        wait_for("the Service's LB address released", lambda: not _lb_ingress(service()), 60)
+        node_port = service_spec(service())["ports"][0]["nodePort"]
+        wait_for(
+            f"node port {node_port} on {nodes[0].name} again",
+            lambda: http_get(nodes[0].ip, port=node_port) == 200,
+            120,
+        )
     finally:
         cluster.kubectl(
             "delete", "-f", "-", "--ignore-not-found", input=objects("Allow"), check=False
         )
+
+
+def _gateway_addresses(cluster: Any, gateway: str) -> tuple[list[str], str]:
+    """The Gateway's status addresses and its Programmed status."""
+    out = cluster.kubectl("get", "gateway", gateway, "-o=json", check=False)
+    if not out.strip().startswith("{"):
+        return [], ""
+    status = json.loads(out).get("status") or {}
+    addresses = [a.get("value", "") for a in status.get("addresses") or ()]
+    programmed = next(
+        (c["status"] for c in status.get("conditions") or () if c.get("type") == "Programmed"),
+        "",
+    )
+    return addresses, programmed
+
+
+def _lb_ingress(service: dict[str, Any] | None) -> list[str]:
+    """status.loadBalancer.ingress IPs of a Service object."""
+    ingress = (((service or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    return [i.get("ip", "") for i in ingress or ()]
+
+
+def service_spec(service: dict[str, Any] | None) -> dict[str, Any]:
+    assert service is not None, "the generated Service is gone"
+    return dict(service["spec"])
