@@ -86,6 +86,8 @@ OPERATOR = _rules(
             ["get"],
         ),
         (GW, ["gatewayclasses"], ["create"]),
+        # The addresses of NodePort (and hostNetwork) Gateways.
+        ("", ["nodes"], ["list", "watch"]),
         ("", ["services"], ["create", "patch", "delete"]),
         ("", ["services/status"], ["patch"]),
         ("discovery.k8s.io", ["endpointslices"], ["create", "patch", "delete"]),
