@@ -37,6 +37,9 @@ from propylon.store.types import Resource
 
 _STORE_OWNED_METADATA = ("generation", "creationTimestamp", "uid", "resourceVersion")
 _NOT_CONTENT = ("apiVersion", "kind", "metadata", "status")
+# Kinds whose status is what the build reads: a Node's addresses and readiness (its parsed
+# status holds only those, so a heartbeat changes nothing).
+_STATUS_IS_CONTENT = frozenset({"Node"})
 
 
 def key_to_str(key: ObjectKey) -> str:
@@ -62,14 +65,15 @@ def hashes(resource: Resource) -> tuple[str, str]:
     """(spec hash, content hash) from one dump. The spec hash is what drives
     `metadata.generation`: `spec`, or for kinds without one everything but apiVersion,
     kind, metadata and status. The content hash covers everything a user controls (all
-    but status and the metadata the store owns), the spec through its digest, so the
-    spec is encoded once."""
+    but status, except a Node's, and the metadata the store owns), the spec through its
+    digest, so the spec is encoded once."""
     doc = _dump(resource)
     if "spec" in doc:
         s_hash = _digest(doc.pop("spec"))
     else:
         s_hash = _digest({k: v for k, v in doc.items() if k not in _NOT_CONTENT})
-    doc.pop("status", None)
+    if doc.get("kind") not in _STATUS_IS_CONTENT:
+        doc.pop("status", None)
     meta = doc.get("metadata")
     if isinstance(meta, dict):
         doc["metadata"] = {k: v for k, v in meta.items() if k not in _STORE_OWNED_METADATA}

@@ -2,7 +2,8 @@
 against a real API server: the generated Service becomes NodePort without the
 LoadBalancer-only fields (a merge patch would keep them and the API server refuse it),
 its LB-IPAM address is released from the Service's and the Gateway's status, the Gateway
-shows the Ready Node's address instead, and LoadBalancer again gives a pool address."""
+shows the Ready Node's address instead (following the Node's readiness and address), and
+LoadBalancer again gives a pool address."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ spec:
 """
 
 NODE_ADDRESS = "198.18.250.7"
+MOVED_ADDRESS = "198.18.250.8"
+
+
+async def _node_status(api: KubeApi, node: str, address: str, ready: str) -> None:
+    status = {
+        "addresses": [{"type": "InternalIP", "address": address}],
+        "conditions": [{"type": "Ready", "status": ready, "reason": "Test"}],
+    }
+    await api.patch(kinds.NODE, node, {"status": status}, sub="status")
 
 
 async def _gateway(api: KubeApi, namespace: str) -> tuple[list[str], dict[str, Any]]:
@@ -67,17 +77,7 @@ async def test_switching_the_service_type(
     cidr = ipaddress.ip_network("127.38.0.0/24")
     controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr=cidr))
     await api.create(kinds.NODE, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
-    await api.patch(
-        kinds.NODE,
-        node,
-        {
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": NODE_ADDRESS}],
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            }
-        },
-        sub="status",
-    )
+    await _node_status(api, node, NODE_ADDRESS, "True")
     apply = OBJECTS.format(ns=namespace, type="LoadBalancer")
     controlplane.kubectl("apply", "-f", "-", input=apply)
     try:
@@ -114,6 +114,23 @@ async def test_switching_the_service_type(
             svc = await eventually(on_the_node, timeout=60, what="the node's address")
             for field in ("loadBalancerSourceRanges", "loadBalancerClass"):
                 assert field not in svc["spec"], field
+
+            # The Node's status is what counts: NotReady, then Ready at a new address.
+            await _node_status(api, node, NODE_ADDRESS, "False")
+
+            async def no_node() -> dict[str, Any] | None:
+                addresses, programmed = await _gateway(api, namespace)
+                return programmed if not addresses and programmed.get("status") == "False" else None
+
+            cond = await eventually(no_node, timeout=60, what="no Ready node")
+            assert cond["reason"] == "AddressNotAssigned", cond
+            await _node_status(api, node, MOVED_ADDRESS, "True")
+
+            async def moved() -> bool:
+                addresses, programmed = await _gateway(api, namespace)
+                return addresses == [MOVED_ADDRESS] and programmed.get("status") == "True"
+
+            await eventually(moved, timeout=60, what="the node's new address")
 
             controlplane.kubectl("apply", "-f", "-", input=apply)
             await eventually(pool_address, timeout=60, what="a pool address again")

@@ -214,3 +214,34 @@ def test_delta_apply_matches_full_apply() -> None:
         assert dict(a) == dict(b) and a.resources() == b.resources()
         assert (a.added, a.updated, a.deleted) == (b.added, b.updated, b.deleted)
         assert full.export_records() == delta.export_records()
+
+
+def test_a_node_status_change_is_a_change_its_heartbeat_is_not() -> None:
+    """A Node's status (addresses, readiness) is what NodePort and hostNetwork Gateways
+    read; the parsed Node keeps no heartbeat times, so those change nothing."""
+    from propylon.resources import parse_object
+
+    def node(ready: str, heartbeat: str) -> StoredObject:
+        obj = parse_object(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "n1", "resourceVersion": heartbeat},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": "198.18.0.11"}],
+                    "conditions": [
+                        {"type": "Ready", "status": ready, "lastHeartbeatTime": heartbeat}
+                    ],
+                },
+            }
+        )
+        return StoredObject(obj, Origin("api", 0))
+
+    key = ObjectKey("Node", "", "n1")
+    store = make_store()
+    store.apply(ChangeSet({key: node("True", "1")}, source="kube", server_metadata=True))
+    snap = store.apply(ChangeSet({key: node("True", "2")}, source="kube", server_metadata=True))
+    assert key not in snap.changed
+    snap = store.apply(ChangeSet({key: node("False", "3")}, source="kube", server_metadata=True))
+    assert key in snap.changed
+    assert not snap[key].resource.ready  # type: ignore[attr-defined]
