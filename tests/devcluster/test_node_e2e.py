@@ -449,6 +449,18 @@ def _neighbour_mac(ip: str) -> str | None:
     return out[out.index("lladdr") + 1] if "lladdr" in out else None
 
 
+def _no_pod_leaving(cluster: Any) -> bool:
+    """No namespace terminating, no pod deleted but not gone, and no pod network on the
+    node left by a pod that no longer exists: the node's pod addresses hold still."""
+    if any(n["status"].get("phase") == "Terminating" for n in get(cluster, "ns")["items"]):
+        return False
+    pods = get(cluster, "pods", "-A")["items"]
+    if any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return False
+    uids = {p["metadata"]["uid"][:8] for p in pods}
+    return all(any(n.endswith(uid) for uid in uids) for n in pod_netns())
+
+
 def test_a_reused_pod_ip_is_reachable_from_the_node_at_once(cluster: Any, namespace: str) -> None:
     """A pod IP is reused as soon as it is free; the node (where Envoy runs) must not keep
     sending to the deleted pod's MAC (a stale neighbour entry blackholed new pods ~40 s)."""
@@ -457,6 +469,9 @@ def test_a_reused_pod_ip_is_reachable_from_the_node_at_once(cluster: Any, namesp
     probe = "        readinessProbe: {httpGet: {path: /, port: 3000}, periodSeconds: 5}\n"
     manifest = echo_deployment(namespace, 1)
     assert probe in manifest
+    # Earlier tests' pods still being torn down free lower addresses while this test runs,
+    # and the replacement would take one of those instead of reusing the first pod's.
+    wait_for("earlier tests' pods to be gone", lambda: _no_pod_leaving(cluster), timeout=120)
     apply(cluster, manifest.replace(probe, ""))
     (first,) = wait_for("an echo pod Ready", lambda: ready_pods(cluster, namespace, "app=echo", 1))
     ip = first["status"]["podIP"]
