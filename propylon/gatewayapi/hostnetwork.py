@@ -4,12 +4,12 @@ nodes that `nodes.matchLabels` selects, so its addresses are those nodes' addres
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import Allocation
 from propylon.gatewayapi.index import Index
+from propylon.resources.common import is_ip_address
 
 
 def node_addresses(index: Index, match_labels: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -22,7 +22,7 @@ def node_addresses(index: Index, match_labels: Mapping[str, str]) -> tuple[str, 
         node = index.nodes[name]
         labels = node.metadata.labels
         if all(labels.get(k) == v for k, v in match_labels.items()):
-            out.extend(a for a in node.internal_addresses if a not in out and _is_ip(a))
+            out.extend(a for a in node.internal_addresses if a not in out and is_ip_address(a))
     return tuple(out)
 
 
@@ -35,11 +35,3 @@ def node_allocation(addresses: tuple[str, ...], match_labels: Mapping[str, str])
         c.R_ADDRESS_NOT_ASSIGNED,
         f"gatewayAPI.hostNetwork: no node matches nodes.matchLabels ({wanted or 'any'})",
     )
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True

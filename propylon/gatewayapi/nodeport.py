@@ -24,6 +24,7 @@ from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import Allocation
 from propylon.gatewayapi.gateway import GatewayState
 from propylon.gatewayapi.index import Index
+from propylon.resources.common import is_ip_address
 
 # Listener anchors: 127.64.0.0/10, away from 127.0.0.1 and the addresses people pick.
 _ANCHOR_NET = ipaddress.IPv4Network("127.64.0.0/10")
@@ -40,16 +41,8 @@ def ready_node_addresses(index: Index) -> tuple[str, ...]:
     for name in sorted(index.nodes):
         node = index.nodes[name]
         if node.ready:
-            out.extend(a for a in node.internal_addresses if a not in out and _is_ip(a))
+            out.extend(a for a in node.internal_addresses if a not in out and is_ip_address(a))
     return tuple(out)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def anchor_address(namespace: str, name: str, taken: set[str]) -> str:
