@@ -4,6 +4,7 @@ a tiny HTTP/1.1 prober. Everything listens on 127.0.0.0/8 only."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -73,9 +74,11 @@ def _static_listener(
 class StaticEnvoy:
     process: subprocess.Popen[bytes]
     ports: list[int]
+    workdir: Path
 
     def stop(self) -> None:
         stop_process(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_static_envoy(
@@ -107,7 +110,7 @@ def start_static_envoy(
     )
     for port in ports:
         wait_for(lambda p=port: _connects(p, address), timeout=20, what=f"static envoy on {port}")  # type: ignore[misc]
-    return StaticEnvoy(process, ports)
+    return StaticEnvoy(process, ports, workdir)
 
 
 def _connects(port: int, host: str = "127.0.0.1") -> bool:

@@ -368,10 +368,12 @@ class BackendHost:
                 self._closers.append(h2c.close)
                 if env.get("TLS_SERVER_CERT") and secret_name:
                     cert, key = certs.pem[(namespace, secret_name)]
-                    tmp = Path(tempfile.mkdtemp(prefix="propylon-conf-tls-"))
-                    (tmp / "crt").write_bytes(cert)
-                    (tmp / "key").write_bytes(key)
-                    tls = server_tls_context(str(tmp / "crt"), str(tmp / "key"))
+                    # The context reads the files at once; they need not outlive it.
+                    with tempfile.TemporaryDirectory(prefix="propylon-conf-tls-") as folder:
+                        tmp = Path(folder)
+                        (tmp / "crt").write_bytes(cert)
+                        (tmp / "key").write_bytes(key)
+                        tls = server_tls_context(str(tmp / "crt"), str(tmp / "key"))
                     secure = EchoServer(context, log=pod.log)
                     self._run(secure.start(ip, 8443, ssl_context=tls))
                     self._closers.append(secure.close)
