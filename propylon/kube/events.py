@@ -7,11 +7,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 
+from propylon.clock import format_micro_time, utc_now
 from propylon.kube import kinds
 from propylon.kube.api import ApiError, KubeApi
 
@@ -55,7 +55,7 @@ class EventRecorder:
     ) -> None:
         ref = object_reference(regarding)
         ns = namespace or str(ref.get("namespace") or "default")
-        now = datetime.now(UTC)
+        now = utc_now()
         event = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -63,7 +63,7 @@ class EventRecorder:
                 "name": f"{ref.get('name', 'propylon')}.{time.time_ns():x}",
                 "namespace": ns,
             },
-            "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "eventTime": format_micro_time(now),
             "reportingController": self.controller,
             "reportingInstance": self.instance[:128],
             "action": action,

@@ -25,11 +25,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx2
 
+from propylon.clock import format_micro_time, utc_now
 from propylon.kube import kinds
 from propylon.kube.api import ApiError, KubeApi, Obj
 
@@ -54,10 +55,6 @@ class LeaseConfig:
             raise ValueError(
                 f"leader election needs lease-duration > renew-deadline > {JITTER} x retry-period"
             )
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -173,7 +170,7 @@ class LeaderElector:
     async def _try_acquire_or_renew(self) -> bool:
         cfg = self.config
         started = self._clock()
-        now = datetime.now(UTC)
+        now = utc_now()
         try:
             lease = await self.api.get(kinds.LEASE, cfg.name, cfg.namespace)
             if lease is None:
@@ -191,10 +188,10 @@ class LeaderElector:
             new_spec: dict[str, Any] = {
                 "holderIdentity": cfg.identity,
                 "leaseDurationSeconds": int(cfg.lease_duration),
-                "renewTime": _micro_time(now),
+                "renewTime": format_micro_time(now),
                 "acquireTime": spec.get("acquireTime")
                 if holder == cfg.identity
-                else _micro_time(now),
+                else format_micro_time(now),
                 "leaseTransitions": transitions if holder == cfg.identity else transitions + 1,
             }
             updated = dict(lease)
@@ -233,8 +230,8 @@ class LeaderElector:
             "spec": {
                 "holderIdentity": cfg.identity,
                 "leaseDurationSeconds": int(cfg.lease_duration),
-                "acquireTime": _micro_time(now),
-                "renewTime": _micro_time(now),
+                "acquireTime": format_micro_time(now),
+                "renewTime": format_micro_time(now),
                 "leaseTransitions": 0,
             },
         }
@@ -249,7 +246,7 @@ class LeaderElector:
             {
                 "holderIdentity": None,
                 "leaseDurationSeconds": 1,
-                "renewTime": _micro_time(datetime.now(UTC)),
+                "renewTime": format_micro_time(utc_now()),
             }
         )
         lease["spec"] = spec

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from propylon.clock import utc_now
 from propylon.resources.meta import ObjectKey
 
 REPORT_LABEL = "propylon.io/node-report"
@@ -62,7 +63,7 @@ class NodeReports:
 
     def __init__(self, namespace: str, *, now: Any = None) -> None:
         self.namespace = namespace
-        self._now = now or (lambda: datetime.now(UTC))
+        self._now = now or utc_now
         self._reports: dict[str, tuple[dict[str, Any], datetime | None, float]] = {}
         self._last_live: frozenset[str] = frozenset()
 

@@ -21,11 +21,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx2
 
+from propylon.clock import utc_now
 from propylon.kube import kinds
 from propylon.kube.api import ApiError, KubeApi, Obj
 from propylon.kube.hooks import NO_METRICS, KubeMetrics
@@ -103,7 +104,7 @@ class StatusSink:
         merge_conditions: MergeConditions,
         can_write: Callable[[], bool] = lambda: True,
         write_budget: Callable[[], float] = lambda: WRITE_TIMEOUT_S,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
         metrics: KubeMetrics = NO_METRICS,
     ) -> None:
         self.api = api

@@ -16,14 +16,13 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
 from propylon import gatewayapi
-from propylon.clock import new_uid, timestamp_now
+from propylon.clock import format_micro_time, new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoySupervisor
 from propylon.envoy import Translator
 from propylon.kube import kinds
@@ -65,10 +64,6 @@ class AgentOptions:
     address_device: str = "lo"
     health_address: str | None = None
     metrics_address: str | None = None
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Agent:
@@ -303,7 +298,7 @@ class Agent:
     async def _write_report(self) -> None:
         opts = self.options
         name = report_name(opts.node_name)
-        now = _micro_time(datetime.now(UTC))
+        now = format_micro_time(utc_now())
         state = encode_state(self._acked, self._nack)
         lease = await self.api.get(kinds.LEASE, name, opts.namespace)
         if lease is None:
