@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kube_controlplane import ControlPlane
 from shared_paths import REPO
 
 from propylon.kube.api import KubeApi
@@ -73,3 +74,18 @@ spec:
   blocks:
     - cidr: {cidr}
 """
+
+
+@contextlib.contextmanager
+def pool_and_objects(
+    controlplane: ControlPlane, manifests: str, *, pool: str, cidr: str, gateway_class: str
+) -> Iterator[None]:
+    """An LB-IPAM pool and the test's manifests, applied; on the way out the class and the
+    pool are deleted (the namespace fixture deletes the namespaced objects)."""
+    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr=cidr))
+    controlplane.kubectl("apply", "-f", "-", input=manifests)
+    try:
+        yield
+    finally:
+        controlplane.kubectl("delete", "gatewayclass", gateway_class, "--wait=false", check=False)
+        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)

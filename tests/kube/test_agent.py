@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from kube_controlplane import ControlPlane, free_port
 from kube_eventually import eventually
-from operators import POOL, running_operator
+from operators import POOL, pool_and_objects, running_operator
 
 from propylon.dataplane import EnvoySupervisor
 from propylon.kube import kinds
@@ -87,12 +86,15 @@ def _programmed(gw: dict[str, Any] | None) -> str | None:
 async def test_agent_serves_what_the_api_server_says(
     api: KubeApi, controlplane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    pool = f"{namespace}-pool"
     port = free_port()
     # A loopback pool: the address is usable on this host without touching interfaces.
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="127.31.0.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=OBJECTS.format(ns=namespace, port=port))
-    try:
+    with pool_and_objects(
+        controlplane,
+        OBJECTS.format(ns=namespace, port=port),
+        pool=f"{namespace}-pool",
+        cidr="127.31.0.0/24",
+        gateway_class=f"{namespace}-class",
+    ):
         async with (
             running_operator(controlplane.kubeconfig, namespace, require_agent_ack=True),
             running_agent(controlplane.kubeconfig, namespace, tmp_path / "agent") as agent,
@@ -120,7 +122,6 @@ async def test_agent_serves_what_the_api_server_says(
                 assert resp.status_code == 404
 
                 # A change through the API server reaches Envoy.
-                started = time.monotonic()
                 await api.patch(
                     kinds.HTTP_ROUTE,
                     "redirect",
@@ -128,8 +129,6 @@ async def test_agent_serves_what_the_api_server_says(
                     namespace=namespace,
                 )
                 await eventually(lambda: redirected("b.example"), what="new hostname served")
-                propagation = time.monotonic() - started
-                assert propagation < 5.0
 
                 # Envoy killed: the supervisor restarts it and it gets the config again.
                 envoy = agent._envoy
@@ -141,9 +140,6 @@ async def test_agent_serves_what_the_api_server_says(
                     timeout=20,
                     what="served again after the restart",
                 )
-    finally:
-        controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
-        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
 
 
 async def test_envoy_keeps_serving_while_its_external_agent_restarts(
@@ -230,11 +226,14 @@ async def test_agent_serves_the_address_the_operator_wrote(
     the agent serves; it picks none of its own (the operator's and the agents' choices
     would differ, and listeners would swap addresses, which Envoy rejects), and a write
     that changes nothing but the status is enough."""
-    pool = f"{namespace}-pool"
     port = free_port()
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="127.36.0.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=OBJECTS.format(ns=namespace, port=port))
-    try:
+    with pool_and_objects(
+        controlplane,
+        OBJECTS.format(ns=namespace, port=port),
+        pool=f"{namespace}-pool",
+        cidr="127.36.0.0/24",
+        gateway_class=f"{namespace}-class",
+    ):
         async with (
             running_agent(controlplane.kubeconfig, namespace, tmp_path / "agent"),
             httpx.AsyncClient(timeout=2) as client,
@@ -256,6 +255,3 @@ async def test_agent_serves_the_address_the_operator_wrote(
             )
             await eventually(lambda: answers("127.36.0.7"), what="the written address")
             assert not await answers("127.36.0.1"), "the agent chose an address itself"
-    finally:
-        controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
-        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)

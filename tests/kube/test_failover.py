@@ -10,7 +10,7 @@ from typing import Any
 
 from kube_controlplane import ControlPlane
 from kube_eventually import eventually
-from operators import FAST_LEASE, POOL, running_operator
+from operators import FAST_LEASE, pool_and_objects, running_operator
 from test_leader import Overlap, Partitionable
 
 from propylon.kube import kinds
@@ -73,12 +73,14 @@ async def _observed(api: KubeApi, namespace: str) -> tuple[int, int]:
 async def test_standby_takes_over_and_writes_never_interleave(
     api: KubeApi, controlplane: ControlPlane, namespace: str
 ) -> None:
-    controlplane.kubectl(
-        "apply", "-f", "-", input=POOL.format(name=f"{namespace}-pool", cidr="198.19.202.0/24")
-    )
-    controlplane.kubectl("apply", "-f", "-", input=ROUTES.format(ns=namespace))
     log = WriteLog()
-    try:
+    with pool_and_objects(
+        controlplane,
+        ROUTES.format(ns=namespace),
+        pool=f"{namespace}-pool",
+        cidr="198.19.202.0/24",
+        gateway_class=f"{namespace}-class",
+    ):
         async with running_operator(controlplane.kubeconfig, namespace, identity="a") as a:
             log.wrap(a.api, "a")
             assert a.elector is not None
@@ -137,6 +139,3 @@ async def test_standby_takes_over_and_writes_never_interleave(
                 # a stopped writing within its renew deadline of the cut.
                 late = [t for t in a_writes if t > cut + FAST_LEASE["renew_deadline"] + 0.2]
                 assert not late
-    finally:
-        controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
-        controlplane.kubectl("delete", "ciliumloadbalancerippool", f"{namespace}-pool", check=False)

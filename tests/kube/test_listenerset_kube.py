@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kube_controlplane import ControlPlane
 from kube_eventually import eventually
-from operators import POOL, running_operator
+from operators import pool_and_objects, running_operator
 
 from propylon.kube import kinds
 from propylon.kube.api import KubeApi
@@ -53,12 +53,11 @@ spec:
 @pytest.fixture
 def listener_set(controlplane: ControlPlane, namespace: str) -> Any:
     cls = f"{namespace}-class"
-    pool = f"{namespace}-pool"
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="198.19.204.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=MANIFESTS.format(cls=cls, ns=namespace))
-    yield cls
-    controlplane.kubectl("delete", "gatewayclass", cls, "--wait=false", check=False)
-    controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
+    manifests = MANIFESTS.format(cls=cls, ns=namespace)
+    with pool_and_objects(
+        controlplane, manifests, pool=f"{namespace}-pool", cidr="198.19.204.0/24", gateway_class=cls
+    ):
+        yield cls
 
 
 def _condition(obj: dict[str, Any] | None, type_: str) -> tuple[str, str] | None:

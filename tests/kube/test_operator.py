@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kube_controlplane import ControlPlane
 from kube_eventually import eventually
-from operators import POOL, running_operator, to_yaml, walkthrough_documents
+from operators import POOL, pool_and_objects, running_operator, to_yaml, walkthrough_documents
 
 from propylon.kube import kinds
 from propylon.kube.api import KubeApi
@@ -181,12 +181,11 @@ spec:
 @pytest.fixture
 def small(controlplane: ControlPlane, namespace: str) -> Any:
     cls = f"{namespace}-class"
-    pool = f"{namespace}-pool"
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="198.19.201.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=GATEWAY.format(cls=cls, ns=namespace))
-    yield cls
-    controlplane.kubectl("delete", "gatewayclass", cls, "--wait=false", check=False)
-    controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)
+    manifests = GATEWAY.format(cls=cls, ns=namespace)
+    with pool_and_objects(
+        controlplane, manifests, pool=f"{namespace}-pool", cidr="198.19.201.0/24", gateway_class=cls
+    ):
+        yield cls
 
 
 async def test_other_controllers_parents_are_kept_and_no_hot_loop(

@@ -3,7 +3,6 @@ is enforced by the test API server: --authorization-mode=RBAC)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 from kube_controlplane import ControlPlane
 from kube_eventually import eventually
-from operators import POOL, running_operator
+from operators import pool_and_objects, running_operator
 from test_agent import OBJECTS, running_agent
 
 from propylon.kube import kinds
@@ -164,11 +163,14 @@ async def test_operator_and_agent_need_no_more_than_listed(
     )
     assert denied.strip() == "no"
 
-    pool = f"{namespace}-pool"
     port = free_port()
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="127.35.0.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=OBJECTS.format(ns=namespace, port=port))
-    try:
+    with pool_and_objects(
+        controlplane,
+        OBJECTS.format(ns=namespace, port=port),
+        pool=f"{namespace}-pool",
+        cidr="127.35.0.0/24",
+        gateway_class=f"{namespace}-class",
+    ):
         async with (
             running_operator(operator_kc, namespace, require_agent_ack=True) as operator,
             running_agent(agent_kc, namespace, tmp_path / "agent"),
@@ -194,7 +196,3 @@ async def test_operator_and_agent_need_no_more_than_listed(
                 if r.name.startswith("propylon") and "403 Forbidden" in r.getMessage()
             ]
             assert not forbidden, forbidden[0].getMessage()
-    finally:
-        with contextlib.suppress(AssertionError):
-            controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class")
-        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)

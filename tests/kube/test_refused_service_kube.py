@@ -7,12 +7,11 @@ the Gateway is programmed again."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from kube_controlplane import ControlPlane
 from kube_eventually import eventually
-from operators import POOL, running_operator
+from operators import pool_and_objects, running_operator
 
 from propylon.kube import kinds
 from propylon.kube.api import KubeApi
@@ -51,10 +50,13 @@ async def _programmed(api: KubeApi, namespace: str) -> dict[str, Any]:
 async def test_a_refused_service_is_in_the_gateway_status(
     api: KubeApi, controlplane: ControlPlane, namespace: str
 ) -> None:
-    pool = f"{namespace}-pool"
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="127.37.0.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=OBJECTS.format(ns=namespace, family="IPv6"))
-    try:
+    with pool_and_objects(
+        controlplane,
+        OBJECTS.format(ns=namespace, family="IPv6"),
+        pool=f"{namespace}-pool",
+        cidr="127.37.0.0/24",
+        gateway_class=f"{namespace}-families",
+    ):
         async with running_operator(controlplane.kubeconfig, namespace):
 
             async def refused() -> dict[str, Any] | None:
@@ -77,7 +79,3 @@ async def test_a_refused_service_is_in_the_gateway_status(
                 return cond.get("status") == "True" and svc is not None
 
             await eventually(programmed, timeout=60, what="programmed once IPv4")
-    finally:
-        with contextlib.suppress(AssertionError):
-            controlplane.kubectl("delete", "gatewayclass", f"{namespace}-families")
-        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 from kube_controlplane import ControlPlane
 from kube_eventually import eventually
-from operators import POOL, running_operator
+from operators import pool_and_objects, running_operator
 from test_failover import ROUTES
 
 from propylon.kube import kinds
@@ -25,10 +25,13 @@ def _accepted(route: dict[str, Any] | None) -> dict[str, Any] | None:
 async def test_apiserver_and_etcd_restarts(
     api: KubeApi, controlplane: ControlPlane, namespace: str
 ) -> None:
-    pool = f"{namespace}-pool"
-    controlplane.kubectl("apply", "-f", "-", input=POOL.format(name=pool, cidr="198.19.203.0/24"))
-    controlplane.kubectl("apply", "-f", "-", input=ROUTES.format(ns=namespace))
-    try:
+    with pool_and_objects(
+        controlplane,
+        ROUTES.format(ns=namespace),
+        pool=f"{namespace}-pool",
+        cidr="198.19.203.0/24",
+        gateway_class=f"{namespace}-class",
+    ):
         async with running_operator(controlplane.kubeconfig, namespace) as operator:
 
             async def settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -81,6 +84,3 @@ async def test_apiserver_and_etcd_restarts(
                 ]
                 assert [s["metadata"]["name"] for s in services] == ["cilium-gateway-gw"]
             assert operator.source.stats["errors"] > 0  # it did see the outages
-    finally:
-        controlplane.kubectl("delete", "gatewayclass", f"{namespace}-class", check=False)
-        controlplane.kubectl("delete", "ciliumloadbalancerippool", pool, check=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -313,10 +312,10 @@ def test_6_yaml_alias_bomb_is_refused_quickly() -> None:
         lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
     text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: b}\n"
     text += "spec:\n  rules:\n  - retry:\n" + "".join(f"      {line}\n" for line in lines)
-    started = time.monotonic()
+    # Expanded, this document would hold 9**10 strings: refusing it at all means the
+    # expansion was cut short (pytest-timeout bounds the run).
     with pytest.raises(DocumentError, match="aliases expand a document to more than"):
         load_documents(text)
-    assert time.monotonic() - started < 5
 
 
 def test_6_annotations_over_256_kib() -> None:
