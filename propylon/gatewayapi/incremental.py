@@ -26,8 +26,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from propylon.gatewayapi.addresses import allocate, pools_from
 from propylon.gatewayapi.backendtlspolicy import BackendTLSPolicies
 from propylon.gatewayapi.build import (
@@ -53,6 +51,7 @@ from propylon.resources import (
     TLSRoute,
     UDPRoute,
 )
+from propylon.resources.struct import Struct, field_values
 
 ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 # Kinds a change of which does not touch the world: routes, and what backends read.
@@ -79,16 +78,16 @@ def backend_services(route: AnyRoute) -> frozenset[NsName]:
     stack: list[Any] = [route.spec]
     while stack:
         value = stack.pop()
-        if isinstance(value, BaseModel):
+        if isinstance(value, Struct):
             if isinstance(value, BackendObjectReference):
                 out.add((value.namespace or ns, value.name))
-            stack.extend(v for v in value.__dict__.values() if isinstance(v, _CONTAINERS))
+            stack.extend(v for v in field_values(value) if isinstance(v, _CONTAINERS))
         else:  # a list or tuple
             stack.extend(v for v in value if isinstance(v, _CONTAINERS))
     return frozenset(out)
 
 
-_CONTAINERS = (BaseModel, list, tuple)
+_CONTAINERS = (Struct, list, tuple)
 
 
 def _slice_service(eps: Resource | None) -> NsName | None:

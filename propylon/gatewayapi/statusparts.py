@@ -17,6 +17,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from propylon.gatewayapi.routes import ParentResult
+from propylon.resources.struct import field_values
 
 #: At most this many distinct route statuses are kept; past it the memo starts afresh
 #: (statuses given out stay valid: they are only no longer shared with later ones).
@@ -39,7 +40,7 @@ class StatusParts:
                 refs_reason,
                 refs_message,
                 tuple(
-                    (tuple(p.ref.__dict__.items()), p.accepted, p.reason, p.message)
+                    (type(p.ref), field_values(p.ref), p.accepted, p.reason, p.message)
                     for p in parents
                 ),
             )

@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import LabelSelector
 
 
+@record
 class GatewayClassServiceConfig(Struct):
     """How the generated `cilium-gateway-<name>` Service looks."""
 
@@ -36,10 +37,12 @@ class GatewayClassServiceConfig(Struct):
         return ranges
 
 
+@record
 class GRPCWebTranslationConfig(Struct):
     enabled: bool = True
 
 
+@record
 class HTTPOptions(Struct):
     grpc_web_translation: GRPCWebTranslationConfig = Field(
         default_factory=GRPCWebTranslationConfig, alias="grpcWebTranslation"
@@ -77,6 +80,7 @@ def _http_only() -> list[Literal["HTTP", "TCP"]]:
     return ["HTTP"]
 
 
+@record
 class AccessLogs(Struct):
     """One access log, written to Envoy's standard output."""
 
@@ -86,16 +90,19 @@ class AccessLogs(Struct):
     targets: list[Literal["HTTP", "TCP"]] = Field(default_factory=_http_only, min_length=1)
 
 
+@record
 class Telemetry(Struct):
     access_logs: list[AccessLogs] = Field(default_factory=list, max_length=8)
 
 
+@record
 class EnvoyConfig(Struct):
     server_header_transformation: Literal["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"] = (
         "OVERWRITE"
     )
 
 
+@record
 class CiliumGatewayClassConfigSpec(Struct):
     service: GatewayClassServiceConfig = Field(default_factory=GatewayClassServiceConfig)
     description: str | None = None
@@ -104,12 +111,14 @@ class CiliumGatewayClassConfigSpec(Struct):
     envoy: EnvoyConfig = Field(default_factory=EnvoyConfig)
 
 
+@record
 class CiliumGatewayClassConfig(Resource):
     api_version: str = "cilium.io/v2alpha1"
     kind: str = "CiliumGatewayClassConfig"
     spec: CiliumGatewayClassConfigSpec = Field(default_factory=CiliumGatewayClassConfigSpec)
 
 
+@record
 class IPPoolBlock(Struct):
     """Either a `cidr` or a `start`(-`stop`) range."""
 
@@ -139,6 +148,7 @@ class IPPoolBlock(Struct):
         return self
 
 
+@record
 class CiliumLoadBalancerIPPoolSpec(Struct):
     blocks: list[IPPoolBlock] = Field(default_factory=list)
     # v2alpha1's deprecated spelling of `blocks`.
@@ -152,6 +162,7 @@ class CiliumLoadBalancerIPPoolSpec(Struct):
         return [*self.blocks, *self.cidrs]
 
 
+@record
 class CiliumLoadBalancerIPPool(Resource):
     api_version: str = "cilium.io/v2"
     kind: str = "CiliumLoadBalancerIPPool"

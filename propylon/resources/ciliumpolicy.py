@@ -12,7 +12,7 @@ from typing import Literal
 import re2
 from pydantic import Field, field_validator, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import LabelSelector
 
 #: The entities a rule may name (Cilium's list); Propylon's flows only ever involve
@@ -51,6 +51,7 @@ def _regex(value: str | None) -> str | None:
     return value
 
 
+@record
 class CIDRRule(Struct):
     cidr: str
     except_: list[str] = Field(default_factory=list, alias="except")
@@ -75,6 +76,7 @@ class CIDRRule(Struct):
         return self
 
 
+@record
 class PortProtocol(Struct):
     port: str = "0"
     end_port: int | None = Field(default=None, ge=0, le=65535)
@@ -104,6 +106,7 @@ class PortProtocol(Struct):
         return max(low, self.end_port or low)
 
 
+@record
 class HeaderMatch(Struct):
     name: str = Field(min_length=1)
     value: str | None = None
@@ -116,6 +119,7 @@ class HeaderMatch(Struct):
         return self
 
 
+@record
 class PortRuleHTTP(Struct):
     """One allowed kind of request: every given field must match (regexes are RE2,
     matched against the whole value)."""
@@ -142,19 +146,23 @@ class PortRuleHTTP(Struct):
         return tuple(out)
 
 
+@record
 class L7Rules(Struct):
     http: list[PortRuleHTTP] | None = None
 
 
+@record
 class PortRule(Struct):
     ports: list[PortProtocol] = Field(default_factory=list)
     rules: L7Rules | None = None
 
 
+@record
 class PortDenyRule(Struct):
     ports: list[PortProtocol] = Field(default_factory=list)
 
 
+@record
 class _Peers(Struct):
     """The sources (ingress) or destinations (egress) of one rule; the `from`/`to`
     prefix is mapped onto these names by the subclasses' aliases."""
@@ -174,6 +182,7 @@ class _Peers(Struct):
         return bool(self.endpoints or self.entities or self.cidr or self.cidr_set)
 
 
+@record
 class IngressRule(_Peers):
     endpoints: list[LabelSelector] | None = Field(default=None, alias="fromEndpoints")
     entities: list[Entity] | None = Field(default=None, alias="fromEntities")
@@ -182,6 +191,7 @@ class IngressRule(_Peers):
     to_ports: list[PortRule] = Field(default_factory=list)
 
 
+@record
 class IngressDenyRule(_Peers):
     endpoints: list[LabelSelector] | None = Field(default=None, alias="fromEndpoints")
     entities: list[Entity] | None = Field(default=None, alias="fromEntities")
@@ -190,6 +200,7 @@ class IngressDenyRule(_Peers):
     to_ports: list[PortDenyRule] = Field(default_factory=list)
 
 
+@record
 class EgressRule(_Peers):
     endpoints: list[LabelSelector] | None = Field(default=None, alias="toEndpoints")
     entities: list[Entity] | None = Field(default=None, alias="toEntities")
@@ -198,6 +209,7 @@ class EgressRule(_Peers):
     to_ports: list[PortRule] = Field(default_factory=list)
 
 
+@record
 class EgressDenyRule(_Peers):
     endpoints: list[LabelSelector] | None = Field(default=None, alias="toEndpoints")
     entities: list[Entity] | None = Field(default=None, alias="toEntities")
@@ -206,11 +218,13 @@ class EgressDenyRule(_Peers):
     to_ports: list[PortDenyRule] = Field(default_factory=list)
 
 
+@record
 class DefaultDeny(Struct):
     ingress: bool | None = None
     egress: bool | None = None
 
 
+@record
 class PolicyRule(Struct):
     """One rule: the endpoints it selects and what it allows or denies for them."""
 
@@ -230,6 +244,7 @@ class PolicyRule(Struct):
         return self
 
 
+@record
 class _NetworkPolicy(Resource):
     api_version: str = "cilium.io/v2"
     spec: PolicyRule | None = None
@@ -251,9 +266,11 @@ class _NetworkPolicy(Resource):
         return tuple(out)
 
 
+@record
 class CiliumNetworkPolicy(_NetworkPolicy):
     kind: str = "CiliumNetworkPolicy"
 
 
+@record
 class CiliumClusterwideNetworkPolicy(_NetworkPolicy):
     kind: str = "CiliumClusterwideNetworkPolicy"

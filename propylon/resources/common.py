@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from propylon.resources.base import Struct
+from propylon.resources.base import Struct, record
 from propylon.resources.names import dns1123_label
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -79,6 +79,7 @@ Namespace = Annotated[str, AfterValidator(_namespace)]
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 
+@record
 class LabelSelectorRequirement(Struct):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
@@ -94,6 +95,7 @@ class LabelSelectorRequirement(Struct):
         return self.key not in labels
 
 
+@record
 class LabelSelector(Struct):
     """Kubernetes label selector; an empty selector matches everything."""
 
@@ -106,6 +108,7 @@ class LabelSelector(Struct):
         return all(e.matches(labels) for e in self.match_expressions)
 
 
+@record
 class ParentReference(Struct):
     group: str = GATEWAY_GROUP
     kind: str = "Gateway"
@@ -115,6 +118,7 @@ class ParentReference(Struct):
     port: PortNumber | None = None
 
 
+@record
 class BackendObjectReference(Struct):
     group: str = ""
     kind: str = "Service"
@@ -130,10 +134,12 @@ class BackendObjectReference(Struct):
         return self
 
 
+@record
 class BackendRef(BackendObjectReference):
     weight: int = Field(default=1, ge=0, le=1_000_000)
 
 
+@record
 class SecretObjectReference(Struct):
     group: str = ""
     kind: str = "Secret"
@@ -141,6 +147,7 @@ class SecretObjectReference(Struct):
     namespace: Namespace | None = None
 
 
+@record
 class LocalObjectReference(Struct):
     group: str
     kind: str

@@ -10,11 +10,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import PortNumber
 from propylon.resources.names import dns1123_subdomain
 
 
+@record
 class Namespace(Resource):
     api_version: str = "v1"
     kind: str = "Namespace"
@@ -25,6 +26,7 @@ class Namespace(Resource):
         return {**self.metadata.labels, "kubernetes.io/metadata.name": self.metadata.name}
 
 
+@record
 class ServicePort(Struct):
     name: str | None = None
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
@@ -34,6 +36,7 @@ class ServicePort(Struct):
     node_port: int | None = None
 
 
+@record
 class ServiceSpec(Struct):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
     selector: dict[str, str] | None = None
@@ -65,19 +68,23 @@ class ServiceSpec(Struct):
         return self.cluster_ip == "None"
 
 
+@record
 class LoadBalancerIngress(Struct):
     ip: str | None = None
     hostname: str | None = None
 
 
+@record
 class LoadBalancerStatus(Struct):
     ingress: list[LoadBalancerIngress] = Field(default_factory=list)
 
 
+@record
 class ServiceStatus(Struct):
     load_balancer: LoadBalancerStatus | None = None
 
 
+@record
 class Service(Resource):
     api_version: str = "v1"
     kind: str = "Service"
@@ -85,18 +92,21 @@ class Service(Resource):
     status: ServiceStatus | None = None
 
 
+@record
 class EndpointConditions(Struct):
     ready: bool | None = None
     serving: bool | None = None
     terminating: bool | None = None
 
 
+@record
 class ObjectReference(Struct):
     kind: str | None = None
     namespace: str | None = None
     name: str | None = None
 
 
+@record
 class Endpoint(Struct):
     addresses: list[str] = Field(min_length=1, max_length=100)
     conditions: EndpointConditions = Field(default_factory=EndpointConditions)
@@ -111,21 +121,25 @@ class Endpoint(Struct):
         return self.conditions.ready is not False
 
 
+@record
 class NodeAddress(Struct):
     type: str
     address: str
 
 
+@record
 class NodeCondition(Struct):
     type: str
     status: str = "Unknown"
 
 
+@record
 class NodeStatus(Struct):
     addresses: list[NodeAddress] = Field(default_factory=list)
     conditions: list[NodeCondition] = Field(default_factory=list)
 
 
+@record
 class Node(Resource):
     """Only what host network mode and NodePort Gateways read: the labels
     (gatewayAPI.hostNetwork.nodes.matchLabels), the addresses Gateways get there and
@@ -150,20 +164,24 @@ class Node(Resource):
         return any(c.type == "Ready" and c.status == "True" for c in self.status.conditions)
 
 
+@record
 class PodIP(Struct):
     ip: str
 
 
+@record
 class PodSpec(Struct):
     node_name: str | None = None
     host_network: bool = False
 
 
+@record
 class PodStatus(Struct):
     pod_ip: str | None = Field(default=None, alias="podIP")
     pod_ips: list[PodIP] = Field(default_factory=list, alias="podIPs")
 
 
+@record
 class Pod(Resource):
     """Only what network policy reads: the labels (its identity) and its addresses."""
 
@@ -180,6 +198,7 @@ class Pod(Resource):
         return tuple(found)
 
 
+@record
 class EndpointPort(Struct):
     name: str | None = None
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
@@ -187,6 +206,7 @@ class EndpointPort(Struct):
     app_protocol: str | None = None
 
 
+@record
 class EndpointSlice(Resource):
     api_version: str = "discovery.k8s.io/v1"
     kind: str = "EndpointSlice"
@@ -227,6 +247,7 @@ def _valid_base64(data: dict[str, str]) -> dict[str, str]:
     return data
 
 
+@record
 class Secret(Resource):
     """`data` keeps the base64 text (as Kubernetes serialises it); `stringData` is merged
     into it on parsing, as the API server does."""
@@ -260,6 +281,7 @@ class Secret(Resource):
         return None if value is None else base64.b64decode(value)
 
 
+@record
 class ConfigMap(Resource):
     api_version: str = "v1"
     kind: str = "ConfigMap"

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from propylon.resources.base import Resource
+from propylon.resources.base import Resource, record
 from propylon.resources.celfunctions import KUBERNETES_FUNCTIONS, escape_property, evaluate_rule
 from propylon.resources.schemawalk import CRDError, FieldProblem, Walk, compile_schema
 from propylon.resources.schemawalk import Node as _Node
@@ -44,6 +44,7 @@ _META_FIELDS_TEXT = (
 META_FIELDS = frozenset(_META_FIELDS_TEXT.split())
 
 
+@record
 class CustomResourceDefinition(Resource):
     """A CRD among the manifests: installed (as a cluster would), then objects of its
     kinds are validated against it. Its schema is kept as written."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import (
     GATEWAY_GROUP,
     Hostname,
@@ -19,6 +19,7 @@ from propylon.resources.common import (
 )
 
 
+@record
 class ParametersReference(Struct):
     group: str
     kind: str
@@ -26,23 +27,27 @@ class ParametersReference(Struct):
     namespace: str | None = None
 
 
+@record
 class GatewayClassSpec(Struct):
     controller_name: str = Field(min_length=1)
     parameters_ref: ParametersReference | None = None
     description: str | None = None
 
 
+@record
 class GatewayClass(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "GatewayClass"
     spec: GatewayClassSpec
 
 
+@record
 class RouteGroupKind(Struct):
     group: str = GATEWAY_GROUP
     kind: str = Field(min_length=1)
 
 
+@record
 class ListenerNamespaces(Struct):
     """Gateway `spec.allowedListeners.namespaces`: which ListenerSets may attach."""
 
@@ -50,26 +55,31 @@ class ListenerNamespaces(Struct):
     selector: LabelSelector | None = None
 
 
+@record
 class AllowedListeners(Struct):
     namespaces: ListenerNamespaces = Field(default_factory=ListenerNamespaces)
 
 
+@record
 class RouteNamespaces(Struct):
     from_: Literal["All", "Selector", "Same"] = Field(default="Same", alias="from")
     selector: LabelSelector | None = None
 
 
+@record
 class AllowedRoutes(Struct):
     namespaces: RouteNamespaces = Field(default_factory=RouteNamespaces)
     kinds: list[RouteGroupKind] = Field(default_factory=list)
 
 
+@record
 class GatewayTLSConfig(Struct):
     mode: Literal["Terminate", "Passthrough"] = "Terminate"
     certificate_refs: list[SecretObjectReference] = Field(default_factory=list, max_length=64)
     options: dict[str, str] = Field(default_factory=dict)
 
 
+@record
 class Listener(Struct):
     name: SectionName
     hostname: Hostname | None = None
@@ -89,6 +99,7 @@ class Listener(Struct):
         return self
 
 
+@record
 class GatewaySpecAddress(Struct):
     type: str = "IPAddress"
     value: str | None = None
@@ -100,12 +111,14 @@ class GatewaySpecAddress(Struct):
         return self
 
 
+@record
 class GatewayInfrastructure(Struct):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     parameters_ref: ParametersReference | None = None
 
 
+@record
 class CACertificateRef(Struct):
     """An ObjectReference (group, kind, name required; namespace optional)."""
 
@@ -115,20 +128,24 @@ class CACertificateRef(Struct):
     namespace: Namespace | None = None
 
 
+@record
 class FrontendTLSValidation(Struct):
     ca_certificate_refs: list[CACertificateRef] = Field(min_length=1, max_length=16)
     mode: Literal["AllowValidOnly", "AllowInsecureFallback"] = "AllowValidOnly"
 
 
+@record
 class FrontendTLSConfig(Struct):
     validation: FrontendTLSValidation | None = None
 
 
+@record
 class TLSPortConfig(Struct):
     port: PortNumber
     tls: FrontendTLSConfig
 
 
+@record
 class FrontendTLS(Struct):
     """Gateway `spec.tls.frontend`: client certificate validation, by default and per port."""
 
@@ -151,10 +168,12 @@ class FrontendTLS(Struct):
         return self.default.validation
 
 
+@record
 class GatewayBackendTLS(Struct):
     client_certificate_ref: SecretObjectReference | None = None
 
 
+@record
 class GatewayTLS(Struct):
     """Gateway `spec.tls` (Gateway API v1.5+)."""
 
@@ -162,6 +181,7 @@ class GatewayTLS(Struct):
     backend: GatewayBackendTLS | None = None
 
 
+@record
 class GatewaySpec(Struct):
     gateway_class_name: str = Field(min_length=1, max_length=253)
     listeners: list[Listener] = Field(min_length=1, max_length=64)
@@ -190,6 +210,7 @@ def unique_listeners(listeners: list[Listener]) -> list[Listener]:
     return listeners
 
 
+@record
 class Gateway(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "Gateway"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import GATEWAY_GROUP, Namespace
 from propylon.resources.gateway import Listener, unique_listeners
 
@@ -18,6 +18,7 @@ LISTENER_SET_GROUPS: dict[str, str] = {
 }
 
 
+@record
 class ParentGatewayReference(Struct):
     group: str = GATEWAY_GROUP
     kind: str = "Gateway"
@@ -25,6 +26,7 @@ class ParentGatewayReference(Struct):
     namespace: Namespace | None = None
 
 
+@record
 class ListenerSetSpec(Struct):
     parent_ref: ParentGatewayReference
     listeners: list[Listener] = Field(min_length=1, max_length=64)
@@ -35,6 +37,7 @@ class ListenerSetSpec(Struct):
         return unique_listeners(listeners)
 
 
+@record
 class ListenerSet(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "ListenerSet"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from propylon.resources.struct import Struct, record
 
 
 class ObjectKey(NamedTuple):
@@ -27,35 +29,14 @@ class ObjectKey(NamedTuple):
         return cls(kind, namespace, name)
 
 
-#: One set object per distinct set of field names given. Pydantic keeps a set of the
-#: fields given in every model instance, ~250 bytes, for each nested structure of each
-#: object: a third of a parsed manifest's memory (tests/resources check it is shared).
-#: Only pydantic reads it (for `exclude_unset`, which Propylon never uses), and pydantic
-#: copies it before changing it (`model_copy`); the models are never assigned to. A memo
-#: of immutable values: nothing computed depends on it.
-_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
-
-
-def share_fields_set(model: BaseModel) -> None:
-    """Replace `model`'s set of given fields by the shared one with the same names."""
-    given = model.__pydantic_fields_set__
-    shared = _FIELDS_SETS.setdefault(frozenset(given), given)
-    if shared is not given:
-        object.__setattr__(model, "__pydantic_fields_set__", shared)
-
-
-class ObjectMeta(BaseModel):
+@record
+class ObjectMeta(Struct):
     """The subset of Kubernetes ObjectMeta that Propylon reads.
 
     `generation`, `creationTimestamp` and `uid` are owned by the store (as the API
     server owns them): whatever a file says for them is replaced. In Kubernetes mode
     they (and `resourceVersion`) are the API server's.
     """
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    def model_post_init(self, context: Any, /) -> None:
-        share_fields_set(self)
 
     name: str = Field(min_length=1, max_length=253)
     namespace: str = ""

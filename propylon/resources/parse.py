@@ -101,6 +101,10 @@ def _field_path(loc: Sequence[int | str]) -> str:
 
 
 def _message(error: Mapping[str, Any]) -> str:
+    if error.get("type") == "dataclass_type":
+        # The records are pydantic dataclasses; say what a pydantic model said.
+        ctx = error.get("ctx") or {}
+        return f"Input should be a valid dictionary or instance of {ctx.get('class_name', '')}"
     msg = str(error.get("msg", "invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import (
     GATEWAY_GROUP,
     LocalObjectReference,
@@ -16,29 +16,34 @@ from propylon.resources.common import (
 )
 
 
+@record
 class ReferenceGrantFrom(Struct):
     group: str
     kind: str = Field(min_length=1)
     namespace: Namespace
 
 
+@record
 class ReferenceGrantTo(Struct):
     group: str
     kind: str = Field(min_length=1)
     name: str | None = None
 
 
+@record
 class ReferenceGrantSpec(Struct):
     from_: list[ReferenceGrantFrom] = Field(alias="from", min_length=1, max_length=16)
     to: list[ReferenceGrantTo] = Field(min_length=1, max_length=16)
 
 
+@record
 class ReferenceGrant(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1beta1"
     kind: str = "ReferenceGrant"
     spec: ReferenceGrantSpec
 
 
+@record
 class PolicyTargetReference(Struct):
     group: str
     kind: str = Field(min_length=1)
@@ -46,6 +51,7 @@ class PolicyTargetReference(Struct):
     section_name: SectionName | None = None
 
 
+@record
 class SubjectAltName(Struct):
     type: Literal["Hostname", "URI"]
     hostname: str | None = None
@@ -62,6 +68,7 @@ class SubjectAltName(Struct):
         return self
 
 
+@record
 class BackendTLSPolicyValidation(Struct):
     ca_certificate_refs: list[LocalObjectReference] = Field(default_factory=list, max_length=8)
     well_known_ca_certificates: Literal["System"] | None = Field(
@@ -77,12 +84,14 @@ class BackendTLSPolicyValidation(Struct):
         return self
 
 
+@record
 class BackendTLSPolicySpec(Struct):
     target_refs: list[PolicyTargetReference] = Field(min_length=1, max_length=16)
     validation: BackendTLSPolicyValidation
     options: dict[str, str] = Field(default_factory=dict)
 
 
+@record
 class BackendTLSPolicy(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "BackendTLSPolicy"

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import (
     GATEWAY_GROUP,
     BackendObjectReference,
@@ -42,6 +42,7 @@ HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS
 # --- matches -----------------------------------------------------------------------------
 
 
+@record
 class HTTPPathMatch(Struct):
     type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     value: str = Field(default="/", max_length=1024)
@@ -72,18 +73,21 @@ class HTTPPathMatch(Struct):
         return self
 
 
+@record
 class HTTPHeaderMatch(Struct):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     name: HeaderName
     value: str = Field(max_length=4096)
 
 
+@record
 class HTTPQueryParamMatch(Struct):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     name: HeaderName
     value: str = Field(min_length=1, max_length=1024)
 
 
+@record
 class HTTPRouteMatch(Struct):
     path: HTTPPathMatch = Field(default_factory=HTTPPathMatch)
     headers: list[HTTPHeaderMatch] = Field(default_factory=list, max_length=16)
@@ -94,17 +98,20 @@ class HTTPRouteMatch(Struct):
 # --- filters -----------------------------------------------------------------------------
 
 
+@record
 class HTTPHeader(Struct):
     name: HeaderName
     value: str = Field(max_length=4096)
 
 
+@record
 class HTTPHeaderFilter(Struct):
     set: list[HTTPHeader] = Field(default_factory=list, max_length=16)
     add: list[HTTPHeader] = Field(default_factory=list, max_length=16)
     remove: list[str] = Field(default_factory=list, max_length=16)
 
 
+@record
 class HTTPPathModifier(Struct):
     type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
     replace_full_path: str | None = None
@@ -123,6 +130,7 @@ class HTTPPathModifier(Struct):
         return self
 
 
+@record
 class HTTPRequestRedirectFilter(Struct):
     scheme: Literal["http", "https"] | None = None
     hostname: PreciseHostname | None = None
@@ -131,11 +139,13 @@ class HTTPRequestRedirectFilter(Struct):
     status_code: Literal[301, 302, 303, 307, 308] = 302  # 303, 307, 308: Gateway API v1.5
 
 
+@record
 class HTTPURLRewriteFilter(Struct):
     hostname: PreciseHostname | None = None
     path: HTTPPathModifier | None = None
 
 
+@record
 class Fraction(Struct):
     numerator: int = Field(ge=0)
     denominator: int = Field(default=100, ge=1)
@@ -147,6 +157,7 @@ class Fraction(Struct):
         return self
 
 
+@record
 class HTTPRequestMirrorFilter(Struct):
     backend_ref: BackendObjectReference
     percent: int | None = Field(default=None, ge=0, le=100)
@@ -161,6 +172,7 @@ class HTTPRequestMirrorFilter(Struct):
         return self
 
 
+@record
 class HTTPCORSFilter(Struct):
     allow_origins: list[str] = Field(default_factory=list, max_length=64)
     allow_credentials: bool | None = None
@@ -201,6 +213,7 @@ _FILTER_FIELDS = {
 }
 
 
+@record
 class HTTPRouteFilter(Struct):
     type: HTTPFilterType
     request_header_modifier: HTTPHeaderFilter | None = None
@@ -259,6 +272,7 @@ def _replaces_prefix(filters: Sequence[HTTPRouteFilter], kind: str) -> bool:
     return False
 
 
+@record
 class HTTPBackendRef(BackendRef):
     filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
 
@@ -270,6 +284,7 @@ class HTTPBackendRef(BackendRef):
         return self
 
 
+@record
 class HTTPRouteTimeouts(Struct):
     request: Duration | None = None
     backend_request: Duration | None = None
@@ -284,6 +299,7 @@ class HTTPRouteTimeouts(Struct):
         return self
 
 
+@record
 class HTTPRouteRetry(Struct):
     """When to try a backend request again (experimental channel)."""
 
@@ -301,6 +317,7 @@ class HTTPRouteRetry(Struct):
         return self
 
 
+@record
 class HTTPRouteRule(Struct):
     name: SectionName | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()], max_length=64)
@@ -383,6 +400,7 @@ def _route_spec_problem(
     return None
 
 
+@record
 class HTTPRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
@@ -400,6 +418,7 @@ class HTTPRouteSpec(Struct):
         return self
 
 
+@record
 class HTTPRoute(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "HTTPRoute"
@@ -409,6 +428,7 @@ class HTTPRoute(Resource):
 # --- GRPCRoute ---------------------------------------------------------------------------
 
 
+@record
 class GRPCMethodMatch(Struct):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     service: str | None = Field(default=None, max_length=1024)
@@ -430,17 +450,20 @@ class GRPCMethodMatch(Struct):
         return self
 
 
+@record
 class GRPCHeaderMatch(Struct):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     name: HeaderName
     value: str = Field(min_length=1, max_length=4096)
 
 
+@record
 class GRPCRouteMatch(Struct):
     method: GRPCMethodMatch | None = None
     headers: list[GRPCHeaderMatch] = Field(default_factory=list, max_length=16)
 
 
+@record
 class GRPCRouteFilter(Struct):
     type: Literal[
         "ResponseHeaderModifier", "RequestHeaderModifier", "RequestMirror", "ExtensionRef"
@@ -458,6 +481,7 @@ class GRPCRouteFilter(Struct):
         return self
 
 
+@record
 class GRPCBackendRef(BackendRef):
     filters: list[GRPCRouteFilter] = Field(default_factory=list, max_length=16)
 
@@ -469,6 +493,7 @@ class GRPCBackendRef(BackendRef):
         return self
 
 
+@record
 class GRPCRouteRule(Struct):
     name: SectionName | None = None
     matches: list[GRPCRouteMatch] = Field(default_factory=list, max_length=64)
@@ -485,6 +510,7 @@ class GRPCRouteRule(Struct):
         return self
 
 
+@record
 class GRPCRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
@@ -502,6 +528,7 @@ class GRPCRouteSpec(Struct):
         return self
 
 
+@record
 class GRPCRoute(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "GRPCRoute"
@@ -511,11 +538,13 @@ class GRPCRoute(Resource):
 # --- TLSRoute ----------------------------------------------------------------------------
 
 
+@record
 class TLSRouteRule(Struct):
     name: SectionName | None = None
     backend_refs: list[BackendRef] = Field(min_length=1, max_length=16)
 
 
+@record
 class TLSRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
@@ -529,6 +558,7 @@ class TLSRouteSpec(Struct):
         return self
 
 
+@record
 class TLSRoute(Resource):
     api_version: str = f"{GATEWAY_GROUP}/v1alpha2"
     kind: str = "TLSRoute"

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from propylon.resources.base import Resource, Struct
+from propylon.resources.base import Resource, Struct, record
 from propylon.resources.common import GATEWAY_GROUP, BackendRef, ParentReference, SectionName
 from propylon.resources.routes import _route_spec_problem
 
 
+@record
 class StreamRouteRule(Struct):
     name: SectionName | None = None
     backend_refs: list[BackendRef] = Field(min_length=1, max_length=16)
 
 
+@record
 class StreamRouteSpec(Struct):
     parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
     # v1 allows one rule, v1alpha2 up to 16 (checked per version by the route).
@@ -30,6 +32,7 @@ class StreamRouteSpec(Struct):
         return self
 
 
+@record
 class _StreamRoute(Resource):
     spec: StreamRouteSpec
 
@@ -42,11 +45,13 @@ class _StreamRoute(Resource):
         return self
 
 
+@record
 class TCPRoute(_StreamRoute):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "TCPRoute"
 
 
+@record
 class UDPRoute(_StreamRoute):
     api_version: str = f"{GATEWAY_GROUP}/v1"
     kind: str = "UDPRoute"

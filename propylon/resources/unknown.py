@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
-from propylon.resources.base import Resource
+from propylon.resources.base import Resource, Struct
 from propylon.resources.common import GATEWAY_GROUP
 from propylon.resources.crd import META_FIELDS
 from propylon.resources.parse import KINDS
@@ -43,7 +42,7 @@ class _Shape:
 
 @dataclass(frozen=True)
 class _Value:
-    model: type[BaseModel]
+    model: type[Struct]
     many: bool  # a list of them
 
 
@@ -61,20 +60,20 @@ def _value(annotation: Any) -> _Value | None:
         (item,) = typing.get_args(annotation) or (Any,)
         inner = _value(item)
         return _Value(inner.model, True) if inner is not None and not inner.many else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and issubclass(annotation, Struct):
         return _Value(annotation, False)
     return None
 
 
-def _shapes(roots: list[type[BaseModel]]) -> dict[type[BaseModel], _Shape]:
-    shapes: dict[type[BaseModel], _Shape] = {}
+def _shapes(roots: list[type[Struct]]) -> dict[type[Struct], _Shape]:
+    shapes: dict[type[Struct], _Shape] = {}
     todo = list(roots)
     while todo:
         model = todo.pop()
         if model in shapes:
             continue
         fields: dict[str, _Value | None] = {}
-        for name, info in model.model_fields.items():
+        for name, info in model.__pydantic_fields__.items():
             value = _value(info.annotation)
             fields[info.alias or to_camel(name)] = value
             if value is not None:
@@ -87,7 +86,7 @@ def _shapes(roots: list[type[BaseModel]]) -> dict[type[BaseModel], _Shape]:
 
 # Computed once, at import, from the model classes: constant data (like a compiled
 # pattern), not state.
-_SHAPES: Mapping[type[BaseModel], _Shape] = _shapes(
+_SHAPES: Mapping[type[Struct], _Shape] = _shapes(
     [m for (api, _), m in KINDS.items() if api.startswith(f"{GATEWAY_GROUP}/")]
 )
 
@@ -112,7 +111,7 @@ def unknown_fields(resource: Resource, doc: Mapping[str, Any]) -> list[str]:
 
 
 def _walk(
-    shapes: Mapping[type[BaseModel], _Shape],
+    shapes: Mapping[type[Struct], _Shape],
     shape: _Shape,
     key: str,
     value: Any,

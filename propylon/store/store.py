@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from propylon.resources.meta import ObjectKey, share_fields_set
+from propylon.resources.meta import ObjectKey
 from propylon.store.changeset import ChangeSet, StoredObject
 from propylon.store.diagnostics import Diagnostic, warning
 from propylon.store.types import Resource
@@ -444,7 +444,4 @@ def _stamp(resource: Resource, record: ObjectRecord) -> Resource:
             "resource_version": None,  # files have none (only an API server sets it)
         }
     )
-    stamped = resource.model_copy(update={"metadata": meta})
-    share_fields_set(meta)  # the copies' sets of given fields, shared again
-    share_fields_set(stamped)
-    return stamped
+    return resource.model_copy(update={"metadata": meta})

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import Field, model_validator
 
-from propylon.resources import Resource
+from propylon.resources import Resource, Struct
+from propylon.resources.base import record
 
 FAKE_CLUSTER_SCOPED = frozenset({"GatewayClass", "CiliumLoadBalancerIPPool"})
 FAKE_KINDS = frozenset(
@@ -37,10 +38,39 @@ FAKE_KINDS = frozenset(
 )
 
 
+@record
 class FakeResource(Resource):
-    """Any kind; fields other than apiVersion/kind/metadata are kept as plain data."""
+    """Any kind; fields other than apiVersion/kind/metadata are kept as plain data
+    (attributes, and top-level keys of `model_dump`)."""
 
-    model_config = ConfigDict(extra="allow")
+    other: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_the_rest(cls, raw: Any) -> Any:
+        if not isinstance(raw, Mapping) or "other" in raw:
+            return raw
+        known = {k: v for k, v in raw.items() if k in _OWN_FIELDS}
+        return {**known, "other": {k: v for k, v in raw.items() if k not in _OWN_FIELDS}}
+
+    def model_dump(
+        self, *, mode: str = "json", by_alias: bool = True, exclude_none: bool = False
+    ) -> dict[str, Any]:
+        dumped = Struct.model_dump(self, mode=mode, by_alias=by_alias, exclude_none=exclude_none)
+        dumped.update(dumped.pop("other"))
+        return dumped
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            other = object.__getattribute__(self, "other")
+        except AttributeError:
+            raise AttributeError(name) from None
+        if name in other:
+            return other[name]
+        raise AttributeError(name)
+
+
+_OWN_FIELDS = frozenset({"apiVersion", "kind", "metadata", "api_version"})
 
 
 class FakeResourceError(ValueError):
