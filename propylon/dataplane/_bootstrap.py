@@ -85,6 +85,11 @@ def bootstrap(
                 }
             ]
         },
+        # A cluster's traffic stats (`cluster.<name>.upstream_*`) are made on its first
+        # use, not with the cluster: creating them was half of Envoy's CPU for a CDS
+        # update (10 000 new clusters: 3.9 s -> 1.9 s measured), and a cluster without
+        # traffic has none to show. Its config and endpoint stats are there at once.
+        "deferred_stat_options": {"enable_deferred_creation_stats": True},
         "layered_runtime": {
             "layers": [
                 {"name": "static", "static_layer": {}},

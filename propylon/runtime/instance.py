@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -38,7 +38,7 @@ from propylon.runtime.seams import StandalonePool, WatchedFiles
 from propylon.runtime.worker import Stopping, Worker
 from propylon.sources.files import FileSource
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
-from propylon.state.api import InstanceRunningError
+from propylon.state.api import InstanceRunningError, ObjectQuery
 from propylon.store import ChangeSet, Diagnostic, Store
 
 log = logging.getLogger("propylon")
@@ -48,6 +48,7 @@ log = logging.getLogger("propylon")
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
 ENVOY_STOP_GRACE_S = 1.0
+ANY_OBJECT = ObjectQuery()
 
 
 class Instance:
@@ -84,8 +85,15 @@ class Instance:
         self._policy = PolicyEngine()  # network policy's world between reconciles
         self._conditions = ConditionDiagnostics()
         self._stop = asyncio.Event()
-        self._files = WatchedFiles(options.paths, stop_event=self._stop, source=self._source)
         self._worker = Worker()
+        # The files are read on the worker too (in turn with reconciles): a load of
+        # thousands of files takes seconds the loop must spend serving.
+        self._files = WatchedFiles(
+            options.paths,
+            stop_event=self._stop,
+            source=self._source,
+            offload=self._read,
+        )
         self._built: Mapping[ObjectKey, Mapping[str, Any]] = {}  # last build's statuses
         # The build `statuses` was last merged from, and its Gateways' keys.
         self._merged_from: Mapping[ObjectKey, Mapping[str, Any]] | None = None
@@ -93,13 +101,15 @@ class Instance:
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
         self._unsaved = False  # a reconcile since the state was last written
-        self._collector = QuietCollector()
+        self._collector = QuietCollector(busy=lambda: self._worker.busy)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Run until `stop()` or SIGINT/SIGTERM."""
         from propylon.xds import AdsServer  # grpc is heavy; import it only when serving
+
+        log.debug("starting (imports done)")
 
         # First: a metrics address that cannot be used stops the start before anything
         # else was set up (nothing to undo).
@@ -162,6 +172,15 @@ class Instance:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _read(self, read: Callable[[], ChangeSet]) -> ChangeSet:
+        """The file source's reading, on the worker (raises `Stopping` on a stop)."""
+        began = time.perf_counter()
+        changeset = await self._worker.run(read, self._stop)
+        log.debug(
+            "read files: %d objects in %.3f s", len(changeset.objects), time.perf_counter() - began
+        )
+        return changeset
+
     async def _shutdown(self) -> None:
         if self._isolator is not None:
             self._isolator.cancel()
@@ -210,6 +229,7 @@ class Instance:
         self._last_changeset = changeset
         self.evaluation = evaluation
         self.xds_version = self._push(evaluation.resources)
+        log.debug("xDS version %d pushed", self.xds_version)
         self._pushed[self.xds_version] = evaluation
         for old in [v for v in self._pushed if v <= self.xds_version - 4]:
             del self._pushed[old]
@@ -233,7 +253,9 @@ class Instance:
         """The CPU-bound part of a reconcile (on the worker thread): the evaluation, the
         keys whose status may differ from the build merged last (None: unknown), and the
         withheld objects that changed since Envoy rejected them (released)."""
+        began = time.perf_counter()
         snapshot = self.store.apply(changeset)
+        applied = time.perf_counter()
         released = frozenset(
             key
             for key, (resource, _) in withheld_now.items()
@@ -272,6 +294,11 @@ class Instance:
                 changed = changed | again.changed
             else:
                 changed = None
+        log.debug(
+            "evaluated: store %.3f s, build and translate %.3f s",
+            applied - began,
+            time.perf_counter() - applied,
+        )
         return evaluation, changed, released
 
     def _merge_statuses(
@@ -417,14 +444,33 @@ class Instance:
 
     # --- what the local API serves ---------------------------------------------------
 
-    def objects(self) -> list[dict[str, Any]]:
+    def objects(self, query: ObjectQuery = ANY_OBJECT) -> list[dict[str, Any]]:
+        """The documents of the objects (with their merged status) and the generated
+        Services; only those whose key can match `query` are built."""
         if self.evaluation is None:
             return []
-        docs = [
-            to_document(stored.resource, self.statuses.get(key))
-            for key, stored in self.evaluation.snapshot.items()
-        ]
-        docs.extend(to_document(service) for service in self.evaluation.result.services)
+        kind, namespace, name = query
+
+        def wanted(key: ObjectKey) -> bool:
+            return (
+                (not kind or key.kind == kind)
+                and (namespace is None or key.namespace == namespace)
+                and (name is None or key.name == name)
+            )
+
+        snapshot = self.evaluation.snapshot
+        if kind and namespace is not None and name is not None:
+            found = snapshot.get(ObjectKey(kind, namespace, name))
+            items = [] if found is None else [(ObjectKey(kind, namespace, name), found)]
+        else:
+            items = [(key, stored) for key, stored in snapshot.items() if wanted(key)]
+        docs = [to_document(stored.resource, self.statuses.get(key)) for key, stored in items]
+        if not kind or kind == "Service":
+            docs.extend(
+                to_document(service)
+                for service in self.evaluation.result.services
+                if wanted(ObjectKey("Service", service.metadata.namespace, service.metadata.name))
+            )
         return docs
 
     def health(self) -> Mapping[str, Any]:

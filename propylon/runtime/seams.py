@@ -22,7 +22,7 @@ from propylon.resources.meta import ObjectKey
 from propylon.runtime.bindable import BindProbe
 from propylon.runtime.pipeline import previous_addresses
 from propylon.sources.files import FileSource
-from propylon.sources.watch import watch
+from propylon.sources.watch import Offload, watch
 from propylon.store import ChangeSet
 
 # The watcher hands over a batch once no new event came for this long, or, while events
@@ -48,10 +48,15 @@ class WatchedFiles:
         *,
         stop_event: asyncio.Event,
         source: FileSource | None = None,
+        offload: Offload | None = None,
     ) -> None:
+        """`offload`: where the reading of files runs (`propylon run`: its worker
+        thread, so that reading thousands of files leaves the loop free for the xDS
+        stream, the local API and signals); default: on the loop."""
         self.paths = paths
         self.source = source if source is not None else FileSource(paths)
         self._stop = stop_event
+        self._offload = offload
 
     def changes(self) -> AsyncIterator[ChangeSet]:
         return watch(
@@ -61,6 +66,7 @@ class WatchedFiles:
             step_ms=WATCH_STEP_MS,
             debounce_ms=WATCH_DEBOUNCE_MS,
             rescan_interval=RESCAN_INTERVAL_S,
+            offload=self._offload,
         )
 
 

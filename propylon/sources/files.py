@@ -127,6 +127,7 @@ class FileSource:
         self._tree: ManifestTree | None = None
         self._assembly: Assembly | None = None
         self._last: ChangeSet | None = None
+        self._problems: list[Diagnostic] = []  # discovery's, at the last full load
 
     # -- discovery -----------------------------------------------------------------
 
@@ -165,7 +166,14 @@ class FileSource:
         results: dict[str, FileResult] = {}
         for path in files:
             results[path] = self._load_file(path, force=os.path.abspath(path) in forced)
+        last = self._last
+        if last is not None and known is None and self._unchanged(results, problems):
+            # The periodic rescan's usual finding: every file as it was. The assembly
+            # of the complete set (~1 s at 30 000 objects) would give the same result.
+            self._tree = tree
+            return last
         self._cache = results
+        self._problems = problems
         previous_origins = self._origins if known is None else known
         assembly = Assembly(problems)
         assembly.full(files, results, previous_origins)
@@ -176,6 +184,15 @@ class FileSource:
         if crds != self._crds:
             return self._reparse_with(crds)
         return self._last
+
+    def _unchanged(self, results: Mapping[str, FileResult], problems: list[Diagnostic]) -> bool:
+        """Whether a load found the same files, each the same result, as the last one."""
+        cache = self._cache
+        return (
+            problems == self._problems
+            and len(results) == len(cache)
+            and all(cache.get(path) is result for path, result in results.items())
+        )
 
     def _crd_parse(self) -> ParseFn:
         from propylon.sources.crds import crd_parse, load_crd_files  # only when CRDs exist

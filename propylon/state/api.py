@@ -24,13 +24,25 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from propylon.state.documents import object_list
 from propylon.store import Diagnostic
 
-ObjectsProvider = Callable[[], Iterable[Mapping[str, Any]]]
+
+class ObjectQuery(NamedTuple):
+    """What `/v1/objects` asks for (None: any). A provider may use it to skip building
+    the documents of objects that cannot match (at thousands of routes, building every
+    document for a question about one Gateway blocked the loop for seconds); the
+    server filters what it gets in any case."""
+
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+ObjectsProvider = Callable[[ObjectQuery], Iterable[Mapping[str, Any]]]
 DiagnosticsProvider = Callable[[], Iterable[Diagnostic]]
 HealthProvider = Callable[[], Mapping[str, Any]]
 
@@ -179,7 +191,7 @@ class ApiServer:
         namespace = query.get("namespace")
         name = query.get("name")
         items = []
-        for doc in self._objects():
+        for doc in self._objects(ObjectQuery(kind or None, namespace, name)):
             meta = doc.get("metadata") or {}
             if kind and doc.get("kind") != kind:
                 continue

@@ -15,7 +15,7 @@ from google.protobuf import any_pb2
 
 from propylon.envoy import XdsResources
 from propylon.metrics import Metrics
-from propylon.xds._stream import AdsStream, Request, Response
+from propylon.xds._stream import SHORT, AdsStream, Request, Response
 
 log = logging.getLogger("propylon.xds")
 
@@ -211,6 +211,8 @@ class AdsServer:
             try:
                 async for msg in requests:
                     answered = stream.on_request(decode(msg))
+                    if answered is not None:
+                        log.debug("%s %s", SHORT.get(msg.type_url, msg.type_url), answered)
                     if metrics is not None and answered is not None:
                         metrics.xds_answered(msg.type_url, accepted=answered == "ack")
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
@@ -229,7 +231,18 @@ class AdsServer:
             metrics.xds_streams.inc()
         try:
             while (item := await queue.get()) is not None:
-                await context.write(encode(item))
+                began = time.perf_counter()
+                message = encode(item)
+                encoded = time.perf_counter()
+                await context.write(message)
+                log.debug(
+                    "sent %s: %d resources, %d removed (encoded in %.3f s, written in %.3f s)",
+                    SHORT.get(item.type_url, item.type_url),
+                    len(item.resources),
+                    len(item.removed),
+                    encoded - began,
+                    time.perf_counter() - encoded,
+                )
                 if metrics is not None:
                     metrics.xds_pushed(item.type_url)
         finally:

@@ -194,7 +194,7 @@ def running_api(tmp_path: Path) -> Iterator[Path]:
         },
     ]
     loop = asyncio.new_event_loop()
-    server = ApiServer(state.socket_path, objects=lambda: docs)
+    server = ApiServer(state.socket_path, objects=lambda _query: docs)
     ready = threading.Event()
 
     def serve() -> None:

@@ -250,6 +250,32 @@ def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
     assert calls == ["b2"] and gw_key("b2") in cs.objects and gw_key("b") not in cs.objects
 
 
+def test_rescan_that_finds_nothing_new_returns_the_last_changeset(tmp_path: Path) -> None:
+    """The watcher's periodic rescan (`load()` without events) costs the complete set's
+    assembly only when a file changed: otherwise it is the previous result itself, and
+    every kind of change in between is still seen."""
+    a = write(tmp_path / "a.yaml", GW.format(name="a"))
+    src = load(tmp_path)
+    first = src.load()
+    assert src.load() is first
+    b = write(tmp_path / "b.yaml", GW.format(name="b"))
+    patched = src.update([b])  # a watch event: the previous result patched
+    assert set(patched.objects) == {gw_key("a"), gw_key("b")}
+    assert src.load() is patched
+    b.unlink()  # missed by the watcher: the rescan finds it
+    gone = src.load()
+    assert set(gone.objects) == {gw_key("a")}
+    assert src.load() is gone
+    write(a, GW.format(name="a2"))
+    assert set(src.load().objects) == {gw_key("a2")}
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "c.yaml", "kind: [broken\n")
+    broken = src.load()
+    assert [d.file for d in broken.diagnostics] == [str(tmp_path / "sub" / "c.yaml")]
+    again = src.load()  # a failed file is read again each time: same objects, same problem
+    assert set(again.objects) == set(broken.objects) and again.diagnostics == broken.diagnostics
+
+
 def test_timestamps_stay_strings(tmp_path: Path) -> None:
     f = write(tmp_path / "a.yaml", GW.format(name="a") + "  when: 2024-01-01T00:00:00Z\n")
     (stored,) = load(f).load().objects.values()

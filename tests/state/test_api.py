@@ -15,11 +15,12 @@ from propylon.state import (
     NoInstanceError,
     to_document,
 )
+from propylon.state.api import ObjectQuery
 from propylon.store import error
 from propylon.store.testing import fake_object
 
 
-def objects() -> list[dict[str, Any]]:
+def objects(_query: ObjectQuery) -> list[dict[str, Any]]:
     return [
         to_document(fake_object("Gateway", "b"), {"conditions": [{"type": "Programmed"}]}),
         to_document(fake_object("Gateway", "a", namespace="other")),
@@ -65,7 +66,7 @@ async def test_round_trip(sock: Path) -> None:
 
 
 async def test_provider_failure_is_a_500(sock: Path) -> None:
-    def broken() -> list[dict[str, Any]]:
+    def broken(_query: ObjectQuery) -> list[dict[str, Any]]:
         raise RuntimeError("oops")
 
     async with ApiServer(sock, objects=broken):
@@ -95,14 +96,14 @@ async def test_stale_socket_is_replaced_live_one_refused(sock: Path) -> None:
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(sock))
     s.close()
-    async with ApiServer(sock, objects=list):
+    async with ApiServer(sock, objects=lambda _query: []):
         with pytest.raises(InstanceRunningError):
-            await ApiServer(sock, objects=list).start()
+            await ApiServer(sock, objects=lambda _query: []).start()
         assert (await asyncio.to_thread(ApiClient(sock).healthz))["status"] == "ok"
 
 
 async def test_bad_requests(sock: Path) -> None:
-    async with ApiServer(sock, objects=list):
+    async with ApiServer(sock, objects=lambda _query: []):
         reader, writer = await asyncio.open_unix_connection(str(sock))
         writer.write(b"POST /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         data = await reader.read()
@@ -113,4 +114,4 @@ async def test_bad_requests(sock: Path) -> None:
 async def test_socket_path_too_long(tmp_path: Path) -> None:
     long_dir = tmp_path / ("x" * 120)
     with pytest.raises(ValueError, match="shorter --state-dir"):
-        await ApiServer(long_dir / "api.sock", objects=list).start()
+        await ApiServer(long_dir / "api.sock", objects=lambda _query: []).start()
