@@ -16,12 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import re2
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    PublicFormat,
-    load_pem_private_key,
-)
 
 from propylon.gatewayapi.rules import grpc_method_regex
 from propylon.resources import GRPCRoute, HTTPRoute, TLSRoute
@@ -73,6 +67,15 @@ def host_header_problem(name: str) -> str | None:
 
 def certificate_problem(chain_pem: bytes, key_pem: bytes) -> str | None:
     """Why Envoy could not serve `chain_pem` with `key_pem`, or None."""
+    # Imported when a certificate is first checked: the library (with its own OpenSSL)
+    # is ~8 MiB of RSS that a gateway without TLS listeners never needs.
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
     try:
         certs = x509.load_pem_x509_certificates(chain_pem)
     except ValueError as exc:
