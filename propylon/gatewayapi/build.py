@@ -197,7 +197,7 @@ def all_routes(index: Index) -> list[AnyRoute]:
     ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteOutcome:
     """One route's share of a build: what `finish` needs from it, nothing it shares."""
 

@@ -60,7 +60,7 @@ POLICY_ONLY_KINDS = frozenset({"Pod", "CiliumNetworkPolicy", "CiliumClusterwideN
 LOCAL_KINDS = ROUTE_KINDS | {"Service", "EndpointSlice"} | POLICY_ONLY_KINDS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Memo:
     route: AnyRoute
     outcome: RouteOutcome | None

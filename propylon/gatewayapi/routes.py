@@ -29,7 +29,7 @@ AnyRoute = HTTPRoute | GRPCRoute | TLSRoute | TCPRoute | UDPRoute
 StreamRoute = TCPRoute | UDPRoute
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attachment:
     route: AnyRoute
     listener: ListenerState

@@ -52,7 +52,7 @@ UNSUPPORTED_FILTERS = ("ExtensionRef", "ExternalAuth")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OrderedRoute:
     key: SortKey
     route: Route
