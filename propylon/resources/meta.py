@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from pydantic import Field
 
-from propylon.resources.struct import Struct, record
+from propylon.resources.struct import Struct, no_labels, record
 
 
 class ObjectKey(NamedTuple):
@@ -40,8 +40,8 @@ class ObjectMeta(Struct):
 
     name: str = Field(min_length=1, max_length=253)
     namespace: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=no_labels)  # shared when empty
+    annotations: dict[str, str] = Field(default_factory=no_labels)
     generation: int = 1
     creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")
     uid: str | None = None

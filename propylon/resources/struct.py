@@ -81,6 +81,30 @@ class Struct:
         return copied
 
 
+class _ReadOnlyDict(dict[str, str]):
+    """The one empty dict that every object without labels (or annotations) shares:
+    25 000 empty dicts at 5000 routes otherwise. Changing it raises, so sharing it can
+    never leak one object's labels into another's; readers see a plain empty dict."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("shared empty labels are read-only: copy them first (dict(labels))")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
+
+    def __reduce__(self) -> Any:
+        return (no_labels, ())
+
+
+_NO_LABELS = _ReadOnlyDict()
+
+
+def no_labels() -> dict[str, str]:
+    """The shared, read-only empty dict (a default factory)."""
+    return _NO_LABELS
+
+
 def field_values(struct: Struct) -> tuple[Any, ...]:
     """The values of `struct`'s fields, in declaration order."""
     return type(struct)._field_values(struct)

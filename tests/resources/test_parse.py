@@ -211,6 +211,29 @@ def test_parsed_objects_hold_their_fields_in_slots() -> None:
     assert a != parse_object(route({"hostnames": ["b.test"], "parentRefs": [{"name": "gw"}]}))
 
 
+def test_objects_without_labels_share_one_read_only_empty_dict() -> None:
+    """Memory: no dict per object for absent labels and annotations; the shared one
+    refuses changes, so one object's labels can never show up on another."""
+    a = parse_object(route({"hostnames": ["a.test"]}))
+    b = parse_object(route({"hostnames": ["b.test"]}))
+    assert a.metadata.labels == {} and a.metadata.labels is b.metadata.annotations
+    with pytest.raises(TypeError, match="read-only"):
+        a.metadata.labels["x"] = "y"
+    with pytest.raises(TypeError, match="read-only"):
+        a.metadata.annotations.update(x="y")
+    assert b.metadata.labels == {}
+    copied = dict(a.metadata.labels)
+    copied["x"] = "y"
+    assert copied == {"x": "y"}
+    assert a.model_dump()["metadata"]["labels"] == {}
+    labelled = parse_object(
+        {**route({"hostnames": ["c.test"]}), "metadata": {"name": "c", "labels": {"k": "v"}}}
+    )
+    assert labelled.metadata.labels == {"k": "v"}
+    labelled.metadata.labels["k2"] = "v2"  # given labels are the object's own dict
+    assert a.metadata.labels == {}
+
+
 def test_object_key_parses_back_from_its_text() -> None:
     from propylon.resources.meta import ObjectKey
 
