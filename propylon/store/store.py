@@ -52,16 +52,19 @@ def key_from_str(text: str) -> ObjectKey:
     return ObjectKey(kind, namespace, name)
 
 
+def _encoded(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
 def _digest(value: Any) -> str:
-    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(_encoded(value)).hexdigest()
 
 
 def _dump(resource: Resource) -> dict[str, Any]:
     return resource.model_dump(mode="json", by_alias=True)
 
 
-def hashes(resource: Resource) -> tuple[str, str]:
+def hashes(resource: Resource) -> tuple[str, bytes]:
     """(spec hash, content hash) from one dump. The spec hash is what drives
     `metadata.generation`: `spec`, or for kinds without one everything but apiVersion,
     kind, metadata and status. The content hash covers everything a user controls (all
@@ -78,7 +81,9 @@ def hashes(resource: Resource) -> tuple[str, str]:
     if isinstance(meta, dict):
         doc["metadata"] = {k: v for k, v in meta.items() if k not in _STORE_OWNED_METADATA}
     doc["spec"] = s_hash
-    return s_hash, _digest(doc)
+    # Compared in memory only, never saved: 16 raw bytes (49-byte objects, not the
+    # 113 of a hex string; 15 000 of them at 5000 routes).
+    return s_hash, hashlib.blake2b(_encoded(doc), digest_size=16).digest()
 
 
 _RECORD_FIELDS = {
@@ -221,13 +226,14 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
 # changes, or the records are exported for the state directory), not on start-up for
 # thousands of objects at once. Real hashes are hex digests, never empty.
 _UNHASHED = ""
+_NO_CONTENT = b""
 
 
 @dataclass(slots=True)
 class _Entry:
     stored: StoredObject
     record: ObjectRecord
-    content: str  # the content hash, or _UNHASHED
+    content: bytes  # the content hash, or _NO_CONTENT
     # The resource as the source gave it (before stamping): when the source hands the
     # same object again (an unchanged file), nothing needs hashing.
     incoming: Resource | None = None
@@ -333,7 +339,7 @@ class Store:
                 # New: hashed when first needed (its next update, or an export). From an
                 # API server too: one new object per change, its dump and digests the
                 # larger part of this apply (the agent's profile, 3000 routes).
-                s_hash = c_hash = _UNHASHED
+                s_hash, c_hash = _UNHASHED, _NO_CONTENT
             else:
                 s_hash, c_hash = hashes(incoming.resource)
             if entry is not None:
@@ -421,7 +427,7 @@ class Store:
 
 def _hashed(entry: _Entry) -> _Entry:
     """The entry with its hashes filled in (see `_UNHASHED`)."""
-    if entry.content == _UNHASHED and entry.incoming is not None:
+    if entry.content == _NO_CONTENT and entry.incoming is not None:
         s_hash, entry.content = hashes(entry.incoming)
         entry.record = replace(entry.record, spec_hash=s_hash)
     return entry
