@@ -62,13 +62,15 @@ class HealthProbe(threading.Thread):
         self.stop_event = threading.Event()
         self.slowest = (0.0, 0.0)  # (seconds, epoch when asked)
         self.answers = 0
+        self.errors: dict[str, int] = {}
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             asked = time.time()
             try:
                 self.api.healthz()
-            except Exception:  # not listening yet, or stopping
+            except Exception as exc:  # not listening yet, or stopping
+                self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
                 self.stop_event.wait(self.interval)
                 continue
             took = time.time() - asked
@@ -76,6 +78,32 @@ class HealthProbe(threading.Thread):
             if took > self.slowest[0]:
                 self.slowest = (took, asked)
             self.stop_event.wait(self.interval)
+
+
+class CpuSampler(threading.Thread):
+    """A process's CPU seconds (user + system) every `interval` s: [(epoch, seconds)]."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.stop_event = threading.Event()
+        self.samples: list[tuple[float, float]] = []
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                stat = Path(f"/proc/{self.pid}/stat").read_text()
+            except OSError:
+                return
+            fields = stat[stat.rindex(")") + 2 :].split()
+            self.samples.append((time.time(), (int(fields[11]) + int(fields[12])) / self.tick))
+            self.stop_event.wait(self.interval)
+
+    def between(self, start: float, end: float) -> float:
+        """CPU seconds used between two epochs (nearest samples)."""
+        inside = [c for t, c in self.samples if start <= t <= end + self.interval]
+        return inside[-1] - inside[0] if len(inside) > 1 else 0.0
 
 
 def one_run(n: int, layout: str, checkout: Path, timeout: float) -> dict[str, Any]:
@@ -97,11 +125,16 @@ def one_run(n: int, layout: str, checkout: Path, timeout: float) -> dict[str, An
             "debug",
             pool=f"127.{200 + os.getpid() % 50}.{n % 250}.0/24",
             env=repo_env(checkout),
+            cwd=checkout,  # `python -m` puts the working directory first on sys.path
         )
         marks.append((t0, "bench: exec"))
         p = h.Propylon(base.process, base.state_dir, base.manifests, base.log)
         probe = HealthProbe(p.api)
         probe.start()
+        envoy = CpuSampler(
+            wait_for(lambda: p.health()["envoy"]["pid"], timeout=timeout, what="Envoy")
+        )
+        envoy.start()
         wait_for(p.up, timeout=timeout, what="propylon up")
         marks.append((time.time(), "bench: health ok (first reconcile done)"))
         address = p.address(GATEWAY)
@@ -121,11 +154,21 @@ def one_run(n: int, layout: str, checkout: Path, timeout: float) -> dict[str, An
         out["health_slowest_s"], asked = probe.slowest
         out["health_slowest_at_s"] = asked - t0
         out["health_answers"] = probe.answers
+        out["health_errors"] = probe.errors
         began = time.monotonic()
         p.process.terminate()
         p.process.wait(timeout=60)
         out["sigterm_s"] = time.monotonic() - began
+        envoy.stop_event.set()
         events = sorted([*marks, *_log_events(base.log)])
+        sent: dict[str, float] = {}
+        for t, what in events:  # Envoy's CPU from each type's response to its ACK
+            m = re.match(r"propylon.xds: sent (\w+):", what)
+            if m:
+                sent[m.group(1)] = t
+            m = re.match(r"propylon.xds: (\w+) ack", what)
+            if m and m.group(1) in sent:
+                out[f"envoy_cpu_{m.group(1)}_s"] = envoy.between(sent.pop(m.group(1)), t)
         out["timeline"] = [(round(t - t0, 3), what) for t, what in events]
     finally:
         if probe is not None:
@@ -157,10 +200,15 @@ def main() -> int:
             what = what[:147] + "..."
         print(f"{t:8.3f}  (+{t - last:6.3f})  {what}")
         last = t
+    cpu = {k[10:-2]: round(v, 2) for k, v in out.items() if k.startswith("envoy_cpu_")}
+    print(f"Envoy CPU seconds from each first response to its ACK: {cpu}")
+    lags = [what for _, what in out["timeline"] if "event loop lag" in what]
+    print(f"worst event loop lag: {lags[-1] if lags else 'none reported'}")
     print(
         f"start-up to all served {out['startup_s']:.2f} s; SIGTERM to exit "
         f"{out['sigterm_s']:.2f} s; slowest health answer {out['health_slowest_s'] * 1000:.0f} ms "
-        f"(asked at {out['health_slowest_at_s']:.2f} s; {out['health_answers']} answers)"
+        f"(asked at {out['health_slowest_at_s']:.2f} s; {out['health_answers']} answers; "
+        f"errors {out['health_errors']})"
     )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

@@ -169,7 +169,8 @@ class FileSource:
         last = self._last
         if last is not None and known is None and self._unchanged(results, problems):
             # The periodic rescan's usual finding: every file as it was. The assembly
-            # of the complete set (~1 s at 30 000 objects) would give the same result.
+            # of the complete set (0.15 s at 30 000 objects, every 10 s while idle)
+            # would give the same result.
             self._tree = tree
             return last
         self._cache = results
