@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from propylon.clock import new_uid, timestamp_now
 from propylon.resources.meta import ObjectKey
 from propylon.state import STATE_DIR_ENV, StateDir, default_state_dir
+from propylon.state.statedir import _Fragments
 from propylon.store import ChangeSet, Origin, Store, StoredObject
 from propylon.store.testing import fake_object
 
@@ -74,3 +80,44 @@ def test_status_keeper_merges_persists_and_reloads(tmp_path: Path) -> None:
     doc = again.documents([fake_object("Gateway", "gw")])[0]
     assert doc["status"] == out[key] and doc["metadata"]["name"] == "gw"
     assert again.update({}) == {} and state.load_statuses() == {}
+
+
+def test_fragments_render_what_a_fresh_render_gives_and_reencode_only_changed_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kept group texts never show a stale member: after random additions, removals
+    and replaced values, the text is a fresh renderer's, and valid JSON of the members;
+    an unchanged set encodes no value again, one new member encodes about one group."""
+    rng = random.Random(7)
+    shared = {"conditions": [{"type": "Accepted"}]}  # a value object many names share
+    members: dict[str, Any] = {f"HTTPRoute/ns/r{i}": {"g": i} for i in range(600)}
+    kept = _Fragments()
+    for _ in range(60):
+        for _ in range(rng.randrange(1, 6)):
+            name = f"HTTPRoute/ns/r{rng.randrange(900)}"
+            roll = rng.random()
+            if roll < 0.3:
+                members.pop(name, None)
+            elif roll < 0.5:
+                members[name] = shared
+            else:
+                members[name] = {"g": rng.randrange(5)}
+        items = sorted(members.items())
+        text = kept.render(items)
+        assert text == _Fragments().render(items)
+        assert json.loads(text) == dict(items)
+
+    encoded: list[Any] = []
+    real_dumps = json.dumps
+
+    def counting(value: Any, **kwargs: Any) -> str:
+        if isinstance(value, dict):
+            encoded.append(value)
+        return real_dumps(value, **kwargs)
+
+    monkeypatch.setattr("propylon.state.statedir.json.dumps", counting)
+    kept.render(sorted(members.items()))
+    assert encoded == []
+    members["HTTPRoute/ns/r450x"] = {"g": "new"}
+    kept.render(sorted(members.items()))
+    assert {"g": "new"} in encoded and len(encoded) < 300  # one group, not all members
