@@ -218,10 +218,13 @@ def evaluate_route(
     *,
     app_protocol: bool = True,
     status_parts: StatusParts | None = None,
+    key: ObjectKey | None = None,
 ) -> RouteOutcome | None:
     """Attachment, then rules -> model routes; None for a route that is not ours.
     `app_protocol`: whether Service ports' appProtocol chooses the backend protocol.
-    `status_parts`: where routes with the same status share it (the World's)."""
+    `status_parts`: where routes with the same status share it (the World's).
+    `key`: the route's key as the caller holds it (kept in the outcome: no second
+    ObjectKey per route)."""
     parents, attached = attach_route(index, gateways, route, listener_sets)
     if not parents:
         return None
@@ -258,7 +261,7 @@ def evaluate_route(
     # BackendTLSPolicies of the Service ports just resolved get these Gateways as ancestors
     tls_policies.record_ancestors({att.listener.gateway.key for att in attached})
     return RouteOutcome(
-        key=route.key,
+        key=route.key if key is None else key,
         attached=tuple(attached),
         ordered=ordered,
         passthrough=passthrough,

@@ -180,7 +180,7 @@ class Builder:
                     app_protocol=world.app_protocol,
                     status_parts=world.status_parts,
                 )
-                for key in _route_keys(index)
+                for key in _route_keys(index, objects)
             ]
             self.reused = 0
             return finish(world, outcomes, tls_policies)
@@ -190,7 +190,7 @@ class Builder:
             finisher = self._finisher = Finisher(world)
             self._memo.clear()
             self._dependents.clear()
-            stale: Iterable[ObjectKey] = _route_keys(index)
+            stale: Iterable[ObjectKey] = _route_keys(index, objects)
         else:
             stale = sorted(self._stale)
         self._stale = set()
@@ -214,6 +214,7 @@ class Builder:
                     world.listener_sets,
                     app_protocol=world.app_protocol,
                     status_parts=world.status_parts,
+                    key=key,
                 ),
                 backend_services(route),
             )
@@ -311,17 +312,20 @@ def _same_allocation(index: Index, world: World, inputs: Inputs) -> bool:
     )
 
 
-def _route_keys(index: Index) -> list[ObjectKey]:
-    return sorted(
-        ObjectKey(r.kind, r.metadata.namespace, r.metadata.name)
-        for r in (
-            *index.http_routes.values(),
-            *index.grpc_routes.values(),
-            *index.tls_routes.values(),
-            *index.tcp_routes.values(),
-            *index.udp_routes.values(),
-        )
+def _route_keys(index: Index, objects: Mapping[ObjectKey, Resource]) -> list[ObjectKey]:
+    """The routes' keys: the key objects of `objects` themselves (the memo, the outcomes
+    and the listeners' attached routes keep them; one ObjectKey per route, not two)."""
+    routes = (
+        *index.http_routes.values(),
+        *index.grpc_routes.values(),
+        *index.tls_routes.values(),
+        *index.tcp_routes.values(),
+        *index.udp_routes.values(),
     )
+    keys = [k for k in objects if k.kind in ROUTE_KINDS and _route_or_none(index, k) is objects[k]]
+    if len(keys) != len(routes):  # a key that is not its object's own: made from the object
+        keys = [ObjectKey(r.kind, r.metadata.namespace, r.metadata.name) for r in routes]
+    return sorted(keys)
 
 
 def _route_table(index: Index, kind: str) -> dict[NsName, Any]:
