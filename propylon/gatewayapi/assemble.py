@@ -129,11 +129,13 @@ class HostTable:
             # Its own hosts without a route answer 404 here, not a peer's 421.
             self.own_hosts.add(owners[0].spec.hostname)
 
-    def count(self, att: Attachment, delta: int) -> None:
-        """Add (+1) or take away (-1) an attachment of a route with model routes."""
+    def count(self, att: Attachment, delta: int, key: ObjectKey | None = None) -> None:
+        """Add (+1) or take away (-1) an attachment of a route with model routes. `key`:
+        the route's key as the caller holds it (kept here: no second ObjectKey)."""
         if id(att.listener) not in self.owner_ids:
             return
-        key = att.route.key
+        if key is None:
+            key = att.route.key
         for host in att.hostnames:
             if self.peer_hosts.shadowed(host, att.listener):
                 continue
@@ -320,9 +322,9 @@ class GatewayAssembly:
         self.has_tls = any(li.spec.protocol == "TLS" for _, _, group in self.ports for li in group)
         self.options = listener_options(gw, state.class_state.config)
 
-    def count(self, att: Attachment, delta: int) -> None:
+    def count(self, att: Attachment, delta: int, key: ObjectKey | None = None) -> None:
         for table in self.tables.values():
-            table.count(att, delta)
+            table.count(att, delta, key)
 
     def listeners(
         self,

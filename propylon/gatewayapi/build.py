@@ -362,7 +362,7 @@ class Finisher:
             if old.ordered is not None:
                 for assembly in self.assemblies.values():
                     for att in old.attached:
-                        assembly.count(att, -1)
+                        assembly.count(att, -1, key)
             for cluster in old.clusters:
                 names.add(cluster.name)
                 feeds = self.cluster_feeds[cluster.name]
@@ -387,7 +387,7 @@ class Finisher:
             if new.ordered is not None:
                 for assembly in self.assemblies.values():
                     for att in new.attached:
-                        assembly.count(att, 1)
+                        assembly.count(att, 1, key)
             # TLS passthrough, TCP and UDP listeners take one route per hostname or
             # listener: the assembly reads their attachments.
             tls = tuple(a for a in new.attached if isinstance(a.route, TLSRoute | StreamRoute))
