@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -321,8 +321,10 @@ class Finisher:
         self.passthrough: dict[ObjectKey, tuple[WeightedBackend, ...]] = {}
         self.tls_attachments: dict[ObjectKey, tuple[Attachment, ...]] = {}
         self.assemblies = {name: GatewayAssembly(state) for name, state in world.gateways.items()}
-        # cluster name -> route key -> that route's clusters of this name, in its order
-        self.cluster_feeds: dict[str, dict[ObjectKey, list[Cluster]]] = {}
+        # cluster name -> the routes whose outcome has clusters of this name: one key, or
+        # a set of two or more (a dict and a list per cluster name was 1.6 MiB at 5000
+        # routes); their clusters are in `outcomes` (`_feed`)
+        self.cluster_feeds: dict[str, ObjectKey | set[ObjectKey]] = {}
         # cluster name -> the route whose cluster won the merge (`_merge_cluster`)
         self.cluster_winners: dict[str, ObjectKey] = {}
         self.clusters: dict[str, Cluster] = {}
@@ -365,8 +367,7 @@ class Finisher:
                         assembly.count(att, -1, key)
             for cluster in old.clusters:
                 names.add(cluster.name)
-                feeds = self.cluster_feeds[cluster.name]
-                feeds.pop(key, None)
+                self._unfeed(cluster.name, key)
                 if self.cluster_winners.get(cluster.name) == key:
                     recompute.add(cluster.name)
             del self.outcomes[key]
@@ -395,10 +396,8 @@ class Finisher:
                 self.tls_attachments[key] = tls
             for cluster in new.clusters:
                 names.add(cluster.name)
-                feed = self.cluster_feeds.setdefault(cluster.name, {}).setdefault(key, [])
-                if not feed:
+                if self._add_feed(cluster.name, key):
                     added.setdefault(cluster.name, []).append(key)
-                feed.append(cluster)
         for key, _, new in pairs:
             self._set_status(key, None if new is None else new.status)
         for name in names:
@@ -429,9 +428,10 @@ class Finisher:
         merged: dict[str, Cluster] = {}
         winner: tuple[Cluster, ObjectKey] | None = None
         self.cluster_winners.pop(name, None)
-        for key in sorted(feeds or ()):
+        keys = () if feeds is None else sorted(feeds) if isinstance(feeds, set) else (feeds,)
+        for key in keys:
             merged.pop(name, None)
-            for cluster in feeds[key]:  # type: ignore[index]
+            for cluster in self._feed(name, key):
                 add_cluster(merged, cluster)
             if name in merged and (winner is None or _beats(merged[name], key, winner)):
                 winner = (merged[name], key)
@@ -442,11 +442,39 @@ class Finisher:
         winner = (self.clusters[name], self.cluster_winners[name])
         for key in keys:
             merged: dict[str, Cluster] = {}
-            for cluster in self.cluster_feeds[name][key]:
+            for cluster in self._feed(name, key):
                 add_cluster(merged, cluster)
             if name in merged and _beats(merged[name], key, winner):
                 winner = (merged[name], key)
         self._set_cluster(name, winner)
+
+    def _add_feed(self, name: str, key: ObjectKey) -> bool:
+        """Note that route `key` feeds cluster `name`; whether it did not already."""
+        feeds = self.cluster_feeds.get(name)
+        if feeds is None:
+            self.cluster_feeds[name] = key
+        elif isinstance(feeds, set):
+            if key in feeds:
+                return False
+            feeds.add(key)
+        elif feeds == key:
+            return False
+        else:
+            self.cluster_feeds[name] = {feeds, key}
+        return True
+
+    def _unfeed(self, name: str, key: ObjectKey) -> None:
+        feeds = self.cluster_feeds.get(name)
+        if isinstance(feeds, set):
+            feeds.discard(key)
+            if len(feeds) == 1:
+                self.cluster_feeds[name] = feeds.pop()
+        elif feeds == key:
+            del self.cluster_feeds[name]
+
+    def _feed(self, name: str, key: ObjectKey) -> Iterator[Cluster]:
+        """Route `key`'s clusters named `name`, in its order."""
+        return (c for c in self.outcomes[key].clusters if c.name == name)
 
     def _set_cluster(self, name: str, winner: tuple[Cluster, ObjectKey] | None) -> None:
         before = self.clusters.get(name)
