@@ -1,12 +1,18 @@
 """Where a new route's propagation time goes, stage by stage.
 
-    python bench/propagation_trace.py [--prefill 3000] [--routes 30]
+    python bench/propagation_trace.py [--prefill 3000] [--routes 30] [--files-of 100]
 
-Like table 1 of bench/run.py (routes added one at a time, each host probed until 404
-turns into 200; probing every 1 ms here), with `propylon run` instrumented by
-bench/trace/sitecustomize.py: for each route, the times from the file's rename to the
-watcher's read, the reconcile, each xDS response sent, and the first 200. Prints the
-mean of each stage as a Markdown table; nothing is asserted.
+Like table 1 of bench/run.py (routes added one at a time, each in a file of its own, each
+host probed until 404 turns into 200; probing every 1 ms here), with `propylon run`
+instrumented by bench/trace/sitecustomize.py: for each route, the times from the file's
+rename to the watcher's read, the store, the build, the translation, each xDS response
+sent, and the first 200. Prints the mean of each stage as a Markdown table, then the
+slowest changes with what else happened in their window (a garbage collection, the state
+save, a rescan); nothing is asserted.
+
+`--files-of N` (as bench/scale.py's `many` layout): the routes in place are written in
+files of N before `propylon run` starts, on tmpfs (/dev/shm), instead of one file each
+while it runs.
 """
 
 from __future__ import annotations
@@ -24,11 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import harness as h
 from bench.manifests import GATEWAY, PORT, dump, hostname, route_docs, write_atomic
 from bench.run import Env
+from bench.scale import render
 
 MARKS = (
     "read-start",
     "read-end",
     "reconcile-start",
+    "store-start",
+    "store-end",
+    "build-end",
+    "translate-end",
     "send CDS",
     "send EDS",
     "send SRDS",
@@ -42,7 +53,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefill", type=int, default=3000)
     parser.add_argument("--routes", type=int, default=30)
+    parser.add_argument("--files-of", type=int, default=0, help="prefill in files of N")
+    parser.add_argument("--gap", type=float, default=0.05, help="seconds between changes")
     args = parser.parse_args()
+    if args.files_of:
+        from bench import run
+
+        run.WORK_DIR = run._memory_dir()
     trace = Path(tempfile.mkstemp(prefix="propylon-trace-")[1])
     os.environ["PROPYLON_BENCH_TRACE"] = str(trace)
     site = str(Path(__file__).resolve().parent / "trace")
@@ -50,13 +67,22 @@ def main() -> int:
     env = Env(["ok"])
     windows: list[tuple[float, float]] = []
     try:
-        p = env.start()
         backend = env.backends.ports[0]
-        for i in range(args.prefill):
-            write_atomic(env.manifests / f"r{i}.yaml", dump(route_docs(i, backend)))
+        if args.files_of:
+            docs = [doc for i in range(args.prefill) for doc in route_docs(i, backend)]
+            per_file = 3 * args.files_of
+            for first in range(0, len(docs), per_file):
+                text = render(docs[first : first + per_file])
+                (env.manifests / f"routes-{first // 3:06d}.yaml").write_text(text)
+        started = time.monotonic()
+        p = env.start()
+        if not args.files_of:
+            for i in range(args.prefill):
+                write_atomic(env.manifests / f"r{i}.yaml", dump(route_docs(i, backend)))
         addr = p.address(GATEWAY)
-        h.wait_for(lambda: p.attached(GATEWAY) == args.prefill, timeout=600, what="prefill")
-        h.wait_for(p.synced, timeout=120, what="sync")
+        h.wait_for(lambda: p.attached(GATEWAY) == args.prefill, timeout=1800, what="prefill")
+        h.wait_for(p.synced, timeout=600, what="sync")
+        print(f"{args.prefill} routes served {time.monotonic() - started:.1f} s after start")
         prober = h.Prober(addr, PORT)
         for i in range(args.prefill, args.prefill + args.routes):
             text = dump(route_docs(i, backend))
@@ -68,21 +94,25 @@ def main() -> int:
             windows.append((t0, t1))
             # Let the ACKs of this change be handled before the next one starts.
             h.wait_for(p.synced, timeout=30, what="sync")
+            time.sleep(args.gap)
     finally:
         env.close()
     events = [line.split(None, 1) for line in trace.read_text().splitlines()]
     trace.unlink()
     stages: dict[str, list[float]] = {m: [] for m in MARKS}
+    slow: list[tuple[float, list[str]]] = []
     for t0, t1 in windows:
         seen: dict[str, float] = {}
+        extra: list[str] = []
         for stamp, what in events:
             t = float(stamp)
+            if t0 - 0.2 <= t <= t1 + 0.05 and what.startswith(("gc-", "save", "rescan")):
+                extra.append(f"{what} at {(t - t0) * 1000:+.1f} ms")
             if t0 <= t <= t1 + 0.05:
-                what = (
-                    what.split(" ", 1)[0] if what.startswith(("read", "ack", "request")) else what
-                )
+                what = what if what.startswith("send") else what.split(" ", 1)[0]
                 seen.setdefault(what, t)
         seen["first 200"] = t1
+        slow.append(((t1 - t0) * 1000, extra))
         for mark in MARKS:
             if mark in seen and seen[mark] <= t1 + 0.05:
                 stages[mark].append((seen[mark] - t0) * 1000)
@@ -96,6 +126,9 @@ def main() -> int:
                 f"| {mark} | {statistics.fmean(v):.1f} | {statistics.median(v):.1f} | "
                 f"{max(v):.1f} | {len(v)} |"
             )
+    print("\nslowest changes (ms) and what else ran from 200 ms before the write to the 200:")
+    for ms, extra in sorted(slow, reverse=True)[:5]:
+        print(f"- {ms:.1f}: {', '.join(extra) or 'nothing else'}")
     return 0
 
 

@@ -20,6 +20,32 @@ if _PATH and "propylon.cli" in " ".join(getattr(sys, "orig_argv", [])):
     def _event(*parts: object) -> None:
         _out.write(f"{time.monotonic():.6f} {' '.join(map(str, parts))}\n")
 
+    def _span(owner: Any, name: str, label: str) -> None:
+        """Mark the start and end of `owner.name` (a plain method)."""
+        original = getattr(owner, name)
+
+        def spanned(*args: Any, **kwargs: Any) -> Any:
+            _event(f"{label}-start")
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _event(f"{label}-end")
+
+        setattr(owner, name, spanned)
+
+    import gc
+
+    from propylon import gatewayapi
+    from propylon.envoy import Translator
+    from propylon.store import Store
+
+    _span(Store, "apply", "store")
+    _span(gatewayapi.Builder, "build", "build")
+    _span(Translator, "translate", "translate")
+    _span(instance.Instance, "_write_state", "save")
+    _span(files.FileSource, "load", "rescan")
+    gc.callbacks.append(lambda phase, info: _event(f"gc-{phase}", info.get("generation")))
+
     _update = files.FileSource.update
 
     def update(self: Any, changed: Any) -> Any:
