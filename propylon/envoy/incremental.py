@@ -9,35 +9,38 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from google.protobuf.message import Message
+from immutables import Map, MapMutation
 
 from propylon import model as m
 from propylon.envoy.output import Encoded, encode
 
 
 class PatchedOutput:
-    """One type's output: the previous translation's dict (handed out, so never
-    written), copied on the first change, and the names whose Encoded object changed.
-    A resource equal in bytes to the one it replaces keeps the old object, so a
-    consumer comparing identities sends nothing for it."""
+    """One type's output: the previous translation's map (persistent, handed out, never
+    written), patched through a mutation on the first change (O(change), where a dict
+    copy was O(resources): ~1 ms per type at 50 000 routes), and the names whose
+    Encoded object changed. A resource equal in bytes to the one it replaces keeps the
+    old object, so a consumer comparing identities sends nothing for it."""
 
-    __slots__ = ("changed", "last", "new")
+    __slots__ = ("_done", "changed", "last", "new")
 
-    def __init__(self, last: dict[str, Encoded]) -> None:
+    def __init__(self, last: Map[str, Encoded]) -> None:
         self.last = last
-        self.new: dict[str, Encoded] | None = None
+        self.new: MapMutation[str, Encoded] | None = None  # once something changed
         self.changed: set[str] = set()
+        self._done: Map[str, Encoded] | None = None
 
     def set(self, name: str, enc: Encoded | None) -> None:
         """Put (None: remove) one resource."""
-        out = self.new if self.new is not None else self.last
-        cur = out.get(name)
+        cur = (self.new if self.new is not None else self.last).get(name)
         if cur is enc or (cur is not None and enc is not None and cur.data == enc.data):
             return
         before = self.last.get(name)
         if before is not None and enc is not None and before is not cur and before.data == enc.data:
             enc = before  # back to what the previous translation had
-        if self.new is None:
-            out = self.new = self.last.copy()
+        out = self.new
+        if out is None:
+            out = self.new = self.last.mutate()
         if enc is None:
             del out[name]
         else:
@@ -49,8 +52,9 @@ class PatchedOutput:
 
     def update(self, changes: Mapping[str, Encoded | None]) -> None:
         if not self.last and self.new is None:  # a first translation: no comparisons
-            self.new = {k: v for k, v in changes.items() if v is not None}
-            self.changed = set(self.new)
+            full = {k: v for k, v in changes.items() if v is not None}
+            self.new = Map(full).mutate()
+            self.changed = set(full)
             return
         for name, enc in changes.items():
             self.set(name, enc)
@@ -58,18 +62,22 @@ class PatchedOutput:
     def replace(self, full: Mapping[str, Encoded]) -> None:
         """Make the output exactly `full`."""
         if not self.last and self.new is None:
-            self.new = dict(full)
+            self.new = Map(full).mutate()
             self.changed = set(full)
             return
         for name, enc in full.items():
             self.set(name, enc)
         out = self.new if self.new is not None else self.last
         if len(out) != len(full):
-            for name in [n for n in out if n not in full]:
+            extra = {n for n in self.last if n not in full}
+            extra.update(n for n in self.changed if n not in full)
+            for name in extra:
                 self.set(name, None)
 
-    def result(self) -> dict[str, Encoded]:
-        return self.new if self.new is not None else self.last
+    def result(self) -> Map[str, Encoded]:
+        if self._done is None:
+            self._done = self.new.finish() if self.new is not None else self.last
+        return self._done
 
 
 class GenerationalCache:

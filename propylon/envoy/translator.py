@@ -11,6 +11,8 @@ from functools import partial
 from operator import attrgetter, itemgetter
 from typing import cast
 
+from immutables import Map
+
 from propylon import model as m
 from propylon.envoy.access import DENY_LISTENER, cluster_filter_key, deny_listener, listener_policy
 from propylon.envoy.cluster import build_cluster
@@ -32,6 +34,7 @@ from propylon.envoy.output import (
 )
 from propylon.envoy.route import build_route_configuration, build_scope, build_virtual_host
 from propylon.envoy.secret import build_secret
+from propylon.persistent import PersistentMap
 
 #: An HTTP connection manager whose virtual hosts are all exact hostnames, at least this
 #: many, gets one scoped route configuration per hostname (scoped RDS) instead of one
@@ -87,7 +90,7 @@ class Translator:
             self._endpoints,
             self._secrets,
         )
-        self._last: dict[str, dict[str, Encoded]] = {t: {} for t in TYPE_URLS}
+        self._last: dict[str, Map[str, Encoded]] = {t: Map() for t in TYPE_URLS}
         self._stamp: m.Stamp | None = None  # of the last translation
         self._model_stamp: m.Stamp | None = None  # of the model translated last
 
@@ -155,10 +158,11 @@ class Translator:
             del self._previous_routes[gone]
         for cache in self._caches:
             cache.rotate(lazy=hint is not None)
-        encoded = {t: outs[t].result() for t in TYPE_URLS}
+        done = {t: outs[t].result() for t in TYPE_URLS}
+        encoded = {t: PersistentMap.of(done[t]) for t in TYPE_URLS}
         base = self._stamp
         stamp = m.Stamp()
-        self._last, self._stamp, self._model_stamp = encoded, stamp, model.stamp
+        self._last, self._stamp, self._model_stamp = done, stamp, model.stamp
         return XdsResources(
             listeners=Messages(encoded[LISTENER_TYPE]),
             routes=Messages(encoded[ROUTE_TYPE]),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from immutables import Map
 
 from propylon.gatewayapi import conditions as c
 from propylon.gatewayapi.addresses import allocate, pools_from
@@ -48,6 +50,7 @@ from propylon.gatewayapi.rules import (
 )
 from propylon.gatewayapi.statusparts import StatusParts
 from propylon.model import Cluster, Delta, Listener, Model, Secret, Stamp, WeightedBackend
+from propylon.persistent import PersistentMap
 from propylon.resources import GRPCRoute, HTTPRoute, ObjectKey, Service, TLSRoute
 from propylon.store.diagnostics import Diagnostic, warning
 
@@ -307,9 +310,10 @@ class Finisher:
     statuses are patched, not rebuilt. Unchanged parts keep their identity, and each
     model after the first says what changed since the previous one (`Model.delta`).
 
-    The first result's statuses are sorted by key; later ones are the previous dict
-    patched (new keys last): sorting thousands of keys per change cost more than the
-    rest of a one-route change."""
+    The first result's statuses are a dict sorted by key; later ones are the previous
+    result's patched, as a persistent map (in no particular order; writers sort):
+    sorting thousands of keys per change cost more than the rest of a one-route change,
+    and a dict copy per change ~1 ms at 50 000 routes."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -338,7 +342,8 @@ class Finisher:
         self.cluster_changes: dict[str, Cluster | None] = {}
         self.statuses: dict[ObjectKey, dict[str, Any]] = dict(world.statuses)
         self.changed_statuses: set[ObjectKey] = set()
-        self.last: dict[ObjectKey, dict[str, Any]] | None = None  # statuses given last
+        self.last: Mapping[ObjectKey, dict[str, Any]] | None = None  # statuses given last
+        self.last_map: Map[ObjectKey, dict[str, Any]] = Map()  # the same, to patch
         self.stamp: Stamp | None = None  # of the last model
         # ListenerSets whose listeners' attached routes changed since the last result
         # (None: all): the only part of their status a route changes. Thousands of
@@ -516,16 +521,20 @@ class Finisher:
             self.statuses[key] = status
             self.changed_statuses.add(key)
         since = self.last
+        statuses: Mapping[ObjectKey, dict[str, Any]]
         if since is None:
             statuses = {k: self.statuses[k] for k in sorted(self.statuses)}
+            self.last_map = Map(statuses)  # at start-up, not on the first change
         else:
-            statuses = since.copy()
-            for key in self.changed_statuses:
-                now = self.statuses.get(key)
-                if now is None:
-                    statuses.pop(key, None)
-                else:
-                    statuses[key] = now
+            with self.last_map.mutate() as patch:
+                for key in self.changed_statuses:
+                    now = self.statuses.get(key)
+                    if now is None:
+                        patch.pop(key, None)
+                    else:
+                        patch[key] = now
+                self.last_map = patch.finish()
+            statuses = PersistentMap.of(self.last_map)
         changed = frozenset(self.changed_statuses) if since is not None else None
         self.changed_statuses.clear()
         self.last = statuses

@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
+from immutables import Map
+
 from propylon import gatewayapi
 from propylon.clock import new_uid, timestamp_now, utc_now
 from propylon.dataplane import EnvoyError, EnvoySupervisor
 from propylon.envoy import Translator, XdsResources
 from propylon.metrics import Metrics, MetricsServer, default_metrics, serve_metrics
+from propylon.persistent import PersistentMap
 from propylon.policy import PolicyEngine
 from propylon.resources.meta import ObjectKey
 from propylon.runtime import isolation
@@ -60,7 +63,8 @@ class Instance:
         self._metrics_server: MetricsServer | None = None
         self.state = StateDir(options.state_dir)
         self.store = Store(now=timestamp_now, new_uid=new_uid)
-        self.statuses: dict[ObjectKey, dict[str, Any]] = {}
+        # Merged statuses: a persistent map once merged (patched per change, not copied).
+        self.statuses: Mapping[ObjectKey, dict[str, Any]] = {}
         self.evaluation: Evaluation | None = None
         self.diagnostics: tuple[Diagnostic, ...] = ()
         self.xds_version = 0
@@ -321,7 +325,7 @@ class Instance:
         self,
         built: Mapping[ObjectKey, Mapping[str, Any]],
         changed: frozenset[ObjectKey] | None = None,
-    ) -> dict[ObjectKey, Any]:
+    ) -> Mapping[ObjectKey, Any]:
         """Stamp transition times, only on statuses that differ from the last build's
         (the others keep their merged version as is). `changed`: the keys whose status
         may differ from the last build's (from the Builder; None: look at all)."""
@@ -330,13 +334,15 @@ class Instance:
         if changed is None or self._merged_from is None:
             fresh_keys = [k for k, v in built.items() if k not in merged or before.get(k) != v]
             fresh = merge_statuses(merged, {k: built[k] for k in fresh_keys}, utc_now())
-            out = {k: fresh[k] if k in fresh else merged[k] for k in built}
-            self._gateways = {k for k in out if k.kind == "Gateway"}
-        else:
-            out = dict(merged)
-            fresh_keys = [
-                k for k in changed if k in built and (k not in merged or before.get(k) != built[k])
-            ]
+            whole = {k: fresh[k] if k in fresh else merged[k] for k in built}
+            self._gateways = {k for k in whole if k.kind == "Gateway"}
+            self._merged_from = built
+            return PersistentMap(whole)
+        fresh_keys = [
+            k for k in changed if k in built and (k not in merged or before.get(k) != built[k])
+        ]
+        raw = merged.map if isinstance(merged, PersistentMap) else Map(merged)
+        with raw.mutate() as out:
             out.update(merge_statuses(merged, {k: built[k] for k in fresh_keys}, utc_now()))
             for key in changed:
                 if key not in built:
@@ -344,8 +350,9 @@ class Instance:
                     self._gateways.discard(key)
                 elif key.kind == "Gateway":
                     self._gateways.add(key)
+            done = out.finish()
         self._merged_from = built
-        return out
+        return PersistentMap.of(done)
 
     def _gateway_statuses(self) -> dict[ObjectKey, Mapping[str, Any]]:
         """The Gateways' statuses (for `previous_addresses`), without a walk of all."""

@@ -53,16 +53,18 @@ async def _in_place(fn: Callable[[], ChangeSet]) -> ChangeSet:
 def same_changeset(a: ChangeSet, b: ChangeSet) -> bool:
     if a is b:
         return True
-    if a.diagnostics != b.diagnostics or a.objects.keys() != b.objects.keys():
+    if a.diagnostics != b.diagnostics or len(a.objects) != len(b.objects):
         return False
     if b.base is a.token:  # b is a patched a: only its touched keys can differ
         keys: Iterable[ObjectKey] = b.touched
-    else:
+    else:  # as many keys: the same keys if each of a's is in b
         keys = a.objects
-    return all(_same_object(a.objects[key], b.objects[key]) for key in keys)
+    return all(_same_object(a.objects.get(key), b.objects.get(key)) for key in keys)
 
 
-def _same_object(x: StoredObject, y: StoredObject) -> bool:
+def _same_object(x: StoredObject | None, y: StoredObject | None) -> bool:
+    if x is None or y is None:
+        return x is y
     return x is y or (
         x.origin == y.origin and (x.resource is y.resource or x.resource == y.resource)
     )

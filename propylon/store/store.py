@@ -19,6 +19,11 @@ whose spec hash matches its record keeps generation, timestamp and uid; a change
 gets the record's generation + 1.
 
 The store is pure (no I/O, no clock): a clock and a uid factory are required.
+
+Each `Snapshot` is persistent (hash array mapped tries, `immutables.Map`): an apply that
+changes k objects costs O(k log n), and old snapshots stay valid and share everything
+unchanged with new ones. (Copying three dicts of every object per apply, and freeing the
+previous snapshot's, was ~20 ms per change at 50 000 routes.)
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Any
 
+from immutables import Map
+
+from propylon.persistent import PersistentMap
 from propylon.resources.meta import ObjectKey
 from propylon.store.changeset import ChangeSet, StoredObject
 from propylon.store.diagnostics import Diagnostic, warning
@@ -162,9 +169,9 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
         diagnostics: tuple[Diagnostic, ...] = (),
         sources: Mapping[ObjectKey, str] | None = None,
     ) -> None:
-        self._objects = dict(objects)
-        self._sources = dict(sources or {})
-        self._resources: dict[ObjectKey, Resource] | None = None
+        self._objects: Map[ObjectKey, StoredObject] = Map(objects)
+        self._sources: Map[ObjectKey, str] = Map(sources or {})
+        self._resources: Map[ObjectKey, Resource] | None = None
         self.added = added
         self.updated = updated
         self.deleted = deleted
@@ -188,12 +195,12 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
     @classmethod
     def _of(
         cls,
-        objects: dict[ObjectKey, StoredObject],
-        sources: dict[ObjectKey, str],
-        resources: dict[ObjectKey, Resource],
+        objects: Map[ObjectKey, StoredObject],
+        sources: Map[ObjectKey, str],
+        resources: Map[ObjectKey, Resource],
         **changes: Any,
     ) -> Snapshot:
-        """A snapshot of dicts the caller made for it alone (no copies, no loop)."""
+        """A snapshot of the store's persistent maps (shared, never copied)."""
         snap = cls.__new__(cls)
         snap._objects, snap._sources, snap._resources = objects, sources, resources
         snap.added = changes.get("added", frozenset())
@@ -212,9 +219,9 @@ class Snapshot(Mapping[ObjectKey, StoredObject]):
 
     def resources(self, *, source: str | None = None) -> Mapping[ObjectKey, Resource]:
         """The objects as `gatewayapi.Inputs.objects` wants them (of one source only, when
-        `source` is given). A read-only view: no copy of thousands of entries per change."""
+        `source` is given). Immutable: no copy of thousands of entries per change."""
         if source is None and self._resources is not None:
-            return MappingProxyType(self._resources)
+            return PersistentMap.of(self._resources)
         return {
             key: stored.resource
             for key, stored in self._objects.items()
@@ -250,10 +257,12 @@ class Store:
         self._now = now
         self._new_uid = new_uid
         self._entries: dict[ObjectKey, _Entry] = {}
-        # Mirrors of `_entries` that snapshots copy (a C-level dict copy, no loop).
-        self._stored: dict[ObjectKey, StoredObject] = {}
-        self._sources: dict[ObjectKey, str] = {}
-        self._resources: dict[ObjectKey, Resource] = {}
+        # Persistent mirrors of `_entries` that snapshots share; during an apply, its
+        # writes (None: a deletion) wait in `_writes` and go in at the end, in bulk.
+        self._stored: Map[ObjectKey, StoredObject] = Map()
+        self._sources: Map[ObjectKey, str] = Map()
+        self._resources: Map[ObjectKey, Resource] = Map()
+        self._writes: dict[ObjectKey, _Entry | None] = {}
         # Per source: the token of the ChangeSet applied last, if it left no conflict
         # with another source (then the next set may say what it changed: `touched`).
         self._applied: dict[str, object] = {}
@@ -285,7 +294,7 @@ class Store:
     # -- reading -------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        return Snapshot._of(dict(self._stored), dict(self._sources), dict(self._resources))
+        return Snapshot._of(self._stored, self._sources, self._resources)
 
     def get(self, key: ObjectKey) -> StoredObject | None:
         entry = self._entries.get(key)
@@ -299,6 +308,12 @@ class Store:
         When the set says it is the last applied set of its source changed at `touched`
         only (`ChangeSet.base`), only those keys are looked at: the cost is that of the
         change, not of the number of objects."""
+        try:
+            return self._apply(changeset)
+        finally:
+            self._commit()  # also after an error: the mirrors follow `_entries`
+
+    def _apply(self, changeset: ChangeSet) -> Snapshot:
         source = changeset.source
         delta = changeset.base is not None and changeset.base is self._applied.get(source)
         self._applied.pop(source, None)
@@ -398,9 +413,7 @@ class Store:
         }
         for key in deleted:
             del self._entries[key]
-            del self._stored[key]
-            del self._sources[key]
-            del self._resources[key]
+            self._writes[key] = None
         # Objects of this source that vanished while we were down are gone for good.
         if self._persisted:
             for key in [k for k, r in self._persisted.items() if r.source == source]:
@@ -408,10 +421,11 @@ class Store:
         if not diagnostics:
             self._applied[source] = changeset.token
 
+        self._commit()
         return Snapshot._of(
-            dict(self._stored),
-            dict(self._sources),
-            dict(self._resources),
+            self._stored,
+            self._sources,
+            self._resources,
             added=frozenset(added),
             updated=frozenset(updated),
             deleted=frozenset(deleted),
@@ -420,9 +434,37 @@ class Store:
 
     def _set_stored(self, key: ObjectKey, entry: _Entry, stored: StoredObject) -> None:
         entry.stored = stored
-        self._stored[key] = stored
-        self._sources[key] = entry.record.source
-        self._resources[key] = stored.resource
+        self._writes[key] = entry
+
+    def _commit(self) -> None:
+        """The apply's writes into the persistent mirrors."""
+        writes = self._writes
+        if not writes:
+            return
+        self._writes = {}
+        if not self._stored:  # the first apply: built from dicts at once
+            live = [(k, e) for k, e in writes.items() if e is not None]
+            self._stored = Map({k: e.stored for k, e in live})
+            self._sources = Map({k: e.record.source for k, e in live})
+            self._resources = Map({k: e.stored.resource for k, e in live})
+            return
+        with (
+            self._stored.mutate() as stored,
+            self._sources.mutate() as sources,
+            self._resources.mutate() as resources,
+        ):
+            for key, entry in writes.items():
+                if entry is None:
+                    for mutation in (stored, sources, resources):
+                        mutation.pop(key, None)
+                    continue
+                stored[key] = entry.stored
+                if sources.get(key) != entry.record.source:
+                    sources[key] = entry.record.source
+                resources[key] = entry.stored.resource
+            self._stored = stored.finish()
+            self._sources = sources.finish()
+            self._resources = resources.finish()
 
 
 def _hashed(entry: _Entry) -> _Entry:

@@ -115,6 +115,14 @@ _RETAINED_TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE)
 _EMPTY: Mapping[str, Encoded] = {}
 
 
+def _compact(names: set[str]) -> set[str]:
+    """`names`, or a fresh set once it is empty. A set never shrinks its table when
+    names leave it, and iterating it (or `<=`) walks the whole table: after start-up
+    filled `missing` with every endpoint name and Envoy's subscriptions emptied it, each
+    `_routable` cost ~0.3 ms at 50 000 routes, a dozen times per change."""
+    return names if names else set()
+
+
 class AdsStream:
     def __init__(
         self,
@@ -203,6 +211,7 @@ class AdsStream:
                 ts.missing.discard(n)
                 if retained is not None and n in ts.sent and n in before:
                     retained[n] = before[n]
+        ts.missing = _compact(ts.missing)
 
     def _resync(self, old: Mapping[str, Mapping[str, Encoded]] | None) -> None:
         """Everything may have changed: recompute the bookkeeping (O(resources))."""
@@ -311,6 +320,9 @@ class AdsStream:
                 ts.dirty.add(n)
                 if not ts.wildcard:
                     ts.sent.pop(n, None)
+        ts.missing = _compact(ts.missing)
+        if t == ENDPOINT_TYPE:
+            self._ahead = _compact(ahead)
         if ts.wildcard != wildcard and self._desired is not None:
             self._full_dirty(t)
 
@@ -351,6 +363,7 @@ class AdsStream:
                 break
             clean.append(n)
         ts.dirty.difference_update(clean)
+        ts.dirty = _compact(ts.dirty)
         return found
 
     def _settled(self, type_url: str) -> bool:
