@@ -261,6 +261,30 @@ class FileSource:
             return self.load()  # a CRD came, went or changed: see `_reparse_with`
         return self._last
 
+    def rescan(self) -> ChangeSet:
+        """The watcher's periodic safety net for missed events: the files whose (mtime,
+        size, inode) changed, appeared or vanished since they were read go through
+        `update`; a full `load` only when the tree itself is in doubt. A stat per file,
+        not a re-assembly of every object (a `load` took 0.8 s at 10 000 routes, on
+        the event loop, every 10 s without events), and the previous ChangeSet object
+        itself when nothing changed, so the store's hint (`ChangeSet.base`) stays the
+        set it applied last."""
+        tree, assembly, last = self._tree, self._assembly, self._last
+        if tree is None or assembly is None or last is None:
+            return self.load()
+        found = discover(self.paths)
+        if not found.plain or found.problems != assembly.problems:
+            return self.load()
+        present = set(found.files)
+        changed = [
+            path
+            for path in found.files
+            if (cached := self._cache.get(path)) is None
+            or _signature(Path(path)) != cached.signature
+        ]
+        changed.extend(path for path in self._cache if path not in present)
+        return self.update(changed) if changed else last
+
     def _load_file(self, path: str, *, force: bool) -> FileResult:
         cached = self._cache.get(path)
         signature = _signature(Path(path))

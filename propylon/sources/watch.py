@@ -6,7 +6,8 @@ or diagnostics). When a batch took long to read (a burst of writes), the events 
 came meanwhile are read into the same `ChangeSet` (see `COALESCE_S`): one reconcile for
 the burst, without a fixed debounce for small changes. Only the files named by the
 events are read again, without listing or stat-ing the others (`FileSource.update`);
-the periodic rescan reads every file whose stat changed.
+the periodic rescan (`FileSource.rescan`) reads every file whose stat changed, and
+only those.
 
 Directories given as paths are watched recursively; for a file path only its parent
 directory is watched, not recursively (so `-f ~/gw.yaml` does not watch all of `~`).
@@ -241,7 +242,7 @@ async def watch(
                 if changed:
                     current = await call(partial(files.update, changed))
                 else:
-                    current = await call(files.load)
+                    current = await call(files.rescan)
                 replan = files.watch_plan() != plan
                 # Reading a burst of files takes a while; what was written meanwhile is
                 # read too before the consumer reconciles (one reconcile for a burst,

@@ -118,3 +118,45 @@ def test_update_without_change_returns_the_same_set(tmp_path: Path) -> None:
     first = source.load()
     assert source.update([f]) is first
     assert source.update([tmp_path / "elsewhere.txt"]) is first
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rescan_without_events_matches_load(tmp_path: Path, seed: int) -> None:
+    """The periodic rescan (no event names the changed paths) finds what a full `load`
+    finds: files written, created, deleted, in new subdirectories."""
+    rng = random.Random(seed)
+    root = tmp_path / "m"
+    root.mkdir()
+    for i in range(4):
+        (root / f"f{i}.yaml").write_text(_text(rng))
+    scanned = FileSource([root], parse=fake_parse)  # type: ignore[arg-type]
+    twin = FileSource([root], parse=fake_parse)  # type: ignore[arg-type]
+    assert _view(scanned.load()) == _view(twin.load())
+    for _ in range(30):
+        files = sorted(p for p in root.rglob("*.yaml") if p.is_file())
+        op = rng.random()
+        if op < 0.5 and files:
+            rng.choice(files).write_text(_text(rng) + f"# {rng.random()}\n")
+        elif op < 0.7:
+            (root / f"n{rng.randint(0, 9)}.yaml").write_text(_text(rng))
+        elif op < 0.85 and files:
+            rng.choice(files).unlink()
+        else:
+            sub = root / f"sub{rng.randint(0, 2)}"
+            sub.mkdir(exist_ok=True)
+            (sub / f"x{rng.randint(0, 2)}.yaml").write_text(_text(rng))
+        assert _view(scanned.rescan()) == _view(twin.load()), seed
+
+
+def test_rescan_without_change_keeps_the_set_the_store_applied(tmp_path: Path) -> None:
+    """Nothing changed: the same ChangeSet object, so the next change set's hint names
+    the set the store applied last (else the store walks every object once)."""
+    f = tmp_path / "a.yaml"
+    f.write_text(_text(random.Random(2)))
+    source = FileSource([tmp_path], parse=fake_parse)  # type: ignore[arg-type]
+    first = source.load()
+    assert source.rescan() is first
+    (tmp_path / "b.yaml").write_text(_text(random.Random(3)))
+    after = source.rescan()
+    assert after.base is first.token
+    assert _view(after) == _view(FileSource([tmp_path], parse=fake_parse).load())  # type: ignore[arg-type]
