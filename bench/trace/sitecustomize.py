@@ -42,7 +42,10 @@ if _PATH and "propylon.cli" in " ".join(getattr(sys, "orig_argv", [])):
     _span(Store, "apply", "store")
     _span(gatewayapi.Builder, "build", "build")
     _span(Translator, "translate", "translate")
-    _span(instance.Instance, "_write_state", "save")
+    from propylon.state.statedir import StateDir
+
+    _span(StateDir, "save_statuses", "save")
+    _span(StateDir, "save_metadata", "save-records")
     _span(files.FileSource, "load", "rescan")
     gc.callbacks.append(lambda phase, info: _event(f"gc-{phase}", info.get("generation")))
 

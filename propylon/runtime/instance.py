@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -50,6 +51,9 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
+# A save first hashes the objects stored since start-up without hashes, this many per
+# turn on the worker (~5 ms), so a reconcile waits at most one turn.
+STATE_HASH_STEP = 1000
 ENVOY_STOP_GRACE_S = 1.0
 ANY_OBJECT = ObjectQuery()
 
@@ -106,6 +110,10 @@ class Instance:
         self._save_handle: asyncio.TimerHandle | None = None
         self._saved_at = -STATE_SAVE_MIN_INTERVAL_S  # loop time of the last write
         self._unsaved = False  # a reconcile since the state was last written
+        # Background saves write the files on a thread of their own; the lock keeps a
+        # final flush from writing beside one.
+        self._save_lock = threading.Lock()
+        self._saving: asyncio.Future[None] | None = None
         self._collector = QuietCollector(busy=lambda: self._worker.busy)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -377,12 +385,44 @@ class Instance:
         self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self._save_later)
 
     def _save_later(self) -> None:
-        """`flush_state` on the worker (in turn with reconciles, so the store is whole):
-        at thousands of routes a write takes long enough to stall the xDS stream."""
+        """Save in the background: at 50 000 routes a save took ~1 s of CPU (the first,
+        hashing every object) or ~0.7 s (later ones), and a new route that came
+        meanwhile waited for it on the worker. Now the worker only hashes in steps and
+        copies what the save needs (in turn with reconciles, so the store is whole);
+        the encoding and writing run on a thread of their own."""
         self._save_handle = None
-        self._saved_at = asyncio.get_running_loop().time()
-        task = asyncio.ensure_future(self._worker.run(self._write_state, self._stop))
+        loop = asyncio.get_running_loop()
+        self._saved_at = loop.time()
+        if self._saving is not None and not self._saving.done():
+            self._schedule_save()  # one save at a time: the next one after this
+            return
+        task = asyncio.ensure_future(self._save_in_background())
         task.add_done_callback(_ignore_stopping)
+        self._saving = task
+
+    async def _save_in_background(self) -> None:
+        store, stop = self.store, self._stop
+        while await self._worker.run(partial(store.hash_pending, STATE_HASH_STEP), stop):
+            pass
+        write = await self._worker.run(self._prepare_state, stop)
+        if write is not None:
+            await asyncio.get_running_loop().run_in_executor(None, write)
+
+    def _prepare_state(self) -> Callable[[], None] | None:
+        """What `_write_state` does, as a function for another thread (None: nothing
+        to write): the statuses (a persistent map, never changed) and the records'
+        export taken now."""
+        if self.evaluation is None or not self._unsaved:
+            return None
+        self._unsaved = False
+        statuses, export = self.statuses, self.store.export_later()
+
+        def write() -> None:
+            with self._save_lock:
+                self.state.save_statuses(statuses)
+                self.state.save_metadata(export())
+
+        return write
 
     def flush_state(self) -> None:
         """Write statuses and generations to the state directory now."""
@@ -397,8 +437,9 @@ class Instance:
         if self.evaluation is None or not self._unsaved:
             return
         self._unsaved = False
-        self.state.save_statuses(self.statuses)
-        self.state.save_metadata(self.store.export_records())
+        with self._save_lock:
+            self.state.save_statuses(self.statuses)
+            self.state.save_metadata(self.store.export_records())
 
     def _bind_probe_needed(self, evaluation: Evaluation) -> bool:
         """Probe the Gateways' addresses (not with hostNetwork: listeners bind the host's

@@ -62,3 +62,18 @@ def test_persistent_map_compares_like_a_dict() -> None:
     assert sorted(n.values()) == [1, 2, 3]
     assert n.keys() - {"a"} == {"b", "c"}
     assert n.get("x") is None and n.get("x", 0) == 0 and "a" in n and len(n) == 3
+
+
+def test_export_in_steps_equals_export_records() -> None:
+    """Hashing in steps (`hash_pending`) and exporting from a copy (`export_later`) give
+    what `export_records` gives, with objects added after the copy left out."""
+    store, twin = _store(), _store()
+    objs = [_svc(f"s{i}", 80 + i) for i in range(7)]
+    for s in (store, twin):
+        s.apply(_set(*objs))
+    assert store.hash_pending(3) == 4
+    export = store.export_later()
+    store.apply(_set(*objs, _svc("late")))
+    assert export() == twin.export_records()
+    assert store.hash_pending(100) == 0
+    assert set(store.export_records()) == {*twin.export_records(), "Service/default/late"}
