@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,9 +52,15 @@ log = logging.getLogger("propylon")
 # off the path to Envoy; a burst of changes writes them once. Shutdown flushes them.
 STATE_SAVE_DELAY_S = 0.5
 STATE_SAVE_MIN_INTERVAL_S = 5.0
+# ... and, when a save costs more than a twentieth of that, this many times what the
+# last one cost (at 50 000 routes a save is ~1 s of CPU: one per 20 s under churn).
+STATE_SAVE_COST_FACTOR = 20
 # A save first hashes the objects stored since start-up without hashes, this many per
-# turn on the worker (~5 ms), so a reconcile waits at most one turn.
-STATE_HASH_STEP = 1000
+# turn on the worker (~2 ms), so a reconcile waits at most one turn.
+STATE_HASH_STEP = 250
+# While a background save runs, a thread waiting for the interpreter gets it after this
+# long (CPython's default is 5 ms): the loop's reads and pushes wait less for the save.
+SAVE_SWITCH_INTERVAL_S = 0.001
 ENVOY_STOP_GRACE_S = 1.0
 ANY_OBJECT = ObjectQuery()
 
@@ -114,6 +121,7 @@ class Instance:
         # final flush from writing beside one.
         self._save_lock = threading.Lock()
         self._saving: asyncio.Future[None] | None = None
+        self._save_cost = 0.0  # seconds the last background save took
         self._collector = QuietCollector(busy=lambda: self._worker.busy)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -381,7 +389,8 @@ class Instance:
             return
         # Under steady churn, at most one write per STATE_SAVE_MIN_INTERVAL_S (a write
         # walks every status and record: tens of milliseconds at thousands of routes).
-        wait = STATE_SAVE_MIN_INTERVAL_S - (loop.time() - self._saved_at)
+        interval = max(STATE_SAVE_MIN_INTERVAL_S, STATE_SAVE_COST_FACTOR * self._save_cost)
+        wait = interval - (loop.time() - self._saved_at)
         self._save_handle = loop.call_later(max(STATE_SAVE_DELAY_S, wait), self._save_later)
 
     def _save_later(self) -> None:
@@ -401,12 +410,18 @@ class Instance:
         self._saving = task
 
     async def _save_in_background(self) -> None:
-        store, stop = self.store, self._stop
-        while await self._worker.run(partial(store.hash_pending, STATE_HASH_STEP), stop):
-            pass
-        write = await self._worker.run(self._prepare_state, stop)
-        if write is not None:
-            await asyncio.get_running_loop().run_in_executor(None, write)
+        store, stop, loop = self.store, self._stop, asyncio.get_running_loop()
+        began, switch = loop.time(), sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SAVE_SWITCH_INTERVAL_S))
+        try:
+            while await self._worker.run(partial(store.hash_pending, STATE_HASH_STEP), stop):
+                pass
+            write = await self._worker.run(self._prepare_state, stop)
+            if write is not None:
+                await loop.run_in_executor(None, write)
+        finally:
+            sys.setswitchinterval(switch)
+            self._save_cost = loop.time() - began
 
     def _prepare_state(self) -> Callable[[], None] | None:
         """What `_write_state` does, as a function for another thread (None: nothing
