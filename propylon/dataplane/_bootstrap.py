@@ -90,6 +90,10 @@ def bootstrap(
         # update (10 000 new clusters: 3.8-4.0 -> 1.6-1.7 s measured), and a cluster without
         # traffic has none to show. Its config and endpoint stats are there at once.
         "deferred_stat_options": {"enable_deferred_creation_stats": True},
+        # No stats sinks: the periodic flush (every 5 s) only walks every stat on the main
+        # thread, the one that applies xDS updates (hundreds of ms at 50 000 clusters, a
+        # new route arriving meanwhile waits). The admin interface reads stats directly.
+        "stats_flush_on_admin": True,
         "layered_runtime": {
             "layers": [
                 {"name": "static", "static_layer": {}},
