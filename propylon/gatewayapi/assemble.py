@@ -73,6 +73,12 @@ def _host_order(host: str) -> tuple[tuple[int, int], str]:
     return (specificity(host), host)
 
 
+def _order_entry(host: str) -> tuple[int, int, str]:
+    """`_host_order` flat: one tuple per host kept in a host table, not three."""
+    rank, length = specificity(host)
+    return (rank, length, host)
+
+
 def _virtual_hosts(
     name: str,
     owners: Sequence[ListenerState],
@@ -114,7 +120,7 @@ class HostTable:
         self.feeds: dict[str, tuple[ObjectKey, int] | dict[ObjectKey, int]] = {}
         self.made: dict[str, VirtualHost] = {}
         # The hosts made, in output order: sort keys, and their VirtualHosts alongside.
-        self.order: list[tuple[tuple[tuple[int, int], str], str]] = []
+        self.order: list[tuple[int, int, str]] = []
         self.hosts: list[VirtualHost] = []
         self.dirty: set[str] = set()
         self.result: tuple[VirtualHost, ...] | None = None
@@ -186,7 +192,7 @@ class HostTable:
             if feeds is None and host not in self.own_hosts:
                 gone = self.made.pop(host, None)
                 if gone is not None:
-                    at = bisect_left(self.order, (_host_order(host), host))
+                    at = bisect_left(self.order, _order_entry(host))
                     del self.order[at], self.hosts[at]
                     self._changed(host, gone, None)
                 continue
@@ -207,7 +213,7 @@ class HostTable:
         return self.result
 
     def _place(self, host: str, made: VirtualHost) -> None:
-        entry = (_host_order(host), host)
+        entry = _order_entry(host)
         at = bisect_left(self.order, entry)
         if at < len(self.order) and self.order[at] == entry:
             self.hosts[at] = made
