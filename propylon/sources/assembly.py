@@ -3,7 +3,7 @@ so that a change to a few files is patched in rather than assembled again."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from immutables import Map
@@ -33,7 +33,9 @@ class Assembly:
     def __init__(self, problems: list[Diagnostic]) -> None:
         self.problems = problems  # about the paths themselves
         self.results: dict[str, FileResult] = {}
-        self.candidates: dict[ObjectKey, list[Origin]] = {}
+        # key -> every definition of it: the Origin itself while there is one (a list
+        # per object was 1.1 MiB at 5000 routes), a tuple of two or more
+        self.candidates: dict[ObjectKey, Origin | tuple[Origin, ...]] = {}
         self.chosen: Map[ObjectKey, StoredObject] = Map()
         self.origins: dict[ObjectKey, Origin] = {}
         self.duplicates: dict[ObjectKey, list[Diagnostic]] = {}
@@ -50,8 +52,11 @@ class Assembly:
             self.results[path] = result
             if result.diagnostics:
                 self.noisy.add(path)
+            candidates = self.candidates
             for obj in result.objects:
-                self.candidates.setdefault(obj.key, []).append(Origin(path, obj.document))
+                origin = Origin(path, obj.document)
+                have = candidates.get(obj.key)
+                candidates[obj.key] = origin if have is None else (*_origins(have), origin)
         chosen: dict[ObjectKey, StoredObject] = {}
         for key in self.candidates:
             self._choose(key, previous_origins.get(key), chosen)
@@ -77,13 +82,13 @@ class Assembly:
             self.noisy.discard(path)
         with self.chosen.mutate() as chosen:
             for key in sorted(keys):
-                kept = [o for o in self.candidates.get(key, ()) if o.file != path]
+                kept = [o for o in _origins(self.candidates.get(key, ())) if o.file != path]
                 if after is not None:
                     mine = [Origin(path, after.objects[i].document) for i in after.positions(key)]
                     at = next((i for i, o in enumerate(kept) if o.file > path), len(kept))
                     kept[at:at] = mine
                 if kept:
-                    self.candidates[key] = kept
+                    self.candidates[key] = kept[0] if len(kept) == 1 else tuple(kept)
                     self._choose(key, previous_origins.get(key), chosen)
                 else:
                     self.candidates.pop(key, None)
@@ -93,7 +98,7 @@ class Assembly:
             self.chosen = chosen.finish()
 
     def _choose(self, key: ObjectKey, before: Origin | None, chosen: _Chosen) -> None:
-        origins = self.candidates[key]
+        origins = _origins(self.candidates[key])
         winner = _pick(origins, before)
         resource = None
         result = self.results[winner.file]
@@ -123,7 +128,7 @@ class Assembly:
 
     def _first_seen(self, key: ObjectKey) -> tuple[str, int]:
         """Where `load` meets this key first (the order its duplicate reports come in)."""
-        first = self.candidates[key][0]
+        first = _origins(self.candidates[key])[0]
         return first.file, self.results[first.file].positions(key)[0]
 
     def diagnostics(self) -> tuple[Diagnostic, ...]:
@@ -150,7 +155,7 @@ def _position(d: Diagnostic) -> tuple[str, int, int]:
     return (d.file or "", -1 if d.document is None else d.document, d.line or -1)
 
 
-def _pick(origins: list[Origin], before: Origin | None) -> Origin:
+def _pick(origins: Sequence[Origin], before: Origin | None) -> Origin:
     if before is not None:
         if before in origins:
             return before
@@ -176,3 +181,7 @@ def changed_keys(before: FileResult | None, after: FileResult | None) -> set[Obj
     if new:
         keys.update(obj.key for obj in after.objects if id(obj) in new)
     return keys
+
+
+def _origins(found: Origin | tuple[Origin, ...]) -> tuple[Origin, ...]:
+    return (found,) if isinstance(found, Origin) else found
