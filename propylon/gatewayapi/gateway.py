@@ -192,12 +192,12 @@ class GatewayState:
             ),
             spec=ServiceSpec(
                 type=svc_type,
-                ports=[
+                ports=tuple(
                     ServicePort(name=f"port-{p}-udp", port=p, protocol="UDP")
                     if udp
                     else ServicePort(name=f"port-{p}", port=p, protocol="TCP")
                     for p, udp in ports
-                ],
+                ),
                 external_traffic_policy=(
                     svc_cfg.external_traffic_policy if svc_cfg else self.default_traffic_policy
                 )

@@ -40,7 +40,7 @@ class ServicePort(Struct):
 class ServiceSpec(Struct):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
     selector: dict[str, str] | None = None
-    ports: list[ServicePort] = Field(default_factory=list)
+    ports: tuple[ServicePort, ...] = Field(default=())
     cluster_ip: str | None = Field(default=None, alias="clusterIP")
     cluster_ips: list[str] | None = Field(default=None, alias="clusterIPs")
     external_name: str | None = None
@@ -108,7 +108,7 @@ class ObjectReference(Struct):
 
 @record
 class Endpoint(Struct):
-    addresses: list[str] = Field(min_length=1, max_length=100)
+    addresses: tuple[str, ...] = Field(min_length=1, max_length=100)
     conditions: EndpointConditions = Field(default_factory=EndpointConditions)
     target_ref: ObjectReference | None = None
     hostname: str | None = None
@@ -211,8 +211,8 @@ class EndpointSlice(Resource):
     api_version: str = "discovery.k8s.io/v1"
     kind: str = "EndpointSlice"
     address_type: Literal["IPv4", "IPv6", "FQDN"]
-    endpoints: list[Endpoint] = Field(default_factory=list, max_length=1000)
-    ports: list[EndpointPort] = Field(default_factory=list, max_length=100)
+    endpoints: tuple[Endpoint, ...] = Field(default=(), max_length=1000)
+    ports: tuple[EndpointPort, ...] = Field(default=(), max_length=100)
 
     @model_validator(mode="after")
     def _addresses_of_type(self) -> EndpointSlice:

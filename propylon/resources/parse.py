@@ -101,11 +101,17 @@ def _field_path(loc: Sequence[int | str]) -> str:
 
 
 def _message(error: Mapping[str, Any]) -> str:
-    if error.get("type") == "dataclass_type":
-        # The records are pydantic dataclasses; say what a pydantic model said.
-        ctx = error.get("ctx") or {}
+    kind = error.get("type")
+    ctx = error.get("ctx") or {}
+    # The records are pydantic dataclasses whose lists are tuples: say what a pydantic
+    # model with lists said (YAML has lists; "tuple" would be news to the user).
+    if kind == "dataclass_type":
         return f"Input should be a valid dictionary or instance of {ctx.get('class_name', '')}"
+    if kind == "tuple_type":
+        return "Input should be a valid list"
     msg = str(error.get("msg", "invalid"))
+    if kind in ("too_long", "too_short") and ctx.get("field_type") == "Tuple":
+        msg = "List" + msg[len("Tuple") :]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             return msg[len(prefix) :]

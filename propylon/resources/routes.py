@@ -90,8 +90,8 @@ class HTTPQueryParamMatch(Struct):
 @record
 class HTTPRouteMatch(Struct):
     path: HTTPPathMatch = Field(default_factory=HTTPPathMatch)
-    headers: list[HTTPHeaderMatch] = Field(default_factory=list, max_length=16)
-    query_params: list[HTTPQueryParamMatch] = Field(default_factory=list, max_length=16)
+    headers: tuple[HTTPHeaderMatch, ...] = Field(default=(), max_length=16)
+    query_params: tuple[HTTPQueryParamMatch, ...] = Field(default=(), max_length=16)
     method: HTTPMethod | None = None
 
 
@@ -274,7 +274,7 @@ def _replaces_prefix(filters: Sequence[HTTPRouteFilter], kind: str) -> bool:
 
 @record
 class HTTPBackendRef(BackendRef):
-    filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
+    filters: tuple[HTTPRouteFilter, ...] = Field(default=(), max_length=16)
 
     @model_validator(mode="after")
     def _filter_set(self) -> HTTPBackendRef:
@@ -320,9 +320,11 @@ class HTTPRouteRetry(Struct):
 @record
 class HTTPRouteRule(Struct):
     name: SectionName | None = None
-    matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()], max_length=64)
-    filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
-    backend_refs: list[HTTPBackendRef] = Field(default_factory=list, max_length=16)
+    matches: tuple[HTTPRouteMatch, ...] = Field(
+        default_factory=lambda: (HTTPRouteMatch(),), max_length=64
+    )
+    filters: tuple[HTTPRouteFilter, ...] = Field(default=(), max_length=16)
+    backend_refs: tuple[HTTPBackendRef, ...] = Field(default=(), max_length=16)
     timeouts: HTTPRouteTimeouts | None = None
     retry: HTTPRouteRetry | None = None
     session_persistence: dict[str, Any] | None = None
@@ -402,9 +404,11 @@ def _route_spec_problem(
 
 @record
 class HTTPRouteSpec(Struct):
-    parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
-    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
-    rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()], max_length=16)
+    parent_refs: tuple[ParentReference, ...] = Field(default=(), max_length=32)
+    hostnames: tuple[Hostname, ...] = Field(default=(), max_length=16)
+    rules: tuple[HTTPRouteRule, ...] = Field(
+        default_factory=lambda: (HTTPRouteRule(),), max_length=16
+    )
 
     @model_validator(mode="after")
     def _spec_rules(self) -> HTTPRouteSpec:
@@ -460,7 +464,7 @@ class GRPCHeaderMatch(Struct):
 @record
 class GRPCRouteMatch(Struct):
     method: GRPCMethodMatch | None = None
-    headers: list[GRPCHeaderMatch] = Field(default_factory=list, max_length=16)
+    headers: tuple[GRPCHeaderMatch, ...] = Field(default=(), max_length=16)
 
 
 @record
@@ -483,7 +487,7 @@ class GRPCRouteFilter(Struct):
 
 @record
 class GRPCBackendRef(BackendRef):
-    filters: list[GRPCRouteFilter] = Field(default_factory=list, max_length=16)
+    filters: tuple[GRPCRouteFilter, ...] = Field(default=(), max_length=16)
 
     @model_validator(mode="after")
     def _filter_set(self) -> GRPCBackendRef:
@@ -496,9 +500,9 @@ class GRPCBackendRef(BackendRef):
 @record
 class GRPCRouteRule(Struct):
     name: SectionName | None = None
-    matches: list[GRPCRouteMatch] = Field(default_factory=list, max_length=64)
-    filters: list[GRPCRouteFilter] = Field(default_factory=list, max_length=16)
-    backend_refs: list[GRPCBackendRef] = Field(default_factory=list, max_length=16)
+    matches: tuple[GRPCRouteMatch, ...] = Field(default=(), max_length=64)
+    filters: tuple[GRPCRouteFilter, ...] = Field(default=(), max_length=16)
+    backend_refs: tuple[GRPCBackendRef, ...] = Field(default=(), max_length=16)
     session_persistence: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -512,9 +516,9 @@ class GRPCRouteRule(Struct):
 
 @record
 class GRPCRouteSpec(Struct):
-    parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
-    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
-    rules: list[GRPCRouteRule] = Field(default_factory=list, max_length=16)
+    parent_refs: tuple[ParentReference, ...] = Field(default=(), max_length=32)
+    hostnames: tuple[Hostname, ...] = Field(default=(), max_length=16)
+    rules: tuple[GRPCRouteRule, ...] = Field(default=(), max_length=16)
 
     @model_validator(mode="after")
     def _spec_rules(self) -> GRPCRouteSpec:
@@ -546,8 +550,8 @@ class TLSRouteRule(Struct):
 
 @record
 class TLSRouteSpec(Struct):
-    parent_refs: list[ParentReference] = Field(default_factory=list, max_length=32)
-    hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
+    parent_refs: tuple[ParentReference, ...] = Field(default=(), max_length=32)
+    hostnames: tuple[Hostname, ...] = Field(default=(), max_length=16)
     rules: list[TLSRouteRule] = Field(min_length=1, max_length=16)
 
     @model_validator(mode="after")

@@ -56,8 +56,9 @@ def _value(annotation: Any) -> _Value | None:
             if found is not None:
                 return found
         return None
-    if origin is list:
-        (item,) = typing.get_args(annotation) or (Any,)
+    if origin is list or origin is tuple:
+        # list[X], or tuple[X, ...] (the records' lists)
+        (item, *_) = typing.get_args(annotation) or (Any,)
         inner = _value(item)
         return _Value(inner.model, True) if inner is not None and not inner.many else None
     if isinstance(annotation, type) and issubclass(annotation, Struct):

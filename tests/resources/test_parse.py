@@ -239,3 +239,48 @@ def test_object_key_parses_back_from_its_text() -> None:
 
     for key in (ObjectKey("HTTPRoute", "ns-1", "r.1"), ObjectKey("GatewayClass", "", "cilium")):
         assert ObjectKey.parse(str(key)) == key
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "message"),
+    [
+        ({"hostnames": "a.test"}, "spec.hostnames", "Input should be a valid list"),
+        (
+            {"hostnames": [f"h{i}.test" for i in range(17)]},
+            "spec.hostnames",
+            "List should have at most 16 items after validation, not 17",
+        ),
+        (
+            {"rules": [{"backendRefs": [{"name": "s", "port": 80, "filters": "x"}]}]},
+            "spec.rules[0].backendRefs[0].filters",
+            "Input should be a valid list",
+        ),
+        (
+            {"parentRefs": [3]},
+            "spec.parentRefs[0]",
+            "Input should be a valid dictionary or instance of ParentReference",
+        ),
+    ],
+)
+def test_list_fields_are_reported_as_lists(spec: dict[str, Any], field: str, message: str) -> None:
+    """The records keep lists as tuples and nested objects as dataclasses: the messages
+    still speak of lists and dictionaries, as the YAML does (and as they always did)."""
+    with pytest.raises(ResourceError) as info:
+        parse_object(route(spec))
+    assert (info.value.field, info.value.message) == (field, message)
+    parsed = parse_object(route({"hostnames": ["a.test"]}))
+    assert parsed.model_dump()["spec"]["hostnames"] == ["a.test"]  # JSON lists again
+
+
+def test_endpoint_addresses_at_least_one() -> None:
+    doc = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "e"},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": []}],
+    }
+    with pytest.raises(ResourceError) as info:
+        parse_object(doc)
+    assert info.value.field == "endpoints[0].addresses"
+    assert info.value.message == "List should have at least 1 item after validation, not 0"
