@@ -21,6 +21,8 @@ log = logging.getLogger("propylon.xds")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 MAX_MESSAGE = 256 * 1024 * 1024
+# Responses with more resources than this are encoded off the event loop (see `_serve`).
+ENCODE_ON_THREAD_OVER = 1000
 
 
 class XdsNackError(RuntimeError):
@@ -232,7 +234,13 @@ class AdsServer:
         try:
             while (item := await queue.get()) is not None:
                 began = time.perf_counter()
-                message = encode(item)
+                if len(item.resources) > ENCODE_ON_THREAD_OVER:
+                    # The first push's responses (a message per resource: 0.03-0.08 s
+                    # for 10 000 clusters, 0.3 s for 50 000) on a thread, which hands
+                    # the interpreter back between messages: the loop keeps serving.
+                    message = await asyncio.to_thread(encode, item)
+                else:
+                    message = encode(item)
                 encoded = time.perf_counter()
                 await context.write(message)
                 log.debug(

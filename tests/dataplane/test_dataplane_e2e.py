@@ -706,3 +706,32 @@ async def test_listener_update_moves_keepalive_clients_at_once(
         if first.status_code != 200:  # answered by the old listener: it says goodbye
             assert first.headers.get("connection") == "close"
             assert (await client.get("/", headers={"host": "h2.test"})).status_code == 200
+
+
+async def test_first_push_of_many_clusters_and_hosts(
+    plane: Plane, backends: dict[str, Backend]
+) -> None:
+    """A first configuration big enough that its responses are encoded off the event
+    loop (more than `ENCODE_ON_THREAD_OVER` clusters, endpoints and scopes): Envoy
+    takes it whole, the first and the last host answer."""
+    from propylon.xds._server import ENCODE_ON_THREAD_OVER
+
+    a = free_address()
+    one = backends["one"]
+    n = ENCODE_ON_THREAD_OVER + 200
+    vhosts = tuple(
+        m.VirtualHost(f"{a[1]}/h{i}.test", (f"h{i}.test",), (forward(f"h{i}.test", f"ns:s{i}:80"),))
+        for i in range(n)
+    )
+    mdl = m.Model(
+        listeners=(m.Listener("default/a/1", a[0], a[1], http=vhosts),),
+        clusters=tuple(
+            m.Cluster(f"ns:s{i}:80", (m.Endpoint(one.host, one.port),)) for i in range(n)
+        ),
+    )
+    res = Translator().translate(mdl, OPTIONS)
+    assert len(res.clusters) == n
+    await plane.xds.wait_acked(plane.xds.update(res), node_id=plane.envoy.node_id, timeout=60)
+    for host in ("h0.test", f"h{n - 1}.test"):
+        r = await get_ok(f"http://{a[0]}:{a[1]}/", headers={"host": host})
+        assert r.json()["backend"] == "one"
