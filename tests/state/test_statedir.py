@@ -11,7 +11,7 @@ import pytest
 from propylon.clock import new_uid, timestamp_now
 from propylon.resources.meta import ObjectKey
 from propylon.state import STATE_DIR_ENV, StateDir, default_state_dir
-from propylon.state.statedir import _Fragments
+from propylon.state.statedir import _Fragments, _SharedFragments
 from propylon.store import ChangeSet, Origin, Store, StoredObject
 from propylon.store.testing import fake_object
 
@@ -91,7 +91,7 @@ def test_fragments_render_what_a_fresh_render_gives_and_reencode_only_changed_gr
     rng = random.Random(7)
     shared = {"conditions": [{"type": "Accepted"}]}  # a value object many names share
     members: dict[str, Any] = {f"HTTPRoute/ns/r{i}": {"g": i} for i in range(600)}
-    kept = _Fragments()
+    kept, shared_kept = _Fragments(), _SharedFragments()
     for _ in range(60):
         for _ in range(rng.randrange(1, 6)):
             name = f"HTTPRoute/ns/r{rng.randrange(900)}"
@@ -104,7 +104,7 @@ def test_fragments_render_what_a_fresh_render_gives_and_reencode_only_changed_gr
                 members[name] = {"g": rng.randrange(5)}
         items = sorted(members.items())
         text = kept.render(items)
-        assert text == _Fragments().render(items)
+        assert text == _Fragments().render(items) == shared_kept.render(items)
         assert json.loads(text) == dict(items)
 
     encoded: list[Any] = []
