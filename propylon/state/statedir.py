@@ -145,7 +145,9 @@ class _SharedFragments:
         # One encoding per value object: routes that share one status (see
         # `gatewayapi/statusparts.py`) share its text too. The values outlive the call.
         encoded: dict[int, str] = {}
-        for name, value in members:
+        for i, (name, value) in enumerate(members):
+            if i % _PAUSE_EVERY == _PAUSE_EVERY - 1:
+                time.sleep(0)  # the GIL to a waiting thread now (see `_PAUSE_EVERY`)
             hit = cache.get(name)
             if hit is None or hit[0] is not value:
                 text = encoded.get(id(value))
