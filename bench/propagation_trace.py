@@ -44,6 +44,9 @@ MARKS = (
     "send EDS",
     "send SRDS",
     "send RDS",
+    "write CDS",
+    "write EDS",
+    "write SRDS",
     "reconcile-end",
     "first 200",
 )
@@ -109,7 +112,7 @@ def main() -> int:
             if t0 - 0.2 <= t <= t1 + 0.05 and what.startswith(("gc-", "save", "rescan")):
                 extra.append(f"{what} at {(t - t0) * 1000:+.1f} ms")
             if t0 <= t <= t1 + 0.05:
-                what = what if what.startswith("send") else what.split(" ", 1)[0]
+                what = what if what.startswith(("send", "write")) else what.split(" ", 1)[0]
                 seen.setdefault(what, t)
         seen["first 200"] = t1
         slow.append(((t1 - t0) * 1000, extra))

@@ -84,6 +84,15 @@ if _PATH and "propylon.cli" in " ".join(getattr(sys, "orig_argv", [])):
         finally:
             _event(f"{ack}-end", _stream.SHORT.get(req.type_url, "?"))
 
+    from propylon.xds import _server
+
+    _delta_response = _server._delta_response
+
+    def delta_response(r: Any) -> Any:
+        _event("write", _stream.SHORT[r.type_url])  # the writer took it off the queue
+        return _delta_response(r)
+
+    _server._delta_response = delta_response  # type: ignore[assignment]
     files.FileSource.update = update  # type: ignore[method-assign]
     instance.Instance.reconcile = reconcile  # type: ignore[method-assign]
     _stream.AdsStream._respond = respond  # type: ignore[method-assign]
