@@ -47,6 +47,9 @@ MARKS = (
     "write CDS",
     "write EDS",
     "write SRDS",
+    "ack-start CDS",
+    "ack-start EDS",
+    "ack-start SRDS",
     "reconcile-end",
     "first 200",
 )
@@ -112,7 +115,7 @@ def main() -> int:
             if t0 - 0.2 <= t <= t1 + 0.05 and what.startswith(("gc-", "save", "rescan")):
                 extra.append(f"{what} at {(t - t0) * 1000:+.1f} ms")
             if t0 <= t <= t1 + 0.05:
-                what = what if what.startswith(("send", "write")) else what.split(" ", 1)[0]
+                what = what if what.startswith(("send", "write", "ack")) else what.split(" ", 1)[0]
                 seen.setdefault(what, t)
         seen["first 200"] = t1
         slow.append(((t1 - t0) * 1000, extra))
