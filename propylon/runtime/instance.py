@@ -40,6 +40,7 @@ from propylon.runtime.pipeline import (
     proxy_options,
 )
 from propylon.runtime.seams import StandalonePool, WatchedFiles
+from propylon.runtime.trim import return_freed_memory
 from propylon.runtime.worker import Stopping, Worker
 from propylon.sources.files import FileSource
 from propylon.state import ApiServer, StateDir, merge_statuses, to_document
@@ -436,6 +437,7 @@ class Instance:
             with self._save_lock:
                 self.state.save_statuses(statuses)
                 self.state.save_metadata(export())
+            return_freed_memory()  # the save's texts, freed on this thread's arena
 
         return write
 
