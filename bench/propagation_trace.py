@@ -61,6 +61,11 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=30)
     parser.add_argument("--files-of", type=int, default=0, help="prefill in files of N")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between changes")
+    parser.add_argument(
+        "--envoy-stats",
+        metavar="REGEX",
+        help="print Envoy's stats matching REGEX at the end (e.g. update_duration)",
+    )
     args = parser.parse_args()
     if args.files_of:
         from bench import run
@@ -72,6 +77,7 @@ def main() -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
     env = Env(["ok"])
     windows: list[tuple[float, float]] = []
+    stats = ""
     try:
         backend = env.backends.ports[0]
         if args.files_of:
@@ -101,8 +107,20 @@ def main() -> int:
             # Let the ACKs of this change be handled before the next one starts.
             h.wait_for(p.synced, timeout=30, what="sync")
             time.sleep(args.gap)
+        if args.envoy_stats:
+            import urllib.parse
+            import urllib.request
+
+            admin = p.health()["envoy"]["admin"]
+            query = urllib.parse.urlencode({"filter": args.envoy_stats})
+            for _ in range(2):  # the first asks Envoy to merge its histograms
+                with urllib.request.urlopen(f"http://{admin}/stats?{query}", timeout=30) as r:
+                    stats = r.read().decode()
+                time.sleep(1)
     finally:
         env.close()
+    if args.envoy_stats:
+        print(f"Envoy stats matching {args.envoy_stats!r}:\n{stats}")
     events = [line.split(None, 1) for line in trace.read_text().splitlines()]
     trace.unlink()
     stages: dict[str, list[float]] = {m: [] for m in MARKS}
