@@ -73,8 +73,11 @@ class Struct:
         """A shallow copy with `update`'s fields (Python names) replaced, not validated:
         the values are the caller's, as with pydantic's `model_copy`."""
         cls = type(self)
-        copied = cls.__new__(cls)
         changes = update or {}
+        unknown = changes.keys() - cls.__dataclass_fields__.keys()
+        if unknown:  # a misspelt field would otherwise be dropped without a word
+            raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+        copied = cls.__new__(cls)
         for name in cls.__dataclass_fields__:
             value = changes[name] if name in changes else getattr(self, name)
             object.__setattr__(copied, name, value)

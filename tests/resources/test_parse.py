@@ -207,6 +207,8 @@ def test_parsed_objects_hold_their_fields_in_slots() -> None:
     changed = a.metadata.model_copy(update={"generation": 7})
     assert (changed.generation, a.metadata.generation) == (7, 1)
     assert changed.name == a.metadata.name
+    with pytest.raises(TypeError, match="ObjectMeta has no field generaton"):
+        a.metadata.model_copy(update={"generaton": 7})
     assert a == parse_object(route({"hostnames": ["a.test"], "parentRefs": [{"name": "gw"}]}))
     assert a != parse_object(route({"hostnames": ["b.test"], "parentRefs": [{"name": "gw"}]}))
 
