@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zlib import crc32
 
 from propylon.resources.meta import ObjectKey
 from propylon.store import key_from_str, key_to_str
@@ -59,9 +60,10 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-# A group of members starts at a name whose hash has these bits clear: ~64 members per
+# A group of members starts at a name whose CRC-32 has these bits clear: ~64 members per
 # group, and the boundaries depend on the names alone, so adding or removing one member
-# changes one group, wherever it sorts.
+# changes one group, wherever it sorts. (Not `hash()`: it is salted per process, so the
+# groups, and the work of a save, would differ from run to run.)
 _GROUP_MASK = 63
 # A save of tens of thousands of members runs on a thread of its own while reconciles go
 # on: it lets them have the interpreter this often (members, well under 1 ms).
@@ -97,7 +99,7 @@ class _Fragments:
         for i, (name, value) in enumerate(members):
             if i % _PAUSE_EVERY == _PAUSE_EVERY - 1:
                 time.sleep(0)  # the GIL to a waiting thread now, not in up to 5 ms
-            if names and not hash(name) & _GROUP_MASK:
+            if names and not crc32(name.encode()) & _GROUP_MASK:
                 texts.append(self._group(names, values, fresh, encoded))
                 names, values = [], []
             names.append(name)
