@@ -198,7 +198,8 @@ class EnvoySupervisor:
                 raise TimeoutError(f"Envoy not restarted ({self.restarts} restarts)")
             self._started.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._started.wait(), max(0.0, deadline - time.monotonic()))
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self._started.wait()
 
     async def _spawn(self, timeout: float) -> None:
         admin_path = self.workdir / "admin-address"

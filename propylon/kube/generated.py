@@ -225,7 +225,8 @@ class GeneratedObjects:
             self._dirty.discard(key)
             try:
                 # Bounded by the leader fence, as status writes are.
-                await asyncio.wait_for(self._sync(key), timeout=max(0.01, self._budget()))
+                async with asyncio.timeout(max(0.01, self._budget())):
+                    await self._sync(key)
                 self._failures.pop(key, None)
                 self._refusal(key, None)
             except (ApiError, httpx2.HTTPError, OSError, TimeoutError) as exc:

@@ -134,9 +134,10 @@ class LeaderElector:
             renewed = False
             while self._clock() < deadline:
                 try:
-                    renewed = await asyncio.wait_for(
-                        self._try_acquire_or_renew(), timeout=max(0.05, deadline - self._clock())
-                    )
+                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for drops a cancel
+                    # that arrives as the request finishes, and the elector never stops.
+                    async with asyncio.timeout(max(0.05, deadline - self._clock())):
+                        renewed = await self._try_acquire_or_renew()
                 except TimeoutError:
                     renewed = False
                 if renewed:

@@ -293,7 +293,8 @@ class Agent:
                 log.warning("node report: %s", exc)
             self._report_dirty.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._report_dirty.wait(), REPORT_RENEW_S)
+                async with asyncio.timeout(REPORT_RENEW_S):
+                    await self._report_dirty.wait()
 
     async def _write_report(self) -> None:
         opts = self.options

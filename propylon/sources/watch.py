@@ -140,7 +140,8 @@ class _Events:
             while not self._inner.is_set():
                 left = self._last_report + quiet - loop.time()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._inner.wait(), max(left, 0.001))
+                    async with asyncio.timeout(max(left, 0.001)):
+                        await self._inner.wait()
                 if ticks and not self._inner.is_set() and loop.time() - self._last_report >= quiet:
                     self._report(set())  # the rescan tick, after `quiet` s without events
         finally:
@@ -179,7 +180,8 @@ class _Events:
         if self._queue.empty() and wait > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._arrived.wait()
         return self._drain(set())
 
     async def aclose(self) -> None:

@@ -170,7 +170,8 @@ class AdsServer:
                 )
             event = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), left)
+                async with asyncio.timeout(left):
+                    await event.wait()
 
     def rejections(self) -> list[dict[str, object]]:
         """Nodes whose latest rejected version is newer than what they acknowledged:
