@@ -39,6 +39,7 @@ from propylon.resources.meta import ObjectKey
 from propylon.runtime.collector import QuietCollector
 from propylon.runtime.pipeline import ConditionDiagnostics, Evaluation, evaluate
 from propylon.runtime.seams import LbIpamPools
+from propylon.runtime.trim import return_freed_memory
 from propylon.store import ChangeSet, Store
 from propylon.values import Values
 
@@ -130,7 +131,7 @@ class Agent:
         if opts.health_address:
             health = HealthServer(opts.health_address, ready=self.ready.is_set)
             log.info("health on http://%s/healthz", await health.start())
-        self._xds = AdsServer(metrics=self.metrics)
+        self._xds = AdsServer(metrics=self.metrics, after_large_push=return_freed_memory)
         socket = opts.xds_socket or opts.state_dir / "xds.sock"
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()

@@ -164,7 +164,7 @@ class Instance:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        xds = AdsServer(metrics=self.metrics)
+        xds = AdsServer(metrics=self.metrics, after_large_push=return_freed_memory)
         self._xds = xds
         try:
             xds_address = await xds.start(f"unix:{self.state.path / 'xds.sock'}")

@@ -25,7 +25,8 @@ def delta(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 async def plane(tmp_path: Path, delta: bool) -> AsyncIterator[Plane]:
     logging.getLogger("propylon").setLevel(logging.DEBUG)
-    xds = AdsServer()
+    large_pushes: list[None] = []
+    xds = AdsServer(after_large_push=lambda: large_pushes.append(None))
     address = await xds.start("127.0.0.1:0")
     envoy = EnvoySupervisor(
         binary=None,
@@ -37,7 +38,7 @@ async def plane(tmp_path: Path, delta: bool) -> AsyncIterator[Plane]:
     )
     await envoy.start()
     try:
-        yield Plane(xds, envoy)
+        yield Plane(xds, envoy, large_pushes)
     finally:
         await envoy.stop()
         await xds.stop()

@@ -12,7 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +40,8 @@ class Plane:
 
     xds: AdsServer
     envoy: EnvoySupervisor
+    # One entry per `after_large_push` call of `xds`.
+    large_pushes: list[None] = field(default_factory=list)
 
 
 class _Handler(BaseHTTPRequestHandler):

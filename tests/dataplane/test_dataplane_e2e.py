@@ -713,7 +713,8 @@ async def test_first_push_of_many_clusters_and_hosts(
 ) -> None:
     """A first configuration big enough that its responses are encoded off the event
     loop (more than `ENCODE_ON_THREAD_OVER` clusters, endpoints and scopes): Envoy
-    takes it whole, the first and the last host answer."""
+    takes it whole, the first and the last host answer, and the runtime's hook (which
+    returns the responses' freed memory) ran after them."""
     from propylon.xds._server import ENCODE_ON_THREAD_OVER
 
     a = free_address()
@@ -735,3 +736,5 @@ async def test_first_push_of_many_clusters_and_hosts(
     for host in ("h0.test", f"h{n - 1}.test"):
         r = await get_ok(f"http://{a[0]}:{a[1]}/", headers={"host": host})
         assert r.json()["backend"] == "one"
+    # The clusters' response was written and its hook done before the next type's.
+    assert plane.large_pushes
