@@ -9,10 +9,12 @@ import sys
 
 from propylon.runtime.instance import Instance
 from propylon.runtime.options import DEFAULT_POOL, RunError, RunOptions
+from propylon.runtime.trim import share_malloc_arenas
 
 
 def run(options: RunOptions) -> int:
     """Serve until interrupted; returns the process exit code."""
+    share_malloc_arenas()  # before the loop's, grpc's and our threads start
     asyncio.run(Instance(options).serve())
     # Envoy is stopped and the state saved: exit without tearing the heap down object
     # by object (seconds at tens of thousands of routes, after SIGTERM asked us to go).
