@@ -160,12 +160,16 @@ class _SharedFragments:
         self._cache: dict[str, tuple[Any, str]] = {}
 
     def render(self, members: Iterable[tuple[str, Any]]) -> str:
+        return "".join(self.pieces(members))
+
+    def pieces(self, members: Iterable[tuple[str, Any]]) -> Iterator[str]:
+        """The object's text in pieces, a member's at a time (see `_Fragments.pieces`)."""
         cache = self._cache
         fresh: dict[str, tuple[Any, str]] = {}
-        parts: list[str] = []
         # One encoding per value object: routes that share one status (see
         # `gatewayapi/statusparts.py`) share its text too. The values outlive the call.
         encoded: dict[int, str] = {}
+        opening = "{\n"
         for i, (name, value) in enumerate(members):
             if i % _PAUSE_EVERY == _PAUSE_EVERY - 1:
                 time.sleep(0)  # the GIL to a waiting thread now (see `_PAUSE_EVERY`)
@@ -177,9 +181,10 @@ class _SharedFragments:
                     text = encoded[id(value)] = json.dumps(plain, sort_keys=True)
                 hit = (value, text)
             fresh[name] = hit
-            parts.append(f"{json.dumps(name)}: {hit[1]}")
+            yield f"{opening}{json.dumps(name)}: {hit[1]}"
+            opening = ",\n"
+        yield "{}" if opening == "{\n" else "\n}"
         self._cache = fresh
-        return "{\n" + ",\n".join(parts) + "\n}" if parts else "{}"
 
 
 def read_json(path: Path) -> Any:
@@ -255,9 +260,10 @@ class StateDir:
         return out
 
     def save_statuses(self, statuses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
-        members = self._status_text.render((key_to_str(k), statuses[k]) for k in sorted(statuses))
+        members = self._status_text.pieces((key_to_str(k), statuses[k]) for k in sorted(statuses))
         write_text_atomic(
-            self.status_file, f'{{"statuses": {members},\n"version": {FORMAT_VERSION}}}\n'
+            self.status_file,
+            chain(('{"statuses": ',), members, (f',\n"version": {FORMAT_VERSION}}}\n',)),
         )
 
     # -- pid ------------------------------------------------------------------------
