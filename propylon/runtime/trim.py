@@ -35,7 +35,8 @@ def share_malloc_arenas(arenas: int = 1) -> None:
     megabytes of freed chunks between live ones that no trim returns, and how many
     there were varied from run to run (RSS 150-158 MiB at 5000 routes). The threads
     that allocate much are Python threads, which take turns for the interpreter
-    anyway: sharing costs no waiting worth measuring. glibc fixes the limit when a
+    anyway (start-up and new-route latency at 5000 routes within the noise of
+    `bench/scale.py`). glibc fixes the limit when a
     second heap is first needed: call this before threads start."""
     if _MALLOPT is not None:
         _MALLOPT(_M_ARENA_MAX, arenas)
