@@ -48,6 +48,7 @@ from propylon.gatewayapi.rules import (
     tls_backends,
     unsupported_filters,
 )
+from propylon.gatewayapi.sharedkeys import KeyOrSet, add_key, remove_key
 from propylon.gatewayapi.statusparts import StatusParts
 from propylon.model import Cluster, Delta, Listener, Model, Secret, Stamp, WeightedBackend
 from propylon.persistent import PersistentMap
@@ -328,7 +329,7 @@ class Finisher:
         # cluster name -> the routes whose outcome has clusters of this name: one key, or
         # a set of two or more (a dict and a list per cluster name was 1.6 MiB at 5000
         # routes); their clusters are in `outcomes` (`_feed`)
-        self.cluster_feeds: dict[str, ObjectKey | set[ObjectKey]] = {}
+        self.cluster_feeds: dict[str, KeyOrSet] = {}
         # cluster name -> the route whose cluster won the merge (`_merge_cluster`)
         self.cluster_winners: dict[str, ObjectKey] = {}
         self.clusters: dict[str, Cluster] = {}
@@ -455,27 +456,10 @@ class Finisher:
 
     def _add_feed(self, name: str, key: ObjectKey) -> bool:
         """Note that route `key` feeds cluster `name`; whether it did not already."""
-        feeds = self.cluster_feeds.get(name)
-        if feeds is None:
-            self.cluster_feeds[name] = key
-        elif isinstance(feeds, set):
-            if key in feeds:
-                return False
-            feeds.add(key)
-        elif feeds == key:
-            return False
-        else:
-            self.cluster_feeds[name] = {feeds, key}
-        return True
+        return add_key(self.cluster_feeds, name, key)
 
     def _unfeed(self, name: str, key: ObjectKey) -> None:
-        feeds = self.cluster_feeds.get(name)
-        if isinstance(feeds, set):
-            feeds.discard(key)
-            if len(feeds) == 1:
-                self.cluster_feeds[name] = feeds.pop()
-        elif feeds == key:
-            del self.cluster_feeds[name]
+        remove_key(self.cluster_feeds, name, key)
 
     def _feed(self, name: str, key: ObjectKey) -> Iterator[Cluster]:
         """Route `key`'s clusters named `name`, in its order."""

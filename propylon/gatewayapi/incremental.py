@@ -39,6 +39,7 @@ from propylon.gatewayapi.build import (
 from propylon.gatewayapi.index import SERVICE_NAME_LABEL, Index, NsName
 from propylon.gatewayapi.inputs import BuildResult, Inputs
 from propylon.gatewayapi.routes import AnyRoute
+from propylon.gatewayapi.sharedkeys import KeyOrSet, add_key, remove_key
 from propylon.resources import (
     BackendObjectReference,
     EndpointSlice,
@@ -115,7 +116,7 @@ class Builder:
         self._stale: set[ObjectKey] = set()  # route keys to evaluate again
         # Service -> the routes that reference it: one key, or a set of two or more (a
         # one-element set is 216 bytes; a Service per route is the common case).
-        self._dependents: dict[NsName, ObjectKey | set[ObjectKey]] = {}
+        self._dependents: dict[NsName, KeyOrSet] = {}
         # The previous addresses the world's allocation is known to hold for.
         self._allocated_for: dict[ObjectKey, str] | None = None
         self.reused = 0  # routes reused by the last build (for tests and benchmarks)
@@ -227,23 +228,11 @@ class Builder:
         return finisher.result(tls_policies)
 
     def _depend(self, svc: NsName, key: ObjectKey) -> None:
-        keys = self._dependents.get(svc)
-        if keys is None:
-            self._dependents[svc] = key
-        elif isinstance(keys, set):
-            keys.add(key)
-        elif keys != key:
-            self._dependents[svc] = {keys, key}
+        add_key(self._dependents, svc, key)
 
     def _forget(self, key: ObjectKey, entry: _Memo) -> None:
         for svc in entry.services:
-            keys = self._dependents.get(svc)
-            if isinstance(keys, set):
-                keys.discard(key)
-                if len(keys) == 1:
-                    self._dependents[svc] = keys.pop()
-            elif keys == key:
-                del self._dependents[svc]
+            remove_key(self._dependents, svc, key)
 
     def _invalidate(self, svc: NsName | None) -> None:
         if svc is None:

@@ -428,8 +428,8 @@ class Instance:
             self._save_cost = loop.time() - began
 
     def _prepare_state(self) -> Callable[[], None] | None:
-        """What `_write_state` does, as a function for another thread (None: nothing
-        to write): the statuses (a persistent map, never changed) and the records'
+        """The state save as a function another thread may run (None: nothing to
+        write): the statuses (a persistent map, never changed) and the records'
         export taken now."""
         if self.evaluation is None or not self._unsaved:
             return None
@@ -449,17 +449,11 @@ class Instance:
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
-        self._write_state()
+        write = self._prepare_state()
+        if write is not None:
+            write()
         with contextlib.suppress(RuntimeError):
             self._saved_at = asyncio.get_running_loop().time()
-
-    def _write_state(self) -> None:
-        if self.evaluation is None or not self._unsaved:
-            return
-        self._unsaved = False
-        with self._save_lock:
-            self.state.save_statuses(self.statuses)
-            self.state.save_metadata(self.store.export_records())
 
     def _bind_probe_needed(self, evaluation: Evaluation) -> bool:
         """Probe the Gateways' addresses (not with hostNetwork: listeners bind the host's
@@ -536,11 +530,7 @@ class Instance:
         kind, namespace, name = query
 
         def wanted(key: ObjectKey) -> bool:
-            return (
-                (not kind or key.kind == kind)
-                and (namespace is None or key.namespace == namespace)
-                and (name is None or key.name == name)
-            )
+            return query.matches(key.kind, key.namespace, key.name)
 
         snapshot = self.evaluation.snapshot
         if kind and namespace is not None and name is not None:

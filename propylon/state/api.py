@@ -41,6 +41,13 @@ class ObjectQuery(NamedTuple):
     namespace: str | None = None
     name: str | None = None
 
+    def matches(self, kind: str, namespace: str, name: str) -> bool:
+        return (
+            (not self.kind or kind == self.kind)
+            and (self.namespace is None or namespace == self.namespace)
+            and (self.name is None or name == self.name)
+        )
+
 
 ObjectsProvider = Callable[[ObjectQuery], Iterable[Mapping[str, Any]]]
 DiagnosticsProvider = Callable[[], Iterable[Diagnostic]]
@@ -191,15 +198,13 @@ class ApiServer:
         namespace = query.get("namespace")
         name = query.get("name")
         items = []
-        for doc in self._objects(ObjectQuery(kind or None, namespace, name)):
+        asked = ObjectQuery(kind or None, namespace, name)
+        for doc in self._objects(asked):
             meta = doc.get("metadata") or {}
-            if kind and doc.get("kind") != kind:
-                continue
-            if namespace is not None and meta.get("namespace", "") != namespace:
-                continue
-            if name is not None and meta.get("name") != name:
-                continue
-            items.append(doc)
+            if asked.matches(
+                str(doc.get("kind")), str(meta.get("namespace", "")), str(meta.get("name"))
+            ):
+                items.append(doc)
         items.sort(key=_sort_key)
         return object_list(items)
 

@@ -8,31 +8,15 @@ import asyncio
 import itertools
 from pathlib import Path
 
+from runtime_manifests import GATEWAY, GATEWAY_CLASS
+
 from propylon.resources.meta import ObjectKey
 from propylon.runtime import Instance, RunOptions
 from propylon.sources.files import FileSource
 from propylon.store import Store
 from propylon.xds import AdsServer
 
-DOCS = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata:
-  name: cilium
-spec:
-  controllerName: io.cilium/gateway-controller
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: gw
-spec:
-  gatewayClassName: cilium
-  listeners:
-  - name: http
-    port: 8080
-    protocol: HTTP
-"""
+DOCS = GATEWAY_CLASS + "---\n" + GATEWAY
 
 ROUTE = """\
 apiVersion: gateway.networking.k8s.io/v1

@@ -10,25 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runtime_manifests import GATEWAY
 
 from propylon.resources.meta import ObjectKey
 from propylon.runtime import Instance, RunOptions
 from propylon.sources import files as files_module
 from propylon.state.api import ObjectQuery
 from propylon.store import Resource
-
-GATEWAY = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: gw
-spec:
-  gatewayClassName: cilium
-  listeners:
-  - name: http
-    port: 8080
-    protocol: HTTP
-"""
 
 
 async def test_files_are_read_off_the_event_loop(
