@@ -288,11 +288,10 @@ class Store:
         """`{"Kind/namespace/name": {generation, spec_hash, creationTimestamp, uid, source}}`
         for live objects and for records no source has claimed or dropped yet. Each
         value is the record object itself (a read-only mapping), the same object while
-        the record is unchanged, so writers can reuse its encoding."""
-        out: dict[ObjectKey, ObjectRecord] = dict(self._persisted)
-        out.update({key: _hashed(entry).record for key, entry in self._entries.items()})
-        self._unhashed.clear()
-        return {key_to_str(key): out[key] for key in sorted(out)}
+        the record is unchanged, so writers can reuse its encoding. What is still
+        unhashed is hashed in place first."""
+        self.hash_pending(len(self._unhashed))
+        return self.export_later()()
 
     def hash_pending(self, limit: int) -> int:
         """Hash up to `limit` objects stored without hashes (at start-up: all of them),
