@@ -87,8 +87,12 @@ async def test_operator_writes_x_listener_set_status(
         for cond in ls["status"]["conditions"]:
             assert cond["observedGeneration"] == ls["metadata"]["generation"]
 
-        route = await api.get(kinds.HTTP_ROUTE, "r", namespace)
-        assert route is not None
+        # Each object's status is its own write: the route's may land after the set's.
+        async def route_status() -> dict[str, Any] | None:
+            route = await api.get(kinds.HTTP_ROUTE, "r", namespace)
+            return route if route and (route.get("status") or {}).get("parents") else None
+
+        route = await eventually(route_status, what="the HTTPRoute's status")
         (parent,) = route["status"]["parents"]
         assert parent["parentRef"]["kind"] == "XListenerSet"
         assert parent["conditions"][0]["status"] == "True"
